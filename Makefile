@@ -1,0 +1,42 @@
+# syncd: `make demo` shows it working, `make test` proves it. Both create .venv when missing.
+SHELL := /bin/bash
+# The first Python 3.11+ on PATH, unless PYTHON is given.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: install lint typecheck test demo bench simulate clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "syncd needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+		echo "creating the virtualenv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check syncd tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/syncd demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+simulate: $(STAMP)
+	$(BIN)/syncd simulate
+
+clean:
+	rm -rf $(VENV) .syncd .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,62 @@
+"""The composition root: the aiohttp Application with every resource in a cleanup context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from syncd.jobs.runner import JobRunner
+from syncd.jobs.scheduler import Scheduler
+from syncd.logs import Redactor
+from syncd.runtime import build_jobs, open_database, open_http
+from syncd.settings import Settings
+from syncd.web import health, keys
+from syncd.web.metrics import Metrics
+from syncd.web.middleware import request_context
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    async with open_database(app[keys.SETTINGS]) as db:
+        app[keys.DB] = db
+        yield
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    async with open_http() as session:
+        app[keys.HTTP] = session
+        yield
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
+    scheduler = Scheduler(runner, build_jobs(settings, app[keys.DB], app[keys.HTTP]),
+                          settings.jobs)
+    app[keys.RUNNER] = runner
+    app[keys.SCHEDULER] = scheduler
+    scheduler.start()
+    yield
+    await scheduler.stop(settings.server.shutdown_timeout)
+
+
+async def _begin_stop(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for in-flight requests: stop new job runs now so
+    # both drains share one deadline.
+    if keys.SCHEDULER in app:
+        app[keys.SCHEDULER].begin_stop()
+
+
+def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Application:
+    """Build syncd's Application; resources open when a runner starts it."""
+    app = web.Application(middlewares=[request_context],
+                          client_max_size=settings.server.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_http)
+    app.cleanup_ctx.append(_jobs)
+    app.on_shutdown.append(_begin_stop)
+    app.add_routes(health.routes)
+    return app

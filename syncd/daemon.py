@@ -1,0 +1,100 @@
+"""`syncd run`: the long-running daemon, its systemd handshake and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+
+import structlog
+from aiohttp import web
+
+from syncd.app import create_app
+from syncd.db.pool import Database
+from syncd.errors import DatabaseUnavailable
+from syncd.logs import Redactor
+from syncd.sdnotify import Notifier
+from syncd.settings import Settings, SystemdEnv
+from syncd.web import keys
+
+log = structlog.get_logger(__name__)
+
+
+async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
+    """Ping WATCHDOG=1 every `interval` seconds while the event loop and database respond.
+
+    A wedged event loop cannot run this loop at all, so systemd's timer fires. A database probe
+    that *hangs* (pool exhausted, server frozen) also withholds the ping. A database that fast-fails
+    (stopped, refusing connections) does not: syncd itself is healthy, readiness says the rest, and a
+    restart would not help.
+    """
+    loop = asyncio.get_running_loop()
+    wedged = False
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        lag = loop.time() - before - interval
+        healthy = lag < interval
+        reason = f"event loop stalled {lag:.1f}s" if not healthy else ""
+        if healthy:
+            try:
+                await db.ping(timeout=interval)
+            except DatabaseUnavailable as err:
+                if isinstance(err.__cause__, TimeoutError):
+                    healthy, reason = False, "database probe timed out"
+        if healthy:
+            notifier.watchdog()
+        if healthy == wedged:  # log transitions only
+            wedged = not healthy
+            if wedged:
+                log.error("watchdog.withheld", reason=reason)
+            else:
+                log.info("watchdog.resumed")
+
+
+async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> int:
+    """Serve until SIGTERM/SIGINT, then drain within server.shutdown_timeout; return the exit code."""
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier(systemd.notify_socket)
+    app = create_app(settings, redactor)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.server.shutdown_timeout)
+    watchdog_task: asyncio.Task[None] | None = None
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port,
+                           reuse_address=True)
+        await site.start()
+        port = _bound_port(site) or settings.server.port
+        seconds = round(time.monotonic() - started, 3)
+        log.info("syncd.ready", host=settings.server.host, port=port, seconds=seconds)
+        notifier.ready(f"serving on {settings.server.host}:{port}")
+        interval = systemd.watchdog_interval(os.getpid())
+        if interval:
+            watchdog_task = asyncio.create_task(watchdog(notifier, app[keys.DB], interval))
+        await stop.wait()
+        log.info("syncd.stopping", deadline=settings.server.shutdown_timeout)
+        notifier.stopping()
+    finally:
+        if watchdog_task is not None:
+            watchdog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog_task
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        notifier.close()
+    log.info("syncd.stopped")
+    return 0
+
+
+def _bound_port(site: web.TCPSite) -> int | None:
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else None

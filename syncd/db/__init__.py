@@ -1,0 +1,1 @@
+"""PostgreSQL access: the pool, embedded server, migrations and named queries."""

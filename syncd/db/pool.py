@@ -1,0 +1,113 @@
+"""The asyncpg pool behind one small class; driver errors become syncd's own here, once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from syncd.db import queries
+from syncd.errors import DatabaseError, DatabaseUnavailable
+
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# Exceptions meaning "the database cannot be reached right now" rather than "the query is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,  # pool closing, connection lost mid-use
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+# All advisory locks taken by syncd use this first key, so they never collide with other software.
+ADVISORY_NAMESPACE = 0x5C0D
+
+
+@contextlib.contextmanager
+def translate() -> Iterator[None]:
+    """Re-raise asyncpg and socket errors as DatabaseUnavailable / DatabaseError."""
+    try:
+        yield
+    except _UNAVAILABLE as err:
+        raise DatabaseUnavailable(f"database unavailable: {type(err).__name__}: {err}") from err
+    except asyncpg.PostgresError as err:
+        raise DatabaseError(f"{type(err).__name__}: {err}") from err
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
+class Database:
+    """A pool plus named-query helpers. Every database call in syncd goes through this class."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10,
+                      connect_timeout: float = 5.0, command_timeout: float = 60.0) -> Database:
+        """Open a pool to `dsn`."""
+        with translate():
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout,
+                command_timeout=command_timeout, init=_init_connection,
+                server_settings={"application_name": "syncd"},
+            )
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        """Close the pool, waiting for connections in use (bounded by asyncpg's own timeout)."""
+        with translate():
+            await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection, errors translated."""
+        with translate():
+            async with self.pool.acquire(timeout=timeout) as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction."""
+        with translate():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    async def execute(self, name: str, *args: Any) -> str:
+        """Run the named query; return its status tag."""
+        with translate():
+            return str(await self.pool.execute(queries.get(name), *args))
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        """Run the named query; return all rows."""
+        with translate():
+            return list(await self.pool.fetch(queries.get(name), *args))
+
+    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        """Run the named query; return the first row or None."""
+        with translate():
+            return await self.pool.fetchrow(queries.get(name), *args)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        """Run the named query; return the first column of the first row."""
+        with translate():
+            return await self.pool.fetchval(queries.get(name), *args)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raise DatabaseUnavailable unless a trivial query answers within `timeout`."""
+        with translate():
+            async with self.pool.acquire(timeout=timeout) as conn:
+                await conn.fetchval("SELECT 1", timeout=timeout)

@@ -1,0 +1,1 @@
+"""Scheduled jobs: the job abstraction, the locked runner and the scheduler."""

@@ -1,0 +1,116 @@
+"""Runs one job under its PostgreSQL advisory lock, recording `ops.sync_runs` and health.
+
+The same code path serves the scheduler and `syncd sync JOB --once`. With N replicas on one
+database, each tick runs a job once: whoever takes the lock runs it, the others skip and say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import structlog
+
+from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
+from syncd.errors import DatabaseUnavailable, SyncdError
+from syncd.jobs.base import Job, ProgressCallback, RunContext
+from syncd.web.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Outcome(enum.StrEnum):
+    """How a run ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # another runner holds the job's lock
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """The result of one attempt to run a job."""
+
+    job: str
+    outcome: Outcome
+    items: int = 0
+    requests: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class JobRunner:
+    """Runs jobs with locking, run records, transition logging and metrics."""
+
+    def __init__(self, db: Database, metrics: Metrics | None = None,
+                 scrub: Callable[[str], str] = lambda s: s) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.scrub = scrub
+
+    async def run(self, job: Job, on_progress: ProgressCallback | None = None) -> RunResult:
+        """Run `job` once if its lock is free; never raises for the job's own failures."""
+        bound = log.bind(job=job.name)
+        started = time.monotonic()
+        async with self.db.connection() as lock_conn:
+            with translate():
+                got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                               ADVISORY_NAMESPACE, job.name)
+            if not got:
+                bound.info("job.skipped", reason="another runner holds the job's lock")
+                self._count(job.name, Outcome.SKIPPED, 0.0)
+                return RunResult(job.name, Outcome.SKIPPED)
+            try:
+                return await self._run_locked(job, bound, started, on_progress)
+            finally:
+                with translate():
+                    await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
+                                            ADVISORY_NAMESPACE, job.name)
+
+    async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,
+                          started: float, on_progress: ProgressCallback | None) -> RunResult:
+        await self.db.execute("sync_runs_abandon", job.name)
+        run_id = await self.db.fetchval("sync_run_start", job.name, RUNNER_ID)
+        ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
+        error: str | None = None
+        with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id):
+            try:
+                await job.run(ctx)
+            except DatabaseUnavailable:
+                raise  # the run cannot even be recorded; the caller's health logic handles it
+            except SyncdError as err:
+                error = self.scrub(str(err))
+            except Exception as err:  # a bug: keep the daemon alive, record it, show the trace
+                error = self.scrub(f"internal error: {type(err).__name__}: {err}")
+                bound.exception("job.crashed")
+        outcome = Outcome.FAILED if error else Outcome.OK
+        seconds = time.monotonic() - started
+        await self.db.execute("sync_run_finish", run_id, outcome.value, ctx.items, ctx.requests,
+                              error)
+        previous = await self.db.fetchval("sync_run_previous_status", job.name, run_id)
+        self._log_transition(bound, previous, outcome, error)
+        bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
+                   seconds=round(seconds, 3))
+        self._count(job.name, outcome, seconds)
+        return RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds)
+
+    @staticmethod
+    def _log_transition(bound: structlog.typing.FilteringBoundLogger, previous: str | None,
+                        outcome: Outcome, error: str | None) -> None:
+        # Log transitions, not every failure: once on healthy → failing, once on recovery.
+        if outcome is Outcome.FAILED and previous != Outcome.FAILED.value:
+            bound.warning("job.failing", error=error)
+        elif outcome is Outcome.OK and previous == Outcome.FAILED.value:
+            bound.info("job.recovered")
+
+    def _count(self, job: str, outcome: Outcome, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.job_runs.labels(job=job, status=outcome.value).inc()
+            if outcome is not Outcome.SKIPPED:
+                self.metrics.job_seconds.labels(job=job).observe(seconds)

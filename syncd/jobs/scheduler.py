@@ -1,0 +1,111 @@
+"""APScheduler 3.11 wiring: one interval trigger per job, jittered, coalesced, never overlapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from syncd.errors import DatabaseUnavailable
+from syncd.jobs.base import Job
+from syncd.jobs.runner import JobRunner
+from syncd.settings import JobSettings
+
+log = structlog.get_logger(__name__)
+
+
+def schedule_of(jobs: Iterable[Job], config: Mapping[str, JobSettings]) -> dict[str, float | None]:
+    """Job name → configured interval (else the job's default), or None when disabled."""
+    result: dict[str, float | None] = {}
+    for job in jobs:
+        conf = config.get(job.name) or JobSettings()
+        result[job.name] = (conf.interval_seconds or job.default_interval) if conf.enabled else None
+    return result
+
+
+class Scheduler:
+    """Runs each job on its interval; on stop, lets running jobs finish within a deadline."""
+
+    def __init__(self, runner: JobRunner, jobs: Mapping[str, Job],
+                 config: Mapping[str, JobSettings]) -> None:
+        self.runner = runner
+        self.jobs = dict(jobs)
+        self.config = config
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._db_down = False
+        self._stop_began: float | None = None
+        self._scheduler = AsyncIOScheduler(job_defaults={
+            "coalesce": True,  # after a pause, run once, not once per missed tick
+            "max_instances": 1,
+            "misfire_grace_time": None,
+        })
+
+    @property
+    def schedule(self) -> dict[str, float | None]:
+        """Job name → interval in seconds, or None for a disabled job."""
+        return schedule_of(self.jobs.values(), self.config)
+
+    def start(self) -> None:
+        """Add every enabled job and start ticking."""
+        for job in self.jobs.values():
+            conf = self.config.get(job.name) or JobSettings()
+            interval = self.schedule[job.name]
+            if interval is None:
+                log.info("job.disabled", job=job.name)
+                continue
+            self._scheduler.add_job(self._tick, IntervalTrigger(
+                seconds=interval, jitter=conf.jitter_seconds or None),
+                args=[job], id=job.name, name=job.name)
+        self._scheduler.start()
+
+    async def _tick(self, job: Job) -> None:
+        # APScheduler cancels the coroutines it runs when it shuts down, so the run is a task of
+        # our own: stop() can then let it finish within the deadline.
+        if job.name in self._running:
+            log.info("job.still_running", job=job.name)  # never overlap itself
+            return
+        task = asyncio.create_task(self._run(job), name=f"job:{job.name}")
+        self._running[job.name] = task
+        task.add_done_callback(lambda _: self._running.pop(job.name, None))
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self.runner.run(job)
+            if self._db_down:
+                self._db_down = False
+                log.info("scheduler.database_recovered")
+        except DatabaseUnavailable as err:
+            if not self._db_down:  # log the transition once, not every tick
+                self._db_down = True
+                log.warning("scheduler.database_unavailable", job=job.name, error=str(err))
+
+    def begin_stop(self) -> None:
+        """Stop starting new runs; the drain deadline counts from the first call."""
+        if self._stop_began is not None:
+            return
+        self._stop_began = time.monotonic()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    async def stop(self, deadline: float) -> None:
+        """Stop scheduling; wait until `deadline` seconds after stopping began, then cancel."""
+        self.begin_stop()
+        assert self._stop_began is not None
+        running = set(self._running.values())
+        if not running:
+            return
+        remaining = max(deadline - (time.monotonic() - self._stop_began), 0.0)
+        log.info("scheduler.draining", jobs=len(running), seconds_left=round(remaining, 1))
+        _, late = await asyncio.wait(running, timeout=max(remaining, 0.001))
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if late:
+            log.warning("scheduler.cancelled_late_jobs", jobs=len(late))

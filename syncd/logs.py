@@ -1,0 +1,89 @@
+"""structlog configuration: JSON lines in production, console on a terminal, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    """A structlog processor that replaces every configured secret, wherever it appears, by REDACTED."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: list[str] = []
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """Add secrets to redact (e.g. a generated webhook secret, a fetched token)."""
+        # Longest first, so a secret containing another is replaced whole. Very short values
+        # would shred ordinary words and are refused by settings anyway.
+        merged = {*self.secrets, *(s for s in secrets if len(s) >= 4)}
+        self.secrets = sorted(merged, key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        """Return `value` with secrets replaced, recursing into containers."""
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub(v) for v in value)
+        if isinstance(value, BaseException):
+            return self.scrub(f"{type(value).__name__}: {value}")
+        return value
+
+    def __call__(self, _logger: Any, _method: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if not self.secrets:
+            return event_dict
+        return {k: self.scrub(v) for k, v in event_dict.items()}
+
+
+def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto",
+              redactor: Redactor | None = None, stream: Any = None) -> Redactor:
+    """Configure structlog once for the process; return the redactor so secrets can be added."""
+    redactor = redactor or Redactor()
+    stream = stream or sys.stdout
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail: list[Any]
+    if console:
+        tail = [structlog.processors.format_exc_info, redactor,
+                structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+    else:
+        tail = [structlog.processors.dict_tracebacks, redactor,
+                structlog.processors.JSONRenderer()]
+    # Libraries that log through the standard library (aiohttp, asyncpg, APScheduler) get the same
+    # renderer and the same redaction.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.getLevelNamesMapping()[level.upper()], logging.INFO))
+    # Chatty at INFO (every pg_ctl command, every job added): keep their warnings and errors.
+    for name in ("aiohttp.access", "pgserver", "apscheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    return redactor

@@ -1,0 +1,74 @@
+"""Resources shared by the daemon and the one-shot CLI commands, as async context managers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+
+import syncd
+from syncd.db.embedded import embedded_postgres
+from syncd.db.migrate import migrate
+from syncd.db.pool import Database
+from syncd.errors import DatabaseUnavailable
+from syncd.jobs.base import Job
+from syncd.jobs.housekeeping import HousekeepingJob
+from syncd.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+STARTUP_DB_WAIT = 30.0  # seconds to keep trying a database that is not up yet at start
+
+
+async def _connect(dsn: str, settings: Settings) -> Database:
+    conf = settings.database
+    delay, waited = 0.25, 0.0
+    while True:
+        try:
+            return await Database.connect(
+                dsn, min_size=conf.pool_min_size, max_size=conf.pool_max_size,
+                connect_timeout=conf.connect_timeout, command_timeout=conf.command_timeout)
+        except DatabaseUnavailable as err:
+            if waited >= STARTUP_DB_WAIT:
+                raise DatabaseUnavailable(f"gave up after {waited:.0f}s: {err}") from err
+            if waited == 0:
+                log.warning("db.waiting", error=str(err))
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings, *, apply_migrations: bool = True
+                        ) -> AsyncIterator[Database]:
+    """Connect to database.url (or start the embedded server), migrate, and yield the Database."""
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.database.url is not None:
+            dsn = settings.database.url.get_secret_value()
+        else:
+            dsn = await stack.enter_async_context(embedded_postgres(settings.data_dir))
+        db = await _connect(dsn, settings)
+        stack.push_async_callback(db.close)
+        if apply_migrations:
+            await migrate(db)
+        yield db
+
+
+@contextlib.asynccontextmanager
+async def open_http() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session for every vendor, with bounded timeouts and connection pool."""
+    timeout = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, raise_for_status=False,
+            headers={"User-Agent": f"syncd/{syncd.__version__}"}) as session:
+        yield session
+
+
+def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession) -> dict[str, Job]:
+    """Every job this configuration enables, by name."""
+    jobs: list[Job] = [HousekeepingJob()]
+    return {job.name: job for job in jobs}

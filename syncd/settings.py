@@ -1,0 +1,347 @@
+"""Configuration: a TOML file, `SYNCD_<SECTION>__<KEY>` environment overrides, `<key>_file` secrets.
+
+This is the only module that reads the environment. Everything else is handed a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from syncd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
+CODELOCKS_PLANS = (
+    "Business 1", "Business 2", "Pro 1", "Pro 2", "Pro 3", "Enterprise 1", "Enterprise 2",
+)
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _read_secret_file(key: str, raw: Any) -> str:
+    """Read a secret from a file; a relative path is taken from $CREDENTIALS_DIRECTORY (systemd)."""
+    path = Path(str(raw))
+    if not path.is_absolute():
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds:
+            path = Path(creds) / path
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as err:
+        raise ValueError(f"{key}_file: cannot read {path} ({err.strerror})") from None
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, and any secret `x` may be given as `x_file`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in [k for k in data if isinstance(k, str) and k.endswith("_file")]:
+            name = key[: -len("_file")]
+            field = cls.model_fields.get(name)
+            if field is None or "SecretStr" not in repr(field.annotation):
+                continue
+            raw = data.pop(key)
+            if data.get(name):
+                raise ValueError(f"give either {name} or {name}_file, not both")
+            data[name] = _read_secret_file(name, raw)
+        return data
+
+
+class DatabaseSettings(Section):
+    """`[database]`: where PostgreSQL is; empty url means embedded PostgreSQL under data_dir."""
+
+    url: SecretStr | None = None
+    pool_min_size: int = Field(default=1, ge=0, le=100)
+    pool_max_size: int = Field(default=10, ge=1, le=500)
+    connect_timeout: PositiveFloat = 5.0
+    command_timeout: PositiveFloat = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// DSN, or empty for embedded PostgreSQL")
+        return value
+
+
+class ServerSettings(Section):
+    """`[server]`: the HTTP listener and the public URL vendors push to."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: AnyHttpUrl | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    shutdown_timeout: PositiveFloat = 10.0
+
+
+class LoggingSettings(Section):
+    """`[logging]`: level and format (auto: console on a terminal, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class JobSettings(Section):
+    """`[jobs.<name>]`: schedule of one pull job."""
+
+    enabled: bool = True
+    interval_seconds: PositiveFloat | None = None  # None: the job's own default
+    jitter_seconds: float = Field(default=5.0, ge=0)
+
+
+class NeoLockSettings(Section):
+    """`[neolock]`: the NeoLock reseller API."""
+
+    base_url: AnyHttpUrl
+    login: str = Field(min_length=1)
+    password: SecretStr
+    webhook_secret: SecretStr | None = None
+    rate_limit: PositiveFloat = 90.0
+    subscription_check_seconds: PositiveFloat = 3600.0
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 22:
+            raise ValueError("must be at least 22 characters (128 bits); leave it out to generate one")
+        return value
+
+
+class KnoxGuardSettings(Section):
+    """`[knoxguard]`: the Samsung Knox Guard tenant API."""
+
+    base_url: AnyHttpUrl
+    api_token: SecretStr
+    rate_limit: PositiveFloat = 90.0
+
+
+class CodelocksSettings(Section):
+    """`[codelocks]`: Codelocks Connect (K3Connect locks, NetCodes)."""
+
+    base_url: AnyHttpUrl
+    api_key: SecretStr
+    access_keys: list[SecretStr] = Field(min_length=1)
+    plan: Literal[
+        "Business 1", "Business 2", "Pro 1", "Pro 2", "Pro 3", "Enterprise 1", "Enterprise 2"
+    ] = "Business 1"
+
+    @field_validator("access_keys", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class BioTimeSettings(Section):
+    """`[biotime]`: a self-hosted ZKTeco BioTime server."""
+
+    base_url: AnyHttpUrl
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timezone: str = "UTC"
+    online_window_seconds: PositiveFloat = 600.0
+    concurrency: int = Field(default=4, ge=1, le=32)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    paging: Literal["page_size", "limit"] = "page_size"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name like "
+                             "'Asia/Tashkent'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BioTimeSettings:
+        if self.token is None and not (self.username and self.password):
+            raise ValueError("needs username and password (JWT login) or token (static Token auth)")
+        return self
+
+
+class AlertHook(Section):
+    """One outbound alert hook, signed as a Standard Webhook."""
+
+    url: AnyHttpUrl
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
+        return value
+
+
+class AlertSettings(Section):
+    """`[alerts]`: where drift alerts go."""
+
+    hooks: list[AlertHook] = Field(default_factory=list)
+
+
+def _default_data_dir() -> Path:
+    # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise a directory under the cwd.
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state.split(":")[0]) if state else Path(".syncd")
+
+
+class Settings(BaseSettings):
+    """All of syncd's configuration. A vendor whose section is absent is disabled."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database: DatabaseSettings = DatabaseSettings()
+    server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    jobs: dict[str, JobSettings] = Field(default_factory=dict)
+    neolock: NeoLockSettings | None = None
+    knoxguard: KnoxGuardSettings | None = None
+    codelocks: CodelocksSettings | None = None
+    biotime: BioTimeSettings | None = None
+    alerts: AlertSettings = AlertSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs (see load()); environment wins over it.
+        return (env_settings, init_settings)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                if secret:
+                    found.append(secret)
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(self)
+        return found
+
+
+def config_path(explicit: str | Path | None, environ: dict[str, str] | None = None) -> Path | None:
+    """Which TOML file to read: --config, else $SYNCD_CONFIG, else /etc/syncd/syncd.toml if present."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("SYNCD_CONFIG"):
+        return Path(env["SYNCD_CONFIG"])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def _problem_line(err: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in err["loc"] if part != "function-after[_credentials()]")
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against syncd.toml.example)"
+    elif err["type"] == "missing":
+        msg = "missing: this key is required when its section is present"
+    elif err["type"] == "url_parsing" or err["type"] == "url_scheme":
+        msg = f"{msg}; expected an http(s) URL such as https://host/path"
+    if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
+        shown = err["input"]
+        if not any(word in loc for word in ("password", "secret", "token", "key", "url")) and \
+                isinstance(shown, str | int | float | bool) and repr(shown) not in msg:
+            msg = f"{msg} (got {shown!r})"
+    return f"{loc or 'config'}: {msg}"
+
+
+def load(path: str | Path | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError with one line per problem."""
+    source = config_path(path)
+    data: dict[str, Any] = {}
+    if source is not None:
+        try:
+            with source.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"config: file {source} does not exist"]) from None
+        except OSError as err:
+            raise ConfigError([f"config: cannot read {source} ({err.strerror})"]) from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError([f"config: {source} is not valid TOML ({err})"]) from None
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        lines = [_problem_line(dict(e)) for e in err.errors(include_url=False)]
+        raise ConfigError(sorted(set(lines), key=lines.index)) from None
+
+
+class SystemdEnv(BaseModel):
+    """What systemd tells a service through its environment."""
+
+    notify_socket: str | None = None
+    watchdog_usec: int | None = None
+    watchdog_pid: int | None = None
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> SystemdEnv:
+        """Read NOTIFY_SOCKET / WATCHDOG_USEC / WATCHDOG_PID."""
+        env = os.environ if environ is None else environ
+        usec = env.get("WATCHDOG_USEC", "")
+        pid = env.get("WATCHDOG_PID", "")
+        return cls(notify_socket=env.get("NOTIFY_SOCKET") or None,
+                   watchdog_usec=int(usec) if usec.isdigit() else None,
+                   watchdog_pid=int(pid) if pid.isdigit() else None)
+
+    def watchdog_interval(self, pid: int) -> float | None:
+        """Seconds between WATCHDOG=1 pings (half the timeout), or None when not asked for."""
+        if not self.watchdog_usec or (self.watchdog_pid and self.watchdog_pid != pid):
+            return None
+        return self.watchdog_usec / 2_000_000

@@ -1,0 +1,1 @@
+"""In-process fakes of the vendors syncd talks to (never imported by syncd's clients)."""

@@ -1,0 +1,22 @@
+"""What `syncd status` and `GET /api/v1/status` report: jobs and their last runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from syncd.db.pool import Database
+
+
+async def collect_status(db: Database, schedule: Mapping[str, float | None]) -> dict[str, Any]:
+    """Every known job with its interval and latest run, plus runs of jobs no longer scheduled."""
+    latest = {row["job"]: dict(row) for row in await db.fetch("sync_runs_latest")}
+    jobs: list[dict[str, Any]] = []
+    for name, interval in sorted(schedule.items()):
+        run = latest.pop(name, None)
+        jobs.append({"job": name, "enabled": interval is not None, "interval_seconds": interval,
+                     "last_run": run})
+    jobs.extend({"job": name, "enabled": False, "interval_seconds": None, "last_run": run}
+                for name, run in sorted(latest.items()))
+    failing = [j["job"] for j in jobs if j["last_run"] and j["last_run"]["status"] == "failed"]
+    return {"jobs": jobs, "failing_jobs": failing}

@@ -1,0 +1,79 @@
+"""Liveness, readiness, metrics, status and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import syncd
+from syncd.db.migrate import discover
+from syncd.errors import DatabaseError
+from syncd.status import collect_status
+from syncd.web import keys, openapi
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+@openapi.documented("Liveness: the process answers HTTP", {200: "alive"}, tags=["operations"])
+async def healthz(request: web.Request) -> web.Response:
+    """Answer 200 while the process and its event loop are alive."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+@openapi.documented("Readiness: database reachable and migrations current",
+                    {200: "ready", 503: "not ready; body says which check failed"},
+                    tags=["operations"])
+async def readyz(request: web.Request) -> web.Response:
+    """Answer 200 when the database answers and every migration is applied, else 503."""
+    db = request.app[keys.DB]
+    metrics = request.app[keys.METRICS]
+    checks: dict[str, str] = {}
+    try:
+        await db.ping(timeout=2.0)
+        checks["database"] = "ok"
+        applied = await db.fetchval("migrations_applied_count")
+        expected = len(discover())
+        checks["migrations"] = "ok" if applied == expected else \
+            f"{expected - int(applied)} pending"
+    except DatabaseError as err:
+        checks.setdefault("database", f"unavailable: {type(err).__name__}")
+        checks.setdefault("migrations", "unknown")
+    ready = all(value == "ok" for value in checks.values())
+    metrics.db_up.set(1 if checks["database"] == "ok" else 0)
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"])
+async def metrics(request: web.Request) -> web.Response:
+    """Serve the process's Prometheus metrics."""
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@routes.get("/api/v1/status")
+@openapi.documented("JSON status: jobs, their last runs, health", {200: "status"},
+                    tags=["operations"])
+async def status(request: web.Request) -> web.Response:
+    """Serve jobs, last runs and health as JSON."""
+    app = request.app
+    body: dict[str, Any] = {"version": syncd.__version__}
+    body.update(await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule))
+    return web.json_response(body, dumps=_dumps)
+
+
+@routes.get("/openapi.json")
+@openapi.documented("This OpenAPI 3.1 document", {200: "OpenAPI document"}, tags=["operations"])
+async def openapi_json(request: web.Request) -> web.Response:
+    """Serve the OpenAPI document of every route."""
+    return web.json_response(openapi.build(request.app))
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

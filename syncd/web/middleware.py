@@ -1,0 +1,60 @@
+"""Request id, JSON errors, and per-route metrics for every request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from syncd.errors import DatabaseUnavailable
+from syncd.web import keys
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def error_response(status: int, message: str, request_id: str | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error body: {"error": message, "status": status, "request_id": …}."""
+    body: dict[str, object] = {"error": message, "status": status}
+    if request_id:
+        body["request_id"] = request_id
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id into the log context, answer errors as JSON, count the request."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(exc.status, exc.reason if exc.text is None or
+                                      exc.text.startswith(f"{exc.status}:") else exc.text,
+                                      request_id, headers={k: v for k, v in exc.headers.items()
+                                                           if k.lower() in ("retry-after", "allow")})
+        except DatabaseUnavailable:
+            log.warning("http.database_unavailable", path=request.path)
+            response = error_response(503, "database unavailable; retry later", request_id,
+                                      headers={"Retry-After": "5"})
+        except Exception:
+            log.exception("http.unhandled", path=request.path, method=request.method)
+            response = error_response(500, "internal error", request_id)
+        response.headers["X-Request-ID"] = request_id
+    metrics = request.app[keys.METRICS]
+    metrics.http_requests.labels(route=route, method=request.method,
+                                 status=str(response.status)).inc()
+    metrics.http_seconds.labels(route=route).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real PostgreSQL with a migrated template database cloned per test.
+
+`SYNCD_TEST_DATABASE_URL` (a superuser DSN) points the suite at an existing server; otherwise an
+embedded PostgreSQL (pgserver) is started for the session under a temp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from syncd.db.migrate import migrate
+from syncd.db.pool import Database
+from syncd.settings import Settings
+
+TEMPLATE = f"syncd_tpl_{os.getpid()}"
+
+
+def dsn_for(admin_dsn: str, dbname: str) -> str:
+    """The same server's DSN for another database."""
+    parts = urlsplit(admin_dsn)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """A superuser DSN to a real PostgreSQL server for the whole session."""
+    url = os.environ.get("SYNCD_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    # Short path: the server's unix socket lives in the data dir and socket paths are limited.
+    with tempfile.TemporaryDirectory(prefix="syncd-pg-") as tmp:
+        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")  # type: ignore[attr-defined]
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> Iterator[str]:
+    """Name of a database with every migration applied, used as the template for each test."""
+
+    async def build() -> None:
+        await _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        await _admin(pg_admin_dsn, f'CREATE DATABASE "{TEMPLATE}"')
+        db = await Database.connect(dsn_for(pg_admin_dsn, TEMPLATE), min_size=1, max_size=2)
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+
+    asyncio.run(build())
+    yield TEMPLATE
+    asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def empty_db_dsn(pg_admin_dsn: str) -> AsyncIterator[str]:
+    """DSN of a brand-new empty database, dropped after the test."""
+    name = f"syncd_empty_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_admin_dsn, f'CREATE DATABASE "{name}"')
+    yield dsn_for(pg_admin_dsn, name)
+    await _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db_dsn(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """DSN of a fresh, fully migrated database cloned from the template, dropped after the test."""
+    name = f"syncd_t_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield dsn_for(pg_admin_dsn, name)
+    await _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db(db_dsn: str) -> AsyncIterator[Database]:
+    """A connected Database on a fresh migrated database."""
+    database = await Database.connect(db_dsn, min_size=1, max_size=5)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def make_settings(db_dsn: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Build Settings for the test database; keyword sections override the defaults."""
+
+    def build(**sections: Any) -> Settings:
+        data: dict[str, Any] = {
+            "data_dir": str(tmp_path / "data"),
+            "database": {"url": db_dsn},
+            "server": {"host": "127.0.0.1", "port": 0, "shutdown_timeout": 5},
+            "jobs": {"housekeeping": {"enabled": False}},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return Settings(**data)
+
+    return build
