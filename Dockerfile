@@ -1,0 +1,81 @@
+# syntax=docker/dockerfile:1
+#
+# syncd container image.
+#
+#   docker build -t syncd .
+#   docker run -d --name syncd -p 8080:8080 -v syncd-data:/var/lib/syncd \
+#       --stop-timeout 20 -v /etc/syncd:/etc/syncd:ro syncd
+#
+# linux/amd64 only: pgserver (the embedded PostgreSQL) publishes x86_64 wheels only, so on
+# an arm64 host build with `--platform linux/amd64`. Give `docker stop` / compose's
+# stop_grace_period at least 20 s: syncd drains for up to 10 s and then stops its
+# embedded postgres; Docker's default of 10 s would SIGKILL it mid-shutdown.
+#
+# Checked by tests/test_deploy_files.py.
+
+# ---- builder: a venv at /opt/syncd with syncd and its pinned dependencies ----------------
+FROM python:3.11-slim-bookworm AS builder
+
+# No compilers: every pinned runtime dependency ships a manylinux x86_64 wheel, and syncd
+# itself is pure Python.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/syncd
+
+WORKDIR /src
+# syncd/sql is a symlink to ../sql: both directories are copied side by side so it resolves
+# and the wheel ships syncd/sql/**/*.sql. README.md is the project's readme in pyproject.toml.
+COPY pyproject.toml constraints.txt README.md ./
+COPY sql/ sql/
+COPY syncd/ syncd/
+# constraints.txt pins every runtime and dev dependency; only the runtime ones are installed.
+RUN /opt/syncd/bin/pip install --no-cache-dir -c constraints.txt . \
+    && /opt/syncd/bin/python -c "import importlib.resources as r; assert any(r.files('syncd').joinpath('sql', 'migrations').iterdir())"
+
+# ---- final: the same Python minor, the venv, tini, an unprivileged user -------------------
+FROM python:3.11-slim-bookworm
+
+# tini runs as PID 1: pg_ctl starts the postmaster detached, so when it exits it is reparented
+# to PID 1, which must reap it. tini forwards SIGTERM to syncd only (no -g): syncd drains
+# while its database is still up and then stops postgres itself.
+# DL3008: tini comes from the base image's own Debian release, pinning its exact revision
+# would only break the build on the next security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
+# A fixed uid (10001) with a passwd entry: initdb refuses to run as root and looks its own uid
+# up with getpwuid(), so an arbitrary `--user` without a passwd entry would not work.
+# /run/syncd is pgserver's XDG runtime dir (lock file, socket when the data path is long).
+RUN groupadd --system --gid 10001 syncd \
+    && useradd --system --uid 10001 --gid syncd --no-create-home \
+        --home-dir /var/lib/syncd --shell /usr/sbin/nologin syncd \
+    && install -d -o syncd -g syncd -m 0700 /var/lib/syncd /run/syncd
+
+COPY --from=builder /opt/syncd /opt/syncd
+
+ENV PATH=/opt/syncd/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    XDG_RUNTIME_DIR=/run/syncd \
+    SYNCD_DATA_DIR=/var/lib/syncd \
+    SYNCD_SERVER__HOST=0.0.0.0 \
+    SYNCD_SERVER__PORT=8080
+
+# Embedded PostgreSQL and the spool: keep it on a volume.
+VOLUME ["/var/lib/syncd"]
+EXPOSE 8080
+
+USER 10001:10001
+WORKDIR /var/lib/syncd
+
+# Liveness only (/healthz); slim images have no curl, so Python's urllib does the request.
+# The start period covers initdb and migrations on first start.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/opt/syncd/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SYNCD_SERVER__PORT', '8080'), timeout=4)"]
+
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/syncd/bin/syncd"]
+CMD ["run"]
