@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from syncd.simulators.common import COUNTERS_KEY, Handler, SlidingWindowLimiter, route_key
 
@@ -256,6 +257,24 @@ class Fleet:
                 raise DeviceNotFound(value)
         raise DeviceNotFound("")
 
+    async def wait_for_state(self, device_uid: str, state: str, timeout: float = 5.0) -> Device:
+        """Wait until the device is in `state` (TimeoutError after `timeout` seconds)."""
+        device = self.get(device_uid)
+        if device.status == state:
+            return device
+        reached = asyncio.Event()
+
+        def listener(change: StateChange) -> None:
+            if change.device.device_uid == device_uid and change.status == state:
+                reached.set()
+
+        self.listeners.append(listener)
+        try:
+            await asyncio.wait_for(reached.wait(), timeout)
+        finally:
+            self.listeners.remove(listener)
+        return self.get(device_uid)
+
     def in_state(self, state: str) -> list[Device]:
         """Every device currently in `state`."""
         return [d for d in self.devices.values() if d.status == state]
@@ -269,7 +288,13 @@ class Fleet:
             raise ValueError(f"unknown Knox Guard state {state!r}")
         if device_uid is not None and device_uid in self.devices:
             raise ValueError(f"device {device_uid} already exists")
+        batch = None
+        if upload_id is None:  # a device added directly still came in some upload
+            batch = Upload(self._uuid(), now_ms(), "Completed", [])
+            self.uploads[upload_id := batch.upload_id] = batch
         device = self._new_device(device_uid, state, upload_id)
+        if batch is not None:
+            batch.entries.append(UploadEntry(device.device_uid, True))
         self._announce(device, None, state)
         return device
 
@@ -435,7 +460,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def rate_limit_middleware(limiter: SlidingWindowLimiter, key: Callable[[web.Request], str],
-                          refusal: Callable[[web.Request], Any]) -> Any:
+                          refusal: Callable[[web.Request], Any]) -> Middleware:
     """Refuse requests past the limiter's window with 429 + Retry-After, counting them per route."""
 
     @web.middleware
