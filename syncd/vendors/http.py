@@ -1,0 +1,377 @@
+"""Machinery shared by every vendor client: pacing, retries, token caching and error translation.
+
+`VendorHttp.request()` is the one place where aiohttp and asyncio errors become syncd's own:
+
+- transport errors and timeouts -> `VendorTransportError` (a body cut short -> `VendorFault`);
+- 5xx (after retries, when retrying was safe) -> `VendorFault`;
+- 429 (after retries) -> `VendorRateLimited`, carrying the vendor's Retry-After;
+- 3xx -> `VendorFault` (redirects are never followed: they would carry our token headers);
+- any other status is handed back as a `Reply`, for the vendor client to read its error body
+  (`status_error()` maps what is left); `Reply.json()` turns undecodable bodies into `VendorFault`.
+
+Retries are bounded, use exponential backoff with full jitter, and honour Retry-After (seconds or
+HTTP-date, capped by `RetryPolicy.max_retry_after`: a longer wait is not slept but raised). What is
+retried: 429 and connection failures before the request was sent, for every call; 5xx, timeouts
+and broken connections only for idempotent calls (GET/HEAD/OPTIONS, or `idempotent=True`).
+4xx other than 429 is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import email.utils
+import json
+import math
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import UTC
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+import yarl
+from pydantic import BaseModel, ValidationError
+
+from syncd.errors import (
+    VendorAuthError,
+    VendorBadRequest,
+    VendorError,
+    VendorFault,
+    VendorNotFound,
+    VendorRateLimited,
+    VendorTransportError,
+)
+
+log = structlog.get_logger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
+# Never sent, so safe to repeat even for a POST.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# Repeating cannot help.
+_PERMANENT = (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError, aiohttp.InvalidURL)
+
+
+class Pacer:
+    """Spaces request starts evenly: at most one every 1/rate seconds, first come first served.
+
+    There is no bucket to fill while idle, so no burst follows a quiet spell. Starts are measured
+    when the caller wakes, so a late timer never shortens the next gap.
+    """
+
+    def __init__(self, rate_per_second: float) -> None:
+        if not (math.isfinite(rate_per_second) and rate_per_second > 0):
+            raise ValueError("rate_per_second must be a positive finite number")
+        self.interval = 1.0 / rate_per_second
+        self._lock = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order: fair
+        self._last: float | None = None
+
+    async def wait(self) -> None:
+        """Return when the caller may start its request."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            if self._last is not None:
+                delay = self._last + self.interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self._last = loop.time()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failed call is repeated."""
+
+    max_retries: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0  # a longer Retry-After is raised to the caller, not slept
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter delay before retry number `attempt` (0-based)."""
+        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** min(attempt, 30)))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim (Unix time) of a JWT, read without verifying it; None if there is none."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 8192:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and 0 < exp < 1e11:
+        return float(exp)
+    return None
+
+
+def vendor_text(value: object, limit: int = 300, secrets: Iterable[str | None] = ()) -> str:
+    """Untrusted vendor text made safe for a message: no control characters, bounded, no secrets."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def status_error(vendor: str, status: int, message: str,
+                 code: str | int | None = None) -> VendorError:
+    """The syncd error for an HTTP status that the vendor client did not map more precisely."""
+    if status in (401, 403):
+        return VendorAuthError(vendor, message)
+    if status == 404:
+        return VendorNotFound(vendor, message)
+    if status == 429:
+        return VendorRateLimited(vendor, message)
+    if 400 <= status < 500:
+        return VendorBadRequest(vendor, message, code)
+    return VendorFault(vendor, message)
+
+
+def parse_model(vendor: str, model: type[M], data: Any, where: str) -> M:
+    """Validate an answer into `model`; a mismatch is `VendorFault` naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors(include_input=False, include_url=False)[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "answer"
+        raise VendorFault(vendor, f"{where}: unexpected answer ({err.error_count()} invalid "
+                                  f"field(s); {loc}: {first['msg']})") from err
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer, body read in full (and bounded)."""
+
+    vendor: str
+    method: str
+    path: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without parameters."""
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    @property
+    def where(self) -> str:
+        """`METHOD /path`, for messages."""
+        return f"{self.method} {self.path}"
+
+    def looks_like_html(self) -> bool:
+        """True when the body is an HTML page rather than an API answer."""
+        return self.content_type in ("text/html", "application/xhtml+xml") or \
+            self.body.lstrip()[:1] == b"<"
+
+    def snippet(self, limit: int = 160) -> str:
+        """The start of the body as safe text, for error messages."""
+        return vendor_text(self.body[: limit * 4].decode("utf-8", "replace"), limit)
+
+    def json(self) -> Any:
+        """The decoded JSON body (None when empty); undecodable bodies raise `VendorFault`."""
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError) as err:
+            raise VendorFault(self.vendor, f"{self.where}: HTTP {self.status} body is not valid "
+                                           f"JSON (truncated or malformed): {self.snippet(80)!r}"
+                              ) from err
+
+
+class VendorHttp:
+    """Sends one vendor's requests: paced, concurrency-limited, retried, errors translated.
+
+    `requests` counts every HTTP request actually sent (retries and token calls included);
+    `retries` counts the repeats alone.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, vendor: str, *,
+                 rate: float | None = None, concurrency: int | None = None,
+                 retry: RetryPolicy | None = None, timeout: float = 30.0,
+                 max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.session = session
+        self.vendor = vendor
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.max_body = max_body
+        self.requests = 0
+        self.retries = 0
+        self._pacer = Pacer(rate) if rate else None
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
+                      json: Any = None, headers: Mapping[str, str] | None = None,
+                      idempotent: bool | None = None) -> Reply:
+        """Send a request with retries; raise for transport errors, final 5xx and 429."""
+        method = method.upper()
+        safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        path = yarl.URL(url).path
+        attempt = 0
+        while True:
+            try:
+                reply = await self._send(method, url, path, params, json, headers)
+            except (aiohttp.ClientError, TimeoutError) as err:
+                may_retry = (safe or isinstance(err, _NOT_SENT)) and \
+                    not isinstance(err, _PERMANENT)
+                if may_retry and attempt < self.retry.max_retries:
+                    await self._pause(attempt, None, method, path, type(err).__name__)
+                    attempt += 1
+                    continue
+                raise self._transport_error(method, path, err, attempt + 1) from err
+            if 300 <= reply.status < 400:  # never followed: they would carry our token headers
+                location = vendor_text(reply.headers.get("Location", "?"), 200)
+                raise VendorFault(self.vendor, f"{reply.where}: HTTP {reply.status} redirect to "
+                                               f"{location}: check base_url")
+            if reply.status != 429 and reply.status < 500:
+                return reply
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+            too_long = retry_after is not None and retry_after > self.retry.max_retry_after
+            if (reply.status == 429 or safe) and not too_long and \
+                    attempt < self.retry.max_retries:
+                await self._pause(attempt, retry_after, method, path, f"HTTP {reply.status}")
+                attempt += 1
+                continue
+            tries = f"after {attempt + 1} attempt(s)"
+            if reply.status == 429:
+                raise VendorRateLimited(self.vendor, f"{reply.where}: HTTP 429 rate limited {tries}"
+                                        + (f", Retry-After {retry_after:g}s" if retry_after
+                                           is not None else ""), retry_after)
+            raise VendorFault(self.vendor, f"{reply.where}: HTTP {reply.status} {tries}: "
+                                           f"{reply.snippet()!r}")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots is None:
+            yield
+            return
+        async with self._slots:
+            yield
+
+    async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
+                    body: Any, headers: Mapping[str, str] | None) -> Reply:
+        async with self._slot():
+            if self._pacer is not None:
+                await self._pacer.wait()
+            self.requests += 1
+            async with self.session.request(
+                method, url, params=params, json=body, headers=headers, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                data = await self._read(resp, method, path)
+                return Reply(self.vendor, method, path, resp.status, resp.headers, data)
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        if resp.content_length is not None and resp.content_length > self.max_body:
+            raise VendorFault(self.vendor, f"{method} {path}: body of {resp.content_length} "
+                                           f"bytes exceeds the {self.max_body}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self.max_body:
+                raise VendorFault(self.vendor, f"{method} {path}: body exceeds the "
+                                               f"{self.max_body}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _pause(self, attempt: int, retry_after: float | None, method: str, path: str,
+                     reason: str) -> None:
+        delay = retry_after if retry_after is not None else self.retry.backoff(attempt, self._rng)
+        self.retries += 1
+        log.debug("vendor_retry", vendor=self.vendor, method=method, path=path, reason=reason,
+                  attempt=attempt + 1, delay=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    def _transport_error(self, method: str, path: str, err: BaseException,
+                         tries: int) -> VendorError:
+        where = f"{method} {path} (after {tries} attempt(s))"
+        if isinstance(err, aiohttp.ClientPayloadError):
+            return VendorFault(self.vendor, f"{where}: body truncated or corrupt")
+        if isinstance(err, TimeoutError):
+            return VendorTransportError(self.vendor, f"{where}: timed out after {self.timeout:g}s")
+        return VendorTransportError(self.vendor,
+                                    f"{where}: {type(err).__name__}: {vendor_text(err, 200)}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and, when known, its expiry as a Unix time."""
+
+    value: str = dataclasses.field(repr=False)
+    expires_at: float | None = None
+
+
+class TokenKeeper:
+    """Caches one access token: fetched on first use, renewed shortly before it expires.
+
+    The renewal margin is `margin` seconds, or a fifth of the token's lifetime if that is shorter.
+    A token whose expiry is unknown (or already past by our clock: skew) lives until a 401, when
+    the client calls `invalidate()` with the token that was refused.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[Token]], *, margin: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._fetch = fetch
+        self._margin = margin
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: Token | None = None
+        self._renew_at: float | None = None
+        self.fetches = 0
+
+    async def get(self) -> str:
+        """The current token, fetching a fresh one if there is none or it is about to expire."""
+        async with self._lock:
+            if self._token is None or (self._renew_at is not None
+                                       and self._clock() >= self._renew_at):
+                token = await self._fetch()
+                self.fetches += 1
+                now = self._clock()
+                self._token, self._renew_at = token, None
+                if token.expires_at is not None and token.expires_at > now:
+                    lifetime = token.expires_at - now
+                    self._renew_at = token.expires_at - min(self._margin, lifetime / 5)
+            return self._token.value
+
+    def invalidate(self, value: str) -> None:
+        """Drop `value` if it is still the cached token (another caller may have renewed it)."""
+        if self._token is not None and self._token.value == value:
+            self._token = None
