@@ -50,6 +50,7 @@ from syncd.errors import (
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
+AuthHeaders = Callable[[], Awaitable[dict[str, str]]]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -239,15 +240,19 @@ class VendorHttp:
 
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
-                      idempotent: bool | None = None) -> Reply:
-        """Send a request with retries; raise for transport errors, final 5xx and 429."""
+                      idempotent: bool | None = None, auth: AuthHeaders | None = None) -> Reply:
+        """Send a request with retries; raise for transport errors, final 5xx and 429.
+
+        `auth` is awaited for each attempt once its turn has come (after pacing and any
+        Retry-After wait), so a token that expired while the request queued is never sent.
+        """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         path = yarl.URL(url).path
         attempt = 0
         while True:
             try:
-                reply = await self._send(method, url, path, params, json, headers)
+                reply = await self._send(method, url, path, params, json, headers, auth)
             except (aiohttp.ClientError, TimeoutError) as err:
                 may_retry = (safe or isinstance(err, _NOT_SENT)) and \
                     not isinstance(err, _PERMANENT)
@@ -286,10 +291,13 @@ class VendorHttp:
             yield
 
     async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
-                    body: Any, headers: Mapping[str, str] | None) -> Reply:
+                    body: Any, headers: Mapping[str, str] | None,
+                    auth: AuthHeaders | None = None) -> Reply:
         async with self._slot():
             if self._pacer is not None:
                 await self._pacer.wait()
+            if auth is not None:
+                headers = {**(headers or {}), **await auth()}
             self.requests += 1
             async with self.session.request(
                 method, url, params=params, json=body, headers=headers, allow_redirects=False,

@@ -201,13 +201,16 @@ class BioTimeClient:
         """Send one authenticated call; renew a JWT once if it is refused; decode the body."""
         url = self._base + path + (f"?{query}" if query else "")
         for attempt in (1, 2):
-            if self._static is not None:
-                header = f"Token {self._static.get_secret_value()}"
-            else:
+
+            async def auth() -> dict[str, str]:
+                # Taken when the request's turn comes, not when it joined the queue.
+                if self._static is not None:
+                    return {"Authorization": f"Token {self._static.get_secret_value()}"}
                 self._current = await self._tokens.get()
-                header = f"JWT {self._current}"
-            reply = await self._http.request(method, url, json=body, headers={
-                "Authorization": header, "Accept": "application/json"})
+                return {"Authorization": f"JWT {self._current}"}
+
+            reply = await self._http.request(method, url, json=body, auth=auth,
+                                             headers={"Accept": "application/json"})
             try:
                 return self._decode(reply)
             except VendorLicenceError:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr
 
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
 from syncd.vendors.http import (
+    AuthHeaders,
     Reply,
     RetryPolicy,
     Token,
@@ -241,18 +242,30 @@ class NeoLockClient:
                        idempotent: bool | None = None) -> Any:
         """Send one authenticated call; renew the token once if it is refused; decode the body."""
         for attempt in (1, 2):
-            token = await self._tokens.get()
-            self._current = token
+            sent: list[str] = []
             reply = await self._http.request(
                 method, self._url(path), json=body, params=params, idempotent=idempotent,
-                headers={"x-knox-apitoken": token, "Accept": "application/json"})
+                headers={"Accept": "application/json"}, auth=self._auth(sent))
             try:
                 return self._decode(reply)
             except VendorAuthError:
                 if attempt == 2:
                     raise
-                self._tokens.invalidate(token)
+                if sent:
+                    self._tokens.invalidate(sent[-1])
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _auth(self, sent: list[str]) -> AuthHeaders:
+        """Headers for one attempt, with the token taken when the request's turn comes (after
+        pacing and any Retry-After wait), not when it joined the queue; `sent` records it."""
+
+        async def auth() -> dict[str, str]:
+            token = await self._tokens.get()
+            sent.append(token)
+            self._current = token
+            return {"x-knox-apitoken": token}
+
+        return auth
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or in the body) raised."""
