@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.inbox.worker import InboxWorker, run_worker
+from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
-from syncd.web import health, keys
+from syncd.sync.neolock import neolock_client
+from syncd.vendors.neolock.client import NeoLockClient
+from syncd.web import health, intake, keys
 from syncd.web.metrics import Metrics
 from syncd.web.middleware import request_context
+
+NEOLOCK = web.AppKey("neolock_client", NeoLockClient)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -28,11 +36,33 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _intake(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    db = app[keys.DB]
+    configured = settings.neolock.webhook_secret if settings.neolock else None
+    app[intake.HOOK_SECRETS] = intake.HookSecrets(
+        db, configured.get_secret_value() if configured else None)
+    committer = app[intake.COMMITTER] = GroupCommitter(db)
+    app[intake.INBOX_WAKEUP] = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    if settings.neolock is not None:
+        client = app[NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
+        worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
+        worker.wakeup = app[intake.INBOX_WAKEUP]
+        task = asyncio.create_task(run_worker(worker), name="inbox-worker")
+    yield
+    await committer.close()
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
-    scheduler = Scheduler(runner, build_jobs(settings, app[keys.DB], app[keys.HTTP]),
-                          settings.jobs)
+    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(NEOLOCK))
+    scheduler = Scheduler(runner, jobs, settings.jobs)
     app[keys.RUNNER] = runner
     app[keys.SCHEDULER] = scheduler
     scheduler.start()
@@ -56,7 +86,9 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
+    app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(_jobs)
     app.on_shutdown.append(_begin_stop)
     app.add_routes(health.routes)
+    app.add_routes(intake.routes)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
+from syncd import cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -84,6 +85,43 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
         every = f"{job['interval_seconds']:.0f}s" if job["interval_seconds"] else "off"
         print(f"{job['job']:<20} {every:>7} {str(run.get('started_at', '-'))[:26]:<26} "
               f"{run.get('status', '-'):<8} {run.get('items', 0):>7}  {run.get('error') or ''}")
+    inbox = ", ".join(f"{k} {v}" for k, v in sorted(status["inbox"].items())) or "empty"
+    print(f"\ninbox: {inbox}")
+    sub = status["subscriptions"]["neolock"]
+    print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked {sub['checked_at']})"
+                                      if sub else "none"))
+    return 0
+
+
+async def _subscriptions(args: argparse.Namespace, settings: config.Settings,
+                         redactor: Redactor) -> int:
+    from syncd.runtime import open_database, open_http
+    from syncd.sync import subscription
+    from syncd.sync.neolock import neolock_client
+
+    if settings.neolock is None:
+        print("syncd subscriptions: no [neolock] section is configured", file=sys.stderr)
+        return 1
+    async with open_database(settings) as db, open_http() as http:
+        client = neolock_client(settings.neolock, http)
+        if args.action == "register":
+            state = await subscription.ensure(db, client, settings, force=args.force)
+            if state.action == "skipped":
+                print(f"not registered: {state.reason}", file=sys.stderr)
+                return 1
+            print(f"{state.action}: {state.public_url}<secret>")
+        elif args.action == "delete":
+            await subscription.delete(db, client)
+            print("deleted")
+        row = await db.fetchrow("subscription_get", subscription.PROVIDER)
+    if args.action == "show":
+        if row is None:
+            print("no subscription registered by syncd")
+            return 1
+        print(f"url:           {row['public_url']}<secret>\nstatus:        {row['status']}\n"
+              f"secret:        {row['secret_source']}\nregistered at: {row['registered_at']}\n"
+              f"checked at:    {row['checked_at']}" +
+              (f"\nlast error:    {row['last_error']}" if row["last_error"] else ""))
     return 0
 
 
@@ -116,21 +154,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="jobs, last runs and health")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_status)
+    p = sub.add_parser("subscriptions", help="manage the NeoLock webhook subscription")
+    p.add_argument("action", choices=["register", "show", "delete"])
+    p.add_argument("--force", action="store_true", help="register even if current")
+    p.set_defaults(func=_subscriptions)
     p = sub.add_parser("simulate", help="run the vendor simulators on loopback")
     _simulate_arguments(p)
     p.set_defaults(func=_simulate, needs_config=False)
     p = sub.add_parser("demo", help="run a full demo on an embedded database and simulators")
     p.add_argument("--data-dir", default=None, help="state directory (default: a temp dir)")
     p.set_defaults(func=_demo, needs_config=False)
+    cli_terminals.add_parser(sub)
     return parser
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", type=int, default=20, help="phones per lock vendor")
-    parser.add_argument("--locks", type=int, default=10, help="Codelocks K3 locks")
-    parser.add_argument("--terminals", type=int, default=10, help="BioTime terminals")
-    parser.add_argument("--seed", type=int, default=0, help="fleet seed (same seed, same fleet)")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback)")
+    from syncd.simulators.runner import add_arguments
+
+    add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,10 @@ from syncd.errors import DatabaseUnavailable
 from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import Settings
+from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
+from syncd.sync.subscription import NeoLockSubscriptionJob
+from syncd.vendors.neolock.client import NeoLockClient
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +72,18 @@ async def open_http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession) -> dict[str, Job]:
-    """Every job this configuration enables, by name."""
+def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
+               neolock: NeoLockClient | None = None) -> dict[str, Job]:
+    """Every job this configuration enables, by name.
+
+    Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker.
+    """
     jobs: list[Job] = [HousekeepingJob()]
+    if settings.neolock is not None:
+        client = neolock or neolock_client(settings.neolock, http)
+        jobs += [NeoLockSubscriptionJob(db, client, settings), NeoLockUploadsJob(db, client),
+                 NeoLockDevicesJob(db, client)]
+    if settings.biotime is not None:  # a client per job, so that each run counts its own requests
+        jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
+                 BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]
     return {job.name: job for job in jobs}

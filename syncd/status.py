@@ -19,4 +19,11 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None]) -> 
     jobs.extend({"job": name, "enabled": False, "interval_seconds": None, "last_run": run}
                 for name, run in sorted(latest.items()))
     failing = [j["job"] for j in jobs if j["last_run"] and j["last_run"]["status"] == "failed"]
-    return {"jobs": jobs, "failing_jobs": failing}
+    inbox = {row["status"]: row["n"] for row in await db.fetch("inbox_counts")}
+    sub = await db.fetchrow("subscription_get", "neolock")
+    subscription = None if sub is None else {
+        "url": sub["public_url"] + "<secret>", "status": sub["status"],
+        "secret": sub["secret_source"], "registered_at": sub["registered_at"],
+        "checked_at": sub["checked_at"], "last_error": sub["last_error"]}
+    return {"jobs": jobs, "failing_jobs": failing, "inbox": inbox,
+            "subscriptions": {"neolock": subscription}}

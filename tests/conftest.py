@@ -7,6 +7,7 @@ embedded PostgreSQL (pgserver) is started for the session under a temp dir.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import uuid
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import structlog
 
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
@@ -42,7 +44,7 @@ def pg_admin_dsn() -> Iterator[str]:
 
     # Short path: the server's unix socket lives in the data dir and socket paths are limited.
     with tempfile.TemporaryDirectory(prefix="syncd-pg-") as tmp:
-        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")
         try:
             yield str(server.get_uri())
         finally:
@@ -120,3 +122,14 @@ def make_settings(db_dsn: str, tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**data)
 
     return build
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI tests configure logging for the process (onto a captured stdout); undo it after each."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

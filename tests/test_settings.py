@@ -146,3 +146,21 @@ def test_run_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "config error: server.port: Input should be greater than or equal to 0 (got -1)"]
+
+
+def test_the_example_config_documents_every_key_and_validates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd/syncd.toml.example loads (secrets from credential files) and names every section key."""
+    example = Path(__file__).parent.parent / "systemd" / "syncd.toml.example"
+    for name in ("neolock_password", "neolock_webhook_secret", "knoxguard_api_token",
+                 "codelocks_api_key", "biotime_password"):
+        (tmp_path / name).write_text("credential-value-long-enough-1234\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = config.load(example)
+    text = example.read_text()
+    for section in ("database", "server", "logging", "neolock", "knoxguard", "codelocks",
+                    "biotime", "alerts"):
+        model = getattr(settings, section)
+        assert model is not None, section
+        for key in type(model).model_fields:
+            assert f"{key} =" in text or f"{key}_file =" in text, f"{section}.{key} undocumented"

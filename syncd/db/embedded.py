@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,15 @@ log = structlog.get_logger(__name__)
 
 
 def _start(pgdata: Path) -> Any:
-    import pgserver  # imported lazily: it is only needed when no database.url is set
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver  # imported lazily: it is only needed when no database.url is set
 
     pgdata.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": the server stops when the last process using this data dir exits, so
     # several syncd commands sharing one data_dir share one server (pgserver keeps the count).
-    return pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    return pgserver.get_server(pgdata, cleanup_mode="stop")
 
 
 @contextlib.asynccontextmanager

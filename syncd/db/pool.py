@@ -42,10 +42,20 @@ def translate() -> Iterator[None]:
         raise DatabaseError(f"{type(err).__name__}: {err}") from err
 
 
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])  # byte 0 is the jsonb binary format version (1)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads,
-                                  schema="pg_catalog")
+    # Binary codecs, so COPY (always binary in asyncpg) can carry json/jsonb columns too.
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode,
+                              schema="pg_catalog", format="binary")
+    await conn.set_type_codec("json", encoder=lambda v: json.dumps(v).encode(),
+                              decoder=json.loads, schema="pg_catalog", format="binary")
 
 
 class Database:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from syncd.jobs.base import RunContext
 
 RETAIN_DAYS = 30
+INBOX_DAYS = 7  # also the duplicate-push window: at least 72 hours
 
 
 class HousekeepingJob:
-    """Deletes finished job runs older than 30 days (keeping each job's latest 100)."""
+    """Prunes finished job runs (30 days, keeping each job's latest 100) and inbox events (7 days)."""
 
     name = "housekeeping"
     default_interval = 3600.0
 
     async def run(self, ctx: RunContext) -> None:
-        """Prune ops.sync_runs."""
-        status = await ctx.db.execute("sync_runs_prune", float(RETAIN_DAYS))
-        ctx.add_items(int(status.split()[-1]))
+        """Prune ops.sync_runs, ops.inbox and ops.quarantine."""
+        for query, days in (("sync_runs_prune", RETAIN_DAYS), ("inbox_prune", INBOX_DAYS),
+                            ("quarantine_prune", RETAIN_DAYS)):
+            status = await ctx.db.execute(query, float(days))
+            ctx.add_items(int(status.split()[-1]))

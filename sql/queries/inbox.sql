@@ -1,0 +1,75 @@
+-- inbox_insert_batch --
+-- Insert a batch of pushed events in one statement; duplicates (same source + dedupe key) are skipped.
+INSERT INTO ops.inbox (source, dedupe_key, event_type, subject, body)
+SELECT s, k, t, subj, b::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS x(s, k, t, subj, b)
+ON CONFLICT (source, dedupe_key) DO NOTHING
+RETURNING source, dedupe_key
+
+-- quarantine_insert --
+-- Keep a push that could not be accepted, raw, for inspection.
+INSERT INTO ops.quarantine (source, reason, content_type, body) VALUES ($1, $2, $3, $4)
+
+-- inbox_claim --
+-- Lease up to $1 due events to this worker for $2 seconds (another worker skips them meanwhile).
+UPDATE ops.inbox i
+SET attempts = i.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
+WHERE i.id IN (
+    SELECT id FROM ops.inbox
+    WHERE status = 'pending' AND next_attempt_at <= now()
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED)
+RETURNING i.id, i.source, i.body, i.attempts
+
+-- inbox_mark --
+-- Record an event's outcome: processed, unparsed or failed.
+UPDATE ops.inbox
+SET status = $2, processed_at = now(), error = $3, subject = coalesce($4, subject),
+    event_type = coalesce($5, event_type)
+WHERE id = $1
+
+-- inbox_retry_later --
+-- Put an event back for another attempt after $2 seconds, noting why.
+UPDATE ops.inbox SET next_attempt_at = now() + make_interval(secs => $2), error = $3 WHERE id = $1
+
+-- inbox_prune --
+-- Forget finished events older than $1 days (the dedupe window is at least this long).
+DELETE FROM ops.inbox WHERE status <> 'pending' AND received_at < now() - make_interval(days => $1)
+
+-- inbox_counts --
+-- Events by status.
+SELECT status, count(*) AS n FROM ops.inbox GROUP BY status
+
+-- subscription_get --
+-- The stored state of a provider's push subscription.
+SELECT provider, public_url, secret_sha256, secret_source, registered_at, checked_at, status, last_error
+FROM ops.subscriptions WHERE provider = $1
+
+-- subscription_save --
+-- Record a (re-)registered subscription.
+INSERT INTO ops.subscriptions (provider, public_url, secret_sha256, secret_source, status, last_error)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (provider) DO UPDATE SET
+    public_url = EXCLUDED.public_url, secret_sha256 = EXCLUDED.secret_sha256,
+    secret_source = EXCLUDED.secret_source, status = EXCLUDED.status,
+    last_error = EXCLUDED.last_error, checked_at = now(),
+    registered_at = CASE WHEN EXCLUDED.status = 'registered' THEN now() ELSE ops.subscriptions.registered_at END
+
+-- subscription_touch --
+-- Note that the subscription was checked and found current.
+UPDATE ops.subscriptions SET checked_at = now() WHERE provider = $1
+
+-- subscription_failed --
+-- Record a failed (re-)registration without touching the secret already registered.
+INSERT INTO ops.subscriptions (provider, public_url, secret_sha256, secret_source, status, last_error)
+VALUES ($1, $2, '', 'generated', 'failed', $3)
+ON CONFLICT (provider) DO UPDATE SET status = 'failed', last_error = EXCLUDED.last_error, checked_at = now()
+
+-- subscription_deleted --
+-- Record that the subscription was deleted at the vendor.
+UPDATE ops.subscriptions SET status = 'deleted', checked_at = now(), last_error = NULL WHERE provider = $1
+
+-- quarantine_prune --
+-- Forget quarantined pushes older than $1 days.
+DELETE FROM ops.quarantine WHERE received_at < now() - make_interval(days => $1)

@@ -1,0 +1,97 @@
+"""`syncd terminals …`: list BioTime terminals as report.terminals shows them, and send commands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import re
+import sys
+from zoneinfo import ZoneInfo
+
+from syncd import settings as config
+from syncd.logs import Redactor
+from syncd.terminals import TerminalCommand
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
+_COMMANDS = (
+    ("reboot", TerminalCommand.REBOOT, "reboot terminals"),
+    ("upload-transactions", TerminalCommand.UPLOAD_TRANSACTION,
+     "ask terminals to upload their punches"),
+    ("upload-all", TerminalCommand.UPLOAD_ALL, "ask terminals to upload all their data"),
+    ("clear-commands", TerminalCommand.CLEAR_COMMAND, "drop terminals' pending commands"),
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `terminals list|reboot|upload-transactions|upload-all|clear-commands` to the CLI."""
+    parser = subparsers.add_parser("terminals", help="BioTime terminals: list them, send commands")
+    actions = parser.add_subparsers(dest="terminals_action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="terminals with state, online and expected")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=list_terminals)
+    for name, command, text in _COMMANDS:
+        action = actions.add_parser(name, help=f"{text} (by serial number)")
+        action.add_argument("sns", nargs="+", metavar="SN", help="terminal serial numbers")
+        action.add_argument("--requested-by", default=None,
+                            help="who asks, for the command ledger (default: cli:<user>)")
+        action.set_defaults(func=send, terminal_command=command)
+
+
+def _clean(value: object) -> str:
+    return "-" if value is None else _CONTROL.sub("?", str(value))
+
+
+def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    return "-" if value is None else value.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
+async def list_terminals(args: argparse.Namespace, settings: config.Settings,
+                         redactor: Redactor) -> int:
+    """Print report.terminals: sn, alias, area, state, online, last activity, expected, status."""
+    from syncd.db.biotime import terminals_report
+    from syncd.runtime import open_database
+
+    async with open_database(settings) as db:
+        rows = await terminals_report(db)
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], default=str, indent=2))
+        return 0
+    zone = ZoneInfo(settings.biotime.timezone if settings.biotime else "UTC")
+    print(f"{'SN':<16} {'ALIAS':<24} {'AREA':<18} {'STATE':>5} {'ONLINE':<6} "
+          f"{'LAST ACTIVITY':<25} {'EXPECTED':<8} STATUS")
+    for row in rows:
+        alias = row.alias if row.alias is not None else row.expected_alias
+        print(f"{_clean(row.sn):<16} {_clean(alias)[:24]:<24} {_clean(row.area_name)[:18]:<18} "
+              f"{_clean(row.state):>5} {'yes' if row.online else 'no':<6} "
+              f"{_when(row.last_activity, zone):<25} {'yes' if row.expected else 'no':<8} "
+              f"{row.status}")
+    return 0
+
+
+def _user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
+        return "cli"
+
+
+async def send(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
+    """Send one terminal command to each SN; print each outcome; exit 1 if any failed."""
+    from syncd.runtime import open_database, open_http
+    from syncd.sync.biotime import biotime_client
+    from syncd.terminals import send_command
+
+    if settings.biotime is None:
+        print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
+        return 2
+    async with open_database(settings) as db, open_http() as http:
+        outcomes = await send_command(db, biotime_client(settings.biotime, http),
+                                      args.terminal_command, args.sns,
+                                      requested_by=args.requested_by or _user(),
+                                      scrub=redactor.scrub)
+    for outcome in outcomes:
+        status = "ok" if outcome.ok else f"failed: {outcome.error}"
+        print(f"{_clean(outcome.sn)}: {outcome.command.value} {status}")
+    return 0 if all(o.ok for o in outcomes) else 1

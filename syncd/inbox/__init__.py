@@ -1,0 +1,1 @@
+"""Pushed vendor events: parsing, durable group-committed intake, and the worker that acts on them."""

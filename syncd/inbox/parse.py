@@ -1,0 +1,116 @@
+"""Reading a pushed event defensively. The push body is undocumented: take what is recognisable.
+
+Pure functions: bytes or parsed JSON in, a `ParsedEvent` out. Nothing here trusts the shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+_ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
+_TYPE_KEYS = ("event", "eventType", "event_type", "type", "eventName")
+_DEVICE_KEYS = ("deviceUid", "device_uid", "deviceId", "device_id", "imei", "objectId")
+_DEVICE_LIST_KEYS = ("deviceUids", "deviceList", "devices", "deviceIds")
+_NESTED_KEYS = ("device", "data", "payload", "detail")
+MAX_DEVICES = 1000  # one push naming more devices than this is not a hint we follow blindly
+MAX_TEXT = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedEvent:
+    """What syncd could read from a push."""
+
+    event_id: str | None
+    event_type: str | None
+    device_uids: tuple[str, ...]
+
+    @property
+    def parsed(self) -> bool:
+        """True when the push names at least one device to re-read."""
+        return bool(self.device_uids)
+
+
+def dedupe_key(event: ParsedEvent, body: bytes) -> str:
+    """The event's own id when it has one, else a SHA-256 of the exact body."""
+    if event.event_id:
+        return f"id:{event.event_id}"
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int):
+        text = str(value).strip()
+        return text[:MAX_TEXT] if text else None
+    return None
+
+
+def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        found = _text(doc.get(key))
+        if found:
+            return found
+    return None
+
+
+def _devices(doc: dict[str, Any], depth: int = 0) -> list[str]:
+    found: list[str] = []
+    uid = _first(doc, _DEVICE_KEYS[:4]) or _first(doc, ("imei",))
+    if uid:
+        found.append(uid)
+    for key in _DEVICE_LIST_KEYS:
+        items = doc.get(key)
+        if isinstance(items, list):
+            for item in items[:MAX_DEVICES]:
+                if isinstance(item, dict):
+                    found.extend(_devices(item, depth + 1))
+                elif _text(item):
+                    found.append(str(_text(item)))
+    if depth < 2:
+        for key in _NESTED_KEYS:
+            nested = doc.get(key)
+            if isinstance(nested, dict):
+                found.extend(_devices(nested, depth + 1))
+    return found
+
+
+def parse_event(doc: Any) -> ParsedEvent:
+    """Extract the event id, type and device uids from a decoded push body of any shape."""
+    if isinstance(doc, list):
+        events = [parse_event(item) for item in doc[:MAX_DEVICES] if isinstance(item, dict)]
+        uids = [u for e in events for u in e.device_uids]
+        return ParsedEvent(None, events[0].event_type if events else None,
+                           tuple(dict.fromkeys(uids))[:MAX_DEVICES])
+    if not isinstance(doc, dict):
+        return ParsedEvent(None, None, ())
+    event_type = _first(doc, _TYPE_KEYS)
+    if event_type is None:
+        for key in _NESTED_KEYS:
+            nested = doc.get(key)
+            if isinstance(nested, dict) and (event_type := _first(nested, _TYPE_KEYS)):
+                break
+    return ParsedEvent(_first(doc, _ID_KEYS), event_type,
+                       tuple(dict.fromkeys(_devices(doc)))[:MAX_DEVICES])
+
+
+def unstorable(doc: Any) -> str | None:
+    """Why PostgreSQL's jsonb would refuse `doc` (NUL characters, lone surrogates), else None."""
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "JSON contains a NUL character, which PostgreSQL cannot store"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "JSON contains an unpaired UTF-16 surrogate"
+    return None

@@ -1,0 +1,1 @@
+"""Reconcile: pure rules (data and `now` in, verdicts out) and the set-based SQL behind them."""

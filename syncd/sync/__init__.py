@@ -1,0 +1,1 @@
+"""Pull jobs: one module per vendor."""

@@ -1,0 +1,102 @@
+"""`POST /hooks/neolock/{secret}`: answer 200 only once the pushed event is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+import structlog
+from aiohttp import web
+
+from syncd.db.pool import Database
+from syncd.inbox.parse import dedupe_key, parse_event, unstorable
+from syncd.inbox.writer import GroupCommitter, InboxItem
+from syncd.web import keys, openapi
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+SOURCE = "neolock"
+
+
+class HookSecrets:
+    """Checks the secret in a hook URL in constant time.
+
+    A configured secret is compared directly (no database needed: intake stays stateless). A
+    generated one is known only by its SHA-256 in ops.subscriptions, re-read at most every
+    `ttl` seconds so a secret rotated by another replica is picked up.
+    """
+
+    def __init__(self, db: Database, configured: str | None, ttl: float = 10.0) -> None:
+        self.db = db
+        self.configured = configured.encode() if configured else None
+        self.ttl = ttl
+        self._digest: str | None = None
+        self._read_at = float("-inf")
+
+    def forget(self) -> None:
+        """Drop the cached digest (after this process registered a new secret)."""
+        self._read_at = float("-inf")
+
+    async def matches(self, given: str) -> bool:
+        """True when `given` is the current hook secret."""
+        if self.configured is not None:
+            return hmac.compare_digest(given.encode(), self.configured)
+        now = time.monotonic()
+        if now - self._read_at > self.ttl:
+            row = await self.db.fetchrow("subscription_get", SOURCE)
+            self._digest = row["secret_sha256"] if row and row["status"] != "deleted" else None
+            self._read_at = now
+        if not self._digest:
+            return False
+        return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), self._digest)
+
+
+HOOK_SECRETS = web.AppKey("hook_secrets", HookSecrets)
+COMMITTER = web.AppKey("committer", GroupCommitter)
+INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
+
+
+@routes.post("/hooks/neolock/{secret}")
+@openapi.documented(
+    "NeoLock pushes an event; 200 only after it is durable",
+    {200: "stored (or a duplicate of a stored event)", 400: "not JSON: kept in quarantine",
+     404: "unknown hook secret: nothing stored", 413: "body too large",
+     503: "database unavailable: retry (Retry-After)"},
+    tags=["intake"],
+    parameters=[{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}],
+    request_body={"required": True, "content": {"application/json": {"schema": {}}}})
+async def neolock_hook(request: web.Request) -> web.Response:
+    """Persist a NeoLock push, then acknowledge it."""
+    app = request.app
+    metrics = app[keys.METRICS]
+    if not await app[HOOK_SECRETS].matches(request.match_info["secret"]):
+        metrics.events.labels(source=SOURCE, outcome="bad_secret").inc()
+        raise web.HTTPNotFound()
+    body = await request.read()  # over server.max_body_bytes: aiohttp answers 413
+    try:
+        doc = json.loads(body, parse_constant=_no_constants)
+        problem = unstorable(doc)
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        problem = f"invalid JSON: {err}"
+    if problem:
+        await app[keys.DB].execute("quarantine_insert", SOURCE, problem[:500],
+                                   request.content_type, body)
+        metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
+        log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
+        raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
+    event = parse_event(doc)
+    item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type,
+                     ",".join(event.device_uids)[:1000] or None,
+                     body.decode("utf-8"))
+    new = await app[COMMITTER].submit(item)
+    metrics.events.labels(source=SOURCE, outcome="stored" if new else "duplicate").inc()
+    if new:
+        app[INBOX_WAKEUP].set()
+    return web.json_response({"status": "stored" if new else "duplicate"})
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")

@@ -1,0 +1,51 @@
+"""Logging: JSON lines with context, and configured secrets never reach the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from syncd.logs import REDACTED, Redactor, configure
+from syncd.settings import Settings
+
+SECRET = "neo-Pa55word-that-must-not-leak"
+
+
+def test_every_configured_secret_is_collected_for_redaction() -> None:
+    """Settings.secrets() finds secrets in every section, nested lists included."""
+    settings = Settings(
+        database={"url": "postgresql://u:dbpass-123@h/db"},
+        neolock={"base_url": "https://n/api", "login": "l", "password": SECRET},
+        alerts={"hooks": [{"url": "https://h", "secret": "whsec_abcdef"}]})
+    assert set(settings.secrets()) >= {"postgresql://u:dbpass-123@h/db", SECRET, "whsec_abcdef"}
+
+
+def test_secrets_are_redacted_from_structlog_and_stdlib_output() -> None:
+    """A secret in an event value, nested data, an exception or a library log line is replaced."""
+    out = io.StringIO()
+    configure("debug", "json", Redactor([SECRET]), stream=out)
+    log = structlog.get_logger("test")
+    log.info("login", password=SECRET, nested={"list": [f"x{SECRET}y"]})
+    try:
+        raise ValueError(f"server said: bad password {SECRET}")
+    except ValueError:
+        log.exception("failed")
+    logging.getLogger("aiohttp.client").warning("retrying with %s", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert text.count(REDACTED) >= 4
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["event"] == "login" and lines[0]["password"] == REDACTED
+
+
+def test_context_vars_are_bound_into_each_line() -> None:
+    """request_id/job bound through contextvars appear on every line logged meanwhile."""
+    out = io.StringIO()
+    configure("info", "json", Redactor(), stream=out)
+    with structlog.contextvars.bound_contextvars(job="neolock-devices", request_id="r1"):
+        structlog.get_logger("t").info("job.run", items=3)
+    line = json.loads(out.getvalue())
+    assert (line["job"], line["request_id"], line["items"]) == ("neolock-devices", "r1", 3)
