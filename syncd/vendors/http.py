@@ -19,6 +19,7 @@ and broken connections only for idempotent calls (GET/HEAD/OPTIONS, or `idempote
 from __future__ import annotations
 
 import asyncio
+import collections
 import base64
 import binascii
 import contextlib
@@ -62,28 +63,40 @@ _PERMANENT = (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError, a
 
 
 class Pacer:
-    """Spaces request starts evenly: at most one every 1/rate seconds, first come first served.
+    """Spaces request starts evenly at `rate` per second, never more than `rate` in any second.
 
-    There is no bucket to fill while idle, so no burst follows a quiet spell. Starts are measured
-    when the caller wakes, so a late timer never shortens the next gap.
+    Slots lie on a fixed grid, so event-loop lateness is not added to every gap (measuring from
+    when each caller woke loses ~15% of the rate to timer slack). A grid alone could let a late
+    start be followed by on-time ones and put rate+1 starts in one second, so the last starts are
+    also remembered and a start waits until the one `rate` places back is a second (plus a small
+    margin for network jitter) old, mirroring the vendor's own sliding window. After a quiet spell
+    the grid restarts at "now": nothing accumulates while idle, so no burst follows.
     """
+
+    WINDOW_MARGIN = 0.01  # seconds: arrivals may bunch up a little on the way to the vendor
 
     def __init__(self, rate_per_second: float) -> None:
         if not (math.isfinite(rate_per_second) and rate_per_second > 0):
             raise ValueError("rate_per_second must be a positive finite number")
         self.interval = 1.0 / rate_per_second
+        per_window = max(1, math.floor(rate_per_second))
+        self.window = max(1.0, self.interval) + self.WINDOW_MARGIN
+        self._starts: collections.deque[float] = collections.deque(maxlen=per_window)
         self._lock = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order: fair
-        self._last: float | None = None
+        self._next: float | None = None
 
     async def wait(self) -> None:
         """Return when the caller may start its request."""
         async with self._lock:
             loop = asyncio.get_running_loop()
-            if self._last is not None:
-                delay = self._last + self.interval - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            self._last = loop.time()
+            now = loop.time()
+            slot = now if self._next is None else max(self._next, now)
+            if len(self._starts) == self._starts.maxlen:
+                slot = max(slot, self._starts[0] + self.window)
+            self._next = slot + self.interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            self._starts.append(loop.time())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
