@@ -435,6 +435,41 @@ async def read_object(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+class FleetFacade:
+    """What tests change directly on a simulator whose devices live in a `Fleet`."""
+
+    fleet: Fleet
+
+    @property
+    def devices(self) -> dict[str, Device]:
+        """The fleet by deviceUid."""
+        return self.fleet.devices
+
+    def device(self, device_uid: str) -> Device:
+        """One device (DeviceNotFound when absent)."""
+        return self.fleet.get(device_uid)
+
+    async def wait_for_state(self, device_uid: str, state: str, timeout: float = 5.0) -> Device:
+        """Wait until the device reaches `state` (TimeoutError after `timeout` seconds)."""
+        return await self.fleet.wait_for_state(device_uid, state, timeout)
+
+    def set_state(self, device_uid: str, state: str) -> Device:
+        """Put a device in a Knox Guard state at once (listeners, e.g. pushes, see the change)."""
+        return self.fleet.set_state(device_uid, state)
+
+    def add_device(self, device_uid: str | None = None, *, state: str = "Pending") -> Device:
+        """Add a device to the fleet."""
+        return self.fleet.add_device(device_uid, state=state)
+
+    def remove_device(self, device_uid: str) -> Device:
+        """Delete a device from the fleet (a change with status "Deleted")."""
+        return self.fleet.remove(device_uid)
+
+    def set_transition_delay(self, seconds: float) -> None:
+        """Set how long Locking/Unlocking/Completing/StartingReminder last."""
+        self.fleet.transition_delay = seconds
+
+
 class Refusal(Exception):
     """Raised by a handler to answer `status` with the JSON `body` (see refusal_middleware)."""
 

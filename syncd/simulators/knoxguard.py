@@ -28,6 +28,7 @@ from syncd.simulators.kg_core import (
     Device,
     DeviceNotFound,
     Fleet,
+    FleetFacade,
     Refusal,
     StateInvalid,
     int_param,
@@ -75,7 +76,7 @@ class Transaction:
                 "success": ok, "transactionId": self.transaction_id}
 
 
-class KnoxGuardSim:
+class KnoxGuardSim(FleetFacade):
     """The state of one Knox Guard tenant: API token, fleet, uploads, async transactions."""
 
     def __init__(self, *, seed: int = 0, devices: int = 20, api_token: str = DEFAULT_API_TOKEN,
@@ -94,35 +95,6 @@ class KnoxGuardSim:
         self.user = {"companyName": "Simulated Finance LLC", "country": "UZ",
                      "email": "kg-admin@example.com", "name": "KG Sim Admin",
                      "phoneNumber": "+998900000000"}
-
-    @property
-    def devices(self) -> dict[str, Device]:
-        """The fleet by deviceUid."""
-        return self.fleet.devices
-
-    def device(self, device_uid: str) -> Device:
-        """One device (DeviceNotFound when absent)."""
-        return self.fleet.get(device_uid)
-
-    async def wait_for_state(self, device_uid: str, state: str, timeout: float = 5.0) -> Device:
-        """Wait until the device reaches `state` (TimeoutError after `timeout` seconds)."""
-        return await self.fleet.wait_for_state(device_uid, state, timeout)
-
-    def set_state(self, device_uid: str, state: str) -> Device:
-        """Put a device in a Knox Guard state at once."""
-        return self.fleet.set_state(device_uid, state)
-
-    def add_device(self, device_uid: str | None = None, *, state: str = "Pending") -> Device:
-        """Add a device to the fleet."""
-        return self.fleet.add_device(device_uid, state=state)
-
-    def remove_device(self, device_uid: str) -> Device:
-        """Delete a device from the fleet."""
-        return self.fleet.remove(device_uid)
-
-    def set_transition_delay(self, seconds: float) -> None:
-        """Set how long Locking/Unlocking/Completing/StartingReminder last."""
-        self.fleet.transition_delay = seconds
 
     def set_async_delay(self, seconds: float) -> None:
         """Set how long an …Async request takes before its results appear in /transaction."""

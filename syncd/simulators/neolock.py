@@ -46,6 +46,7 @@ from syncd.simulators.kg_core import (
     Device,
     DeviceNotFound,
     Fleet,
+    FleetFacade,
     Refusal,
     StateChange,
     StateInvalid,
@@ -73,7 +74,7 @@ MSG_SUB_EXISTS = "Subscription already exists\nПодписка уже суще�
 MSG_SUB_MISSING = "Subscription not found\nПодписка не найдена"
 
 
-class NeoLockSim:
+class NeoLockSim(FleetFacade):
     """The state of one NeoLock client account: credentials, tokens, fleet, subscription, pushes."""
 
     def __init__(self, *, seed: int = 0, devices: int = 20, login: str = DEFAULT_LOGIN,
@@ -100,35 +101,6 @@ class NeoLockSim:
         self.fleet.listeners.append(self._on_change)
 
     # --- what tests change directly ---------------------------------------------------------
-
-    @property
-    def devices(self) -> dict[str, Device]:
-        """The fleet by deviceUid."""
-        return self.fleet.devices
-
-    def device(self, device_uid: str) -> Device:
-        """One device (KeyError-like DeviceNotFound when absent)."""
-        return self.fleet.get(device_uid)
-
-    async def wait_for_state(self, device_uid: str, state: str, timeout: float = 5.0) -> Device:
-        """Wait until the device reaches `state` (TimeoutError after `timeout` seconds)."""
-        return await self.fleet.wait_for_state(device_uid, state, timeout)
-
-    def set_state(self, device_uid: str, state: str) -> Device:
-        """Put a device in a Knox Guard state at once (pushes the change)."""
-        return self.fleet.set_state(device_uid, state)
-
-    def add_device(self, device_uid: str | None = None, *, state: str = "Pending") -> Device:
-        """Add a device to the fleet (pushes the change)."""
-        return self.fleet.add_device(device_uid, state=state)
-
-    def remove_device(self, device_uid: str) -> Device:
-        """Delete a device from the fleet (pushes KG_DEVICE_DELETED)."""
-        return self.fleet.remove(device_uid)
-
-    def set_transition_delay(self, seconds: float) -> None:
-        """Set how long Locking/Unlocking/Completing/StartingReminder last."""
-        self.fleet.transition_delay = seconds
 
     def set_token_lifetime(self, seconds: float) -> None:
         """Set the lifetime of tokens issued from now on."""

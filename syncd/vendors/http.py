@@ -19,9 +19,9 @@ and broken connections only for idempotent calls (GET/HEAD/OPTIONS, or `idempote
 from __future__ import annotations
 
 import asyncio
-import collections
 import base64
 import binascii
+import collections
 import contextlib
 import dataclasses
 import email.utils
@@ -396,3 +396,20 @@ class TokenKeeper:
         """Drop `value` if it is still the cached token (another caller may have renewed it)."""
         if self._token is not None and self._token.value == value:
             self._token = None
+
+
+class TokenClient:
+    """Base of vendor clients that log in for a token: what they expose about their traffic."""
+
+    _http: VendorHttp
+    _tokens: TokenKeeper
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far, retries and token calls included."""
+        return self._http.requests
+
+    @property
+    def token_fetches(self) -> int:
+        """Tokens fetched (logins) so far."""
+        return self._tokens.fetches

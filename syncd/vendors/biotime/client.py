@@ -27,6 +27,7 @@ from syncd.vendors.http import (
     Reply,
     RetryPolicy,
     Token,
+    TokenClient,
     TokenKeeper,
     VendorHttp,
     jwt_expiry,
@@ -48,7 +49,7 @@ def _secret(value: SecretStr | str | None) -> SecretStr | None:
     return value if isinstance(value, SecretStr) or value is None else SecretStr(value)
 
 
-class BioTimeClient:
+class BioTimeClient(TokenClient):
     """BioTime's iclock API: terminals, their commands, and transactions."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, *,
@@ -76,16 +77,6 @@ class BioTimeClient:
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._login, margin=token_margin, clock=clock)
         self._current: str | None = None
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests sent so far, retries and logins included."""
-        return self._http.requests
-
-    @property
-    def token_fetches(self) -> int:
-        """JWT logins so far."""
-        return self._tokens.fetches
 
     # --- documented calls -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from syncd.vendors.http import (
     Reply,
     RetryPolicy,
     Token,
+    TokenClient,
     TokenKeeper,
     VendorHttp,
     jwt_expiry,
@@ -83,7 +84,7 @@ def _rows(body: Any) -> Any:
     return data if data is not None else []
 
 
-class NeoLockClient:
+class NeoLockClient(TokenClient):
     """NeoLock's API: token, device uploads, device details, device actions, webhook subscription."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, login: str,
@@ -103,16 +104,6 @@ class NeoLockClient:
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._fetch_token, margin=token_margin, clock=clock)
         self._current: str | None = None
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests sent so far, retries and token calls included."""
-        return self._http.requests
-
-    @property
-    def token_fetches(self) -> int:
-        """Access tokens fetched so far."""
-        return self._tokens.fetches
 
     # --- documented calls -------------------------------------------------------------------
 
