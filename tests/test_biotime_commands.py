@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import structlog
 
 from syncd.cli import main
 from syncd.db.pool import Database
@@ -55,16 +53,6 @@ async def synced(db: Database, client: BioTimeClient, running: Running, sim: Bio
     assert result.outcome is Outcome.OK, result.error
 
 
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """Undo the logging set-up `main()` does (its stream is pytest's capture, closed afterwards)."""
-    config = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
-
-
 @pytest.mark.usefixtures("synced")
 async def test_commands_are_sent_and_recorded_with_their_outcome(
         db: Database, client: BioTimeClient, sim: BioTimeSim) -> None:
@@ -103,7 +91,7 @@ async def test_a_command_the_server_refuses_is_recorded_failed(
     assert sim.commands == []
 
 
-@pytest.mark.usefixtures("synced", "cli_logging")
+@pytest.mark.usefixtures("synced")
 async def test_terminal_commands_from_the_cli(
         db: Database, db_dsn: str, running: Running, sim: BioTimeSim, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +114,6 @@ async def test_terminal_commands_from_the_cli(
     assert outcomes == ["ok", "ok", "ok", "failed"]
 
 
-@pytest.mark.usefixtures("cli_logging")
 def test_commands_need_biotime_configured(db_dsn: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Without a [biotime] section, a terminal command exits 2 and says why."""

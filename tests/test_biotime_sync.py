@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
@@ -60,16 +58,6 @@ class PageHooks:
         if page in self.after:
             self.after.pop(page)()
         return response
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """Undo the logging set-up `main()` does (its stream is pytest's capture, closed afterwards)."""
-    config = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture
@@ -161,7 +149,6 @@ async def run(db: Database, job: BioTimeTerminalsJob) -> RunResult:
     return await JobRunner(db).run(job)
 
 
-@pytest.mark.usefixtures("cli_logging")
 async def test_sync_once_from_the_cli_fills_report_terminals(
         db: Database, db_dsn: str, running: Running, sim: BioTimeSim, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
