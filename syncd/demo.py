@@ -37,8 +37,8 @@ def _settings(data_dir: Path, port: int, sims: Simulators) -> Settings:
         neolock={"base_url": sims.neolock.url, "login": neo.login, "password": neo.password},
         biotime={"base_url": sims.biotime.url, "username": bt.username, "password": bt.password,
                  "timezone": "Asia/Tashkent"},
-        # The demo drives every job itself, in order; the scheduler stays idle meanwhile.
-        jobs={name: {"interval_seconds": 86400} for name in (
+        # The demo drives every job itself, in order; the scheduler runs none of them.
+        jobs={name: {"enabled": False} for name in (
             "housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices",
             "biotime-terminals", "biotime-punches")},
     )
@@ -88,6 +88,13 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor) -> int:
     try:
         db = app[keys.DB]
         jobs = build_jobs(settings, db, app[keys.HTTP], neolock=app[NEOLOCK])
+        # The business's own records of its attendance terminals: those it knows, plus one that
+        # BioTime has never heard of (so report.terminals shows ok/offline/unknown/missing).
+        async with db.connection() as conn:
+            await conn.executemany(
+                "INSERT INTO local.terminals (sn, alias) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(t.sn, t.alias) for t in sims.biotime.sim.known_terminals()]
+                + [("CKPF000000LOST", "Warehouse back door")])
         job_runner = JobRunner(db, scrub=redactor.scrub)
         for name in ("neolock-subscription", "neolock-uploads", "neolock-devices",
                      "biotime-terminals"):

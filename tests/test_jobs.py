@@ -175,3 +175,17 @@ def test_sync_once_runs_housekeeping_and_reports(make_settings: Callable[..., Se
     assert main(["--config", str(cfg), "sync", "housekeeping", "--once"]) == 0
     assert "housekeeping: ok" in capsys.readouterr().out
     assert main(["--config", str(cfg), "sync", "no-such-job", "--once"]) == 2
+
+
+async def test_jobs_first_run_soon_after_start_not_one_interval_later(db: Database) -> None:
+    """A job with an hourly interval runs right after the scheduler starts (within its jitter)."""
+    job = ScriptedJob("hourly", [True])
+    scheduler = Scheduler(JobRunner(db), {"hourly": job},
+                          {"hourly": JobSettings(interval_seconds=3600, jitter_seconds=0.2)})
+    scheduler.start()
+    for _ in range(50):
+        if job.runs:
+            break
+        await asyncio.sleep(0.1)
+    await scheduler.stop(deadline=5.0)
+    assert job.runs == 1

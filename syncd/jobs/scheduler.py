@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import random
 import time
 from collections.abc import Iterable, Mapping
 
@@ -58,8 +60,12 @@ class Scheduler:
             if interval is None:
                 log.info("job.disabled", job=job.name)
                 continue
+            # First run soon after start (spread by the jitter), not one whole interval later:
+            # an hourly subscription check must not wait an hour to register the webhook.
+            first = dt.datetime.now(dt.UTC) + dt.timedelta(
+                seconds=random.uniform(0, conf.jitter_seconds))  # noqa: S311 (not crypto)
             self._scheduler.add_job(self._tick, IntervalTrigger(
-                seconds=interval, jitter=conf.jitter_seconds or None),
+                seconds=interval, jitter=conf.jitter_seconds or None), next_run_time=first,
                 args=[job], id=job.name, name=job.name)
         self._scheduler.start()
 

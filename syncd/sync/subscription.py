@@ -100,6 +100,7 @@ class NeoLockSubscriptionJob:
         self.settings = settings
         assert settings.neolock is not None
         self.default_interval = settings.neolock.subscription_check_seconds
+        self._told_skipped = False
 
     async def run(self, ctx: RunContext) -> None:
         """Register if needed."""
@@ -109,3 +110,6 @@ class NeoLockSubscriptionJob:
         finally:
             ctx.add_requests(self.client.requests - before)
         ctx.add_items(1 if state.action == "registered" else 0)
+        if state.action == "skipped" and not self._told_skipped:  # say it once, not hourly
+            self._told_skipped = True
+            log.warning("subscription.skipped", reason=state.reason)
