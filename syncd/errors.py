@@ -23,6 +23,10 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached right now (connection refused, pool closed, timeout)."""
 
 
+class DataRejected(DatabaseError):
+    """The database refused a value (e.g. JSON that jsonb cannot hold); retrying will not help."""
+
+
 class MigrationError(DatabaseError):
     """Migrations cannot be applied (e.g. an applied migration was edited)."""
 

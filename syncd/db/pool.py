@@ -25,6 +25,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # Raised when a query starts on a connection the server has just terminated (shutdown,
+    # pg_terminate_backend): the protocol is in a state it cannot leave (MagicStack/asyncpg#1069).
+    asyncpg.InternalClientError,
 )
 
 # All advisory locks taken by syncd use this first key, so they never collide with other software.

@@ -6,6 +6,7 @@ Pure functions: bytes or parsed JSON in, a `ParsedEvent` out. Nothing here trust
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import hashlib
 from typing import Any
 
@@ -42,6 +43,10 @@ def dedupe_key(event: ParsedEvent, body: bytes) -> str:
 def _text(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, decimal.Decimal):  # intake parses numbers exactly
+        if not value.is_finite() or value != value.to_integral_value() or value.adjusted() > 64:
+            return None
+        value = int(value)
     if isinstance(value, str | int):
         text = str(value).strip()
         return text[:MAX_TEXT] if text else None

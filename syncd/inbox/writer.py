@@ -13,7 +13,7 @@ import dataclasses
 import structlog
 
 from syncd.db.pool import Database
-from syncd.errors import DatabaseError
+from syncd.errors import DatabaseError, DatabaseUnavailable, DataRejected
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +65,17 @@ class GroupCommitter:
             while self._queue:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
                 await self._write(batch)
+        except BaseException:  # cancelled: nobody may be left waiting for a commit
+            batch, self._queue = self._queue, []
+            self._fail(batch, DatabaseError("intake interrupted before the commit"))
+            raise
         finally:
             # No await between the empty-queue check and this line, so a submit() can never
             # find a flusher that is about to leave without taking its item.
             self._active -= 1
 
     async def _write(self, batch: list[_Waiting]) -> None:
+        """Commit `batch`; a value the database refuses fails only its own push, not the batch."""
         items = [w.item for w in batch]
         try:
             rows = await self.db.fetch(
@@ -78,15 +83,18 @@ class GroupCommitter:
                 [i.source for i in items], [i.dedupe_key for i in items],
                 [i.event_type for i in items], [i.subject for i in items],
                 [i.body for i in items])
-        except DatabaseError as err:
-            for w in batch:
-                if not w.done.done():
-                    w.done.set_exception(err)
+        except DatabaseUnavailable as err:
+            self._fail(batch, err)
             return
-        except BaseException as err:  # cancelled mid-commit: the callers must not ack
-            for w in batch:
-                if not w.done.done():
-                    w.done.set_exception(DatabaseError(f"intake interrupted: {type(err).__name__}"))
+        except DatabaseError as err:
+            if len(batch) > 1:  # find the culprit: one statement (and commit) per push
+                for waiting in batch:
+                    await self._write([waiting])
+            else:
+                self._fail(batch, DataRejected(str(err)))
+            return
+        except BaseException:
+            self._fail(batch, DatabaseError("intake interrupted before the commit"))
             raise
         inserted = {(r["source"], r["dedupe_key"]) for r in rows}
         self.batches += 1
@@ -96,6 +104,12 @@ class GroupCommitter:
                 key = (w.item.source, w.item.dedupe_key)
                 w.done.set_result(key in inserted)
                 inserted.discard(key)  # a duplicate inside the same batch counts once
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], err: BaseException) -> None:
+        for w in batch:
+            if not w.done.done():
+                w.done.set_exception(err)
 
     async def close(self) -> None:
         """Wait for batches being written."""

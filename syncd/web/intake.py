@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from syncd.db.pool import Database
+from syncd.errors import DataRejected
 from syncd.inbox.parse import dedupe_key, parse_event, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.web import keys, openapi
@@ -76,26 +79,49 @@ async def neolock_hook(request: web.Request) -> web.Response:
         metrics.events.labels(source=SOURCE, outcome="bad_secret").inc()
         raise web.HTTPNotFound()
     body = await request.read()  # over server.max_body_bytes: aiohttp answers 413
-    try:
-        doc = json.loads(body, parse_constant=_no_constants)
-        problem = unstorable(doc)
-    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
-        problem = f"invalid JSON: {err}"
-    if problem:
+    text, doc, problem = _decode(body)
+    if problem is None:
+        event = parse_event(doc)
+        item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type,
+                         ",".join(event.device_uids)[:1000] or None, text)
+        try:
+            new = await app[COMMITTER].submit(item)
+        except DataRejected as err:  # PostgreSQL refused what Python accepted
+            problem = f"the database cannot store this JSON: {err}"
+    if problem is not None:
         await app[keys.DB].execute("quarantine_insert", SOURCE, problem[:500],
                                    request.content_type, body)
         metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
-    event = parse_event(doc)
-    item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type,
-                     ",".join(event.device_uids)[:1000] or None,
-                     body.decode("utf-8"))
-    new = await app[COMMITTER].submit(item)
     metrics.events.labels(source=SOURCE, outcome="stored" if new else "duplicate").inc()
     if new:
         app[INBOX_WAKEUP].set()
     return web.json_response({"status": "stored" if new else "duplicate"})
+
+
+def _decode(body: bytes) -> tuple[str, Any, str | None]:
+    """The body as text and as JSON, or why PostgreSQL's jsonb would not take it."""
+    try:
+        text = body.decode("utf-8")  # strict: UTF-16 and broken UTF-8 are refused here
+        if text.startswith("\ufeff"):
+            return text, None, "invalid JSON: starts with a byte order mark"
+        doc = json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number,
+                         parse_int=_jsonb_number)
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        return "", None, f"invalid JSON: {err}"
+    except RecursionError:
+        return "", None, "invalid JSON: nested too deeply"
+    return text, doc, unstorable(doc)
+
+
+def _jsonb_number(token: str) -> decimal.Decimal:
+    # jsonb numbers are PostgreSQL numerics: at most 131072 digits before the point and 16383
+    # after. Python would accept 1e1000000; PostgreSQL would then refuse the whole insert.
+    number = decimal.Decimal(token)
+    if number.is_finite() and number != 0 and not -16383 <= number.adjusted() < 131072:
+        raise ValueError(f"number {token[:40]} is out of PostgreSQL's range")
+    return number
 
 
 def _no_constants(name: str) -> None:

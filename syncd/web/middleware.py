@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -27,6 +28,37 @@ def error_response(status: int, message: str, request_id: str | None = None,
     return web.json_response(body, status=status, headers=headers)
 
 
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them after it stops listening."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        """A request's handler started."""
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """A request's handler finished."""
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+INFLIGHT = web.AppKey("inflight", InFlight)
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id into the log context, answer errors as JSON, count the request."""
@@ -35,6 +67,25 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     started = time.perf_counter()
+    inflight = request.app[INFLIGHT]
+    inflight.enter()
+    try:
+        response = await _handle(request, handler, request_id, route)
+    finally:
+        inflight.leave()
+    metrics = request.app[keys.METRICS]
+    metrics.http_requests.labels(route=route, method=request.method,
+                                 status=str(response.status)).inc()
+    metrics.http_seconds.labels(route=route).observe(time.perf_counter() - started)
+    return response
+
+
+async def _handle(request: web.Request, handler: Handler, request_id: str,
+                  route: str) -> web.StreamResponse:
+    """Run the handler with the request id bound; turn every failure into a JSON error.
+
+    Logs name the route (/hooks/neolock/{secret}), never the path: a path can carry a secret.
+    """
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
@@ -46,15 +97,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                                       request_id, headers={k: v for k, v in exc.headers.items()
                                                            if k.lower() in ("retry-after", "allow")})
         except DatabaseUnavailable:
-            log.warning("http.database_unavailable", path=request.path)
+            log.warning("http.database_unavailable", route=route)
             response = error_response(503, "database unavailable; retry later", request_id,
                                       headers={"Retry-After": "5"})
         except Exception:
-            log.exception("http.unhandled", path=request.path, method=request.method)
+            log.exception("http.unhandled", route=route, method=request.method)
             response = error_response(500, "internal error", request_id)
         response.headers["X-Request-ID"] = request_id
-    metrics = request.app[keys.METRICS]
-    metrics.http_requests.labels(route=route, method=request.method,
-                                 status=str(response.status)).inc()
-    metrics.http_seconds.labels(route=route).observe(time.perf_counter() - started)
     return response
