@@ -19,7 +19,7 @@ from syncd.sync.neolock import neolock_client
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import health, intake, keys
 from syncd.web.metrics import Metrics
-from syncd.web.middleware import request_context
+from syncd.web.middleware import INFLIGHT, InFlight, request_context
 
 NEOLOCK = web.AppKey("neolock_client", NeoLockClient)
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
+    app[INFLIGHT] = InFlight()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)

@@ -18,6 +18,7 @@ from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings import Settings, SystemdEnv
 from syncd.web import keys
+from syncd.web.middleware import INFLIGHT
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,7 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         await stop.wait()
         log.info("syncd.stopping", deadline=settings.server.shutdown_timeout)
         notifier.stopping()
+        await _drain(app, site, settings.server.shutdown_timeout)
     finally:
         if watchdog_task is not None:
             watchdog_task.cancel()
@@ -92,6 +94,18 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         notifier.close()
     log.info("syncd.stopped")
     return 0
+
+
+async def _drain(app: web.Application, site: web.TCPSite, deadline: float) -> None:
+    """Stop listening, then let requests already being handled finish (a push whose body is still
+    arriving gets its 200), within `deadline`. aiohttp's own cleanup would stop reading from
+    every open connection at once."""
+    if keys.SCHEDULER in app:
+        app[keys.SCHEDULER].begin_stop()  # job runs and requests drain within one deadline
+    await site.stop()
+    inflight = app[INFLIGHT]
+    if not await inflight.wait_idle(deadline):
+        log.warning("syncd.drain_timeout", requests=inflight.count)
 
 
 def _bound_port(site: web.TCPSite) -> int | None:
