@@ -7,8 +7,11 @@ embedded PostgreSQL (pgserver) is started for the session under a temp dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -133,3 +136,32 @@ def _restore_logging() -> Iterator[None]:
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def pg_ctl(pgdata: Path, *args: str) -> None:
+    """Run pg_ctl on an embedded server, as the "pgserver" user when root (as pgserver does)."""
+    import pgserver
+
+    as_user = {"user": "pgserver"} if os.geteuid() == 0 else {}
+    pgserver.pg_ctl(list(args), pgdata=pgdata, **as_user)
+
+
+def pg_start(pgdata: Path) -> None:
+    """Start a stopped embedded server again, with the options pgserver uses."""
+    pg_ctl(pgdata, "-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "log"), "start")
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short temp dir: unix socket paths (PostgreSQL's, NOTIFY_SOCKET) must stay under ~100 bytes.
+
+    An embedded server a test restarted under it is stopped afterwards: pgserver's own cleanup only
+    stops the postmaster it started, so a restarted one would outlive the test.
+    """
+    path = Path(tempfile.mkdtemp(prefix="sd-"))
+    yield path
+    pgdata = path / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(pgdata, "-w", "-m", "immediate", "stop")
+    shutil.rmtree(path, ignore_errors=True)

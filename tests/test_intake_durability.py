@@ -15,12 +15,10 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -38,6 +36,7 @@ from syncd.errors import DataRejected
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.settings import Settings
 from syncd.web import intake
+from tests.conftest import pg_ctl, pg_start
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
 Client = TestClient[web.Request, web.Application]
@@ -81,30 +80,6 @@ async def fetch_keys(dsn: str) -> list[str]:
         return [r["dedupe_key"] for r in await conn.fetch("SELECT dedupe_key FROM ops.inbox")]
     finally:
         await conn.close()
-
-
-def pg_ctl(pgdata: Path, *args: str) -> None:
-    """Run pg_ctl on an embedded server, as the "pgserver" user when root (as pgserver does)."""
-    import pgserver
-
-    as_user = {"user": "pgserver"} if os.geteuid() == 0 else {}
-    pgserver.pg_ctl(list(args), pgdata=pgdata, **as_user)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short temp dir: unix socket paths (PostgreSQL's, NOTIFY_SOCKET) must stay under ~100 bytes.
-
-    An embedded server a test restarted under it is stopped afterwards: pgserver's own cleanup only
-    stops the postmaster it started, so a restarted one would outlive the test.
-    """
-    path = Path(tempfile.mkdtemp(prefix="sd-"))
-    yield path
-    pgdata = path / "postgres"
-    if (pgdata / "postmaster.pid").exists():
-        with contextlib.suppress(subprocess.CalledProcessError):
-            pg_ctl(pgdata, "-w", "-m", "immediate", "stop")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- `syncd run` as a subprocess ------------------------------------------------------------------
@@ -420,8 +395,7 @@ async def test_database_outage_during_a_burst_gives_503_then_recovers_without_re
         pusher.phase = DOWN
         await pusher.until(lambda: pusher.count(503, DOWN) >= 50, 30, "503s during the outage")
         pusher.phase = STARTING
-        await asyncio.to_thread(pg_ctl, pgdata, "-w", "-o", '-h ""', "-o", f"-k {pgdata}",
-                                "-l", str(pgdata / "log"), "start")
+        await asyncio.to_thread(pg_start, pgdata)
         pusher.phase = UP
         await pusher.until(lambda: pusher.count(200, UP) >= 100, 30, "200s after the restart")
     finally:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from syncd.app import create_app
 from syncd.settings import Settings
 from syncd.web import openapi
+from tests.conftest import pg_ctl, pg_start
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
 
@@ -97,34 +95,20 @@ async def test_errors_are_json_with_request_id(client: TestClient[web.Request, w
     assert (await resp.json())["status"] == 405
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short temp dir (PostgreSQL's unix socket path must stay under ~100 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="sd-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 async def test_readiness_flips_when_the_database_stops_and_recovers(
         short_dir: Path, aiohttp_client: AiohttpClient) -> None:
     """With the embedded database stopped, /readyz is 503; restarted, it is 200 again, same process."""
-    import pgserver
-
     settings = Settings(data_dir=short_dir, server={"port": 0},
                         jobs={"housekeeping": {"enabled": False}})
     client = await aiohttp_client(create_app(settings))
     assert (await client.get("/readyz")).status == 200
     pgdata = short_dir / "postgres"
-    # pgserver runs postgres as a "pgserver" system user when we are root; do the same.
-    as_user = {"user": "pgserver"} if os.geteuid() == 0 else {}
-    await asyncio.to_thread(pgserver.pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=pgdata, **as_user)
+    await asyncio.to_thread(pg_ctl, pgdata, "-w", "-m", "fast", "stop")
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["checks"]["database"].startswith("unavailable")
     assert (await client.get("/healthz")).status == 200  # alive, just not ready
-    await asyncio.to_thread(pgserver.pg_ctl, ["-w", "-o", '-h ""', "-o", f"-k {pgdata}",
-                                              "-l", str(pgdata / "log"), "start"], pgdata=pgdata,
-                            **as_user)
+    await asyncio.to_thread(pg_start, pgdata)
     for _ in range(50):
         resp = await client.get("/readyz")
         if resp.status == 200:
