@@ -68,19 +68,20 @@ class Pacer:
     Slots lie on a fixed grid, so event-loop lateness is not added to every gap (measuring from
     when each caller woke loses ~15% of the rate to timer slack). A grid alone could let a late
     start be followed by on-time ones and put rate+1 starts in one second, so the last starts are
-    also remembered and a start waits until the one `rate` places back is a second (plus a small
-    margin for network jitter) old, mirroring the vendor's own sliding window. After a quiet spell
-    the grid restarts at "now": nothing accumulates while idle, so no burst follows.
+    also remembered and a start waits until the one `rate` places back is a second (plus a
+    margin) old, mirroring the vendor's own sliding window. The margin, two slots but at least
+    10 ms, absorbs arrivals bunching up on the way (a loaded vendor or client event loop). After a
+    quiet spell the grid restarts at "now": nothing accumulates while idle, so no burst follows.
     """
 
-    WINDOW_MARGIN = 0.01  # seconds: arrivals may bunch up a little on the way to the vendor
+    MIN_MARGIN = 0.01  # seconds
 
     def __init__(self, rate_per_second: float) -> None:
         if not (math.isfinite(rate_per_second) and rate_per_second > 0):
             raise ValueError("rate_per_second must be a positive finite number")
         self.interval = 1.0 / rate_per_second
         per_window = max(1, math.floor(rate_per_second))
-        self.window = max(1.0, self.interval) + self.WINDOW_MARGIN
+        self.window = max(1.0, self.interval) + max(self.MIN_MARGIN, 2 * self.interval)
         self._starts: collections.deque[float] = collections.deque(maxlen=per_window)
         self._lock = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order: fair
         self._next: float | None = None
