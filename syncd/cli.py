@@ -95,6 +95,7 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
 
 async def _subscriptions(args: argparse.Namespace, settings: config.Settings,
                          redactor: Redactor) -> int:
+    from syncd.db import ops
     from syncd.runtime import open_database, open_http
     from syncd.sync import subscription
     from syncd.sync.neolock import neolock_client
@@ -113,15 +114,15 @@ async def _subscriptions(args: argparse.Namespace, settings: config.Settings,
         elif args.action == "delete":
             await subscription.delete(db, client)
             print("deleted")
-        row = await db.fetchrow("subscription_get", subscription.PROVIDER)
+        row = await ops.get_subscription(db, subscription.PROVIDER)
     if args.action == "show":
         if row is None:
             print("no subscription registered by syncd")
             return 1
-        print(f"url:           {row['public_url']}<secret>\nstatus:        {row['status']}\n"
-              f"secret:        {row['secret_source']}\nregistered at: {row['registered_at']}\n"
-              f"checked at:    {row['checked_at']}" +
-              (f"\nlast error:    {row['last_error']}" if row["last_error"] else ""))
+        print(f"url:           {row.public_url}<secret>\nstatus:        {row.status}\n"
+              f"secret:        {row.secret_source}\nregistered at: {row.registered_at}\n"
+              f"checked at:    {row.checked_at}" +
+              (f"\nlast error:    {row.last_error}" if row.last_error else ""))
     return 0
 
 

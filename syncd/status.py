@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from syncd.db import ops
 from syncd.db.pool import Database
 
 
 async def collect_status(db: Database, schedule: Mapping[str, float | None]) -> dict[str, Any]:
     """Every known job with its interval and latest run, plus runs of jobs no longer scheduled."""
-    latest = {row["job"]: dict(row) for row in await db.fetch("sync_runs_latest")}
+    latest = await ops.latest_runs(db)
     jobs: list[dict[str, Any]] = []
     for name, interval in sorted(schedule.items()):
         run = latest.pop(name, None)
@@ -19,11 +20,11 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None]) -> 
     jobs.extend({"job": name, "enabled": False, "interval_seconds": None, "last_run": run}
                 for name, run in sorted(latest.items()))
     failing = [j["job"] for j in jobs if j["last_run"] and j["last_run"]["status"] == "failed"]
-    inbox = {row["status"]: row["n"] for row in await db.fetch("inbox_counts")}
-    sub = await db.fetchrow("subscription_get", "neolock")
+    inbox = await ops.inbox_counts(db)
+    sub = await ops.get_subscription(db, "neolock")
     subscription = None if sub is None else {
-        "url": sub["public_url"] + "<secret>", "status": sub["status"],
-        "secret": sub["secret_source"], "registered_at": sub["registered_at"],
-        "checked_at": sub["checked_at"], "last_error": sub["last_error"]}
+        "url": sub.public_url + "<secret>", "status": sub.status, "secret": sub.secret_source,
+        "registered_at": sub.registered_at, "checked_at": sub.checked_at,
+        "last_error": sub.last_error}
     return {"jobs": jobs, "failing_jobs": failing, "inbox": inbox,
             "subscriptions": {"neolock": subscription}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
+from syncd.db import ops
 from syncd.db.pool import Connection, Database, translate
 from syncd.db.queries import get as sql
 
@@ -66,12 +66,11 @@ async def command_finished(db: Database, command_id: int, ok: bool, error: str |
 
 async def punch_cursor(db: Database) -> int | None:
     """The highest punch id stored so far by biotime-punches, if any."""
-    value: Any = await db.fetchval("cursor_get", PUNCH_CURSOR)
-    last = value.get("last_id") if isinstance(value, dict) else None
+    last = (await ops.get_cursor(db, PUNCH_CURSOR)).get("last_id")
     return int(last) if isinstance(last, int) else None
 
 
 async def set_punch_cursor(conn: Connection, last_id: int) -> None:
     """Store the punch cursor (inside the transaction that writes the punches it covers)."""
     with translate():
-        await conn.execute(sql("cursor_set"), PUNCH_CURSOR, {"last_id": last_id})
+        await ops.set_cursor(conn, PUNCH_CURSOR, {"last_id": last_id})

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.inbox.parse import parse_event
@@ -70,40 +71,40 @@ class InboxWorker:
 
     async def process_due(self) -> int:
         """Lease and handle one batch of due events; return how many were handled."""
-        rows = await self.db.fetch("inbox_claim", self.batch, LEASE_SECONDS)
+        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS)
         if not rows:
             return 0
-        parsed = {r["id"]: parse_event(_body(r["body"])) for r in rows}
+        parsed = {r.id: parse_event(_body(r.body)) for r in rows}
         uids = list(dict.fromkeys(u for p in parsed.values() for u in p.device_uids))
         found = await neolock.refresh(self.client, uids, self.concurrency)
         await neolock.store(self.db, found)
         for row in rows:
-            event = parsed[row["id"]]
+            event = parsed[row.id]
             await self._settle(row, event.device_uids, event.event_type, found.failed)
         return len(rows)
 
-    async def _settle(self, row: Any, uids: tuple[str, ...], event_type: str | None,
+    async def _settle(self, row: ops.LeasedEvent, uids: tuple[str, ...], event_type: str | None,
                       failed: dict[str, str]) -> None:
-        event_id = row["id"]
+        event_id = row.id
         subject = ",".join(uids)[:1000] or None
         if not uids:
-            await self.db.execute("inbox_mark", event_id, "unparsed",
-                                  "no device id found in the push", None, event_type)
+            await ops.settle_event(self.db, event_id, "unparsed", "no device id found in the push",
+                                   None, event_type)
             self._count("unparsed")
             log.info("inbox.unparsed", event_id=event_id)
             return
         errors = [failed[u] for u in uids if u in failed]
         if not errors:
-            await self.db.execute("inbox_mark", event_id, "processed", None, subject, event_type)
+            await ops.settle_event(self.db, event_id, "processed", None, subject, event_type)
             self._count("processed")
             return
         error = self.scrub(errors[0])[:500]
-        if row["attempts"] >= MAX_ATTEMPTS:
-            await self.db.execute("inbox_mark", event_id, "failed", error, subject, event_type)
+        if row.attempts >= MAX_ATTEMPTS:
+            await ops.settle_event(self.db, event_id, "failed", error, subject, event_type)
             self._count("failed")
-            log.warning("inbox.gave_up", event_id=event_id, attempts=row["attempts"], error=error)
+            log.warning("inbox.gave_up", event_id=event_id, attempts=row.attempts, error=error)
         else:
-            await self.db.execute("inbox_retry_later", event_id, retry_delay(row["attempts"]), error)
+            await ops.retry_event_later(self.db, event_id, retry_delay(row.attempts), error)
             self._count("retried")
 
     def _count(self, outcome: str) -> None:

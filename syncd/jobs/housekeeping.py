@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from syncd.db import ops
 from syncd.jobs.base import RunContext
 
 RETAIN_DAYS = 30
@@ -18,5 +19,4 @@ class HousekeepingJob:
         """Prune ops.sync_runs, ops.inbox and ops.quarantine."""
         for query, days in (("sync_runs_prune", RETAIN_DAYS), ("inbox_prune", INBOX_DAYS),
                             ("quarantine_prune", RETAIN_DAYS)):
-            status = await ctx.db.execute(query, float(days))
-            ctx.add_items(int(status.split()[-1]))
+            ctx.add_items(await ops.prune(ctx.db, query, float(days)))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import structlog
 
+from syncd.db import ops
 from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
@@ -75,8 +76,8 @@ class JobRunner:
 
     async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,
                           started: float, on_progress: ProgressCallback | None) -> RunResult:
-        await self.db.execute("sync_runs_abandon", job.name)
-        run_id = await self.db.fetchval("sync_run_start", job.name, RUNNER_ID)
+        await ops.abandon_runs(self.db, job.name)
+        run_id = await ops.start_run(self.db, job.name, RUNNER_ID)
         ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
         error: str | None = None
         with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id):
@@ -91,9 +92,8 @@ class JobRunner:
                 bound.exception("job.crashed")
         outcome = Outcome.FAILED if error else Outcome.OK
         seconds = time.monotonic() - started
-        await self.db.execute("sync_run_finish", run_id, outcome.value, ctx.items, ctx.requests,
-                              error)
-        previous = await self.db.fetchval("sync_run_previous_status", job.name, run_id)
+        await ops.finish_run(self.db, run_id, outcome.value, ctx.items, ctx.requests, error)
+        previous = await ops.previous_status(self.db, job.name, run_id)
         self._log_transition(bound, previous, outcome, error)
         bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
                    seconds=round(seconds, 3))

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import structlog
 
+from syncd.db import ops, phones
 from syncd.db.pool import Database
-from syncd.db.queries import get as sql
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorError, VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
@@ -88,7 +88,7 @@ async def refresh(client: NeoLockClient, uids: Sequence[str], concurrency: int =
     return result
 
 
-async def store(db: Database, found: Refresh, *, cursor: tuple[str, Any] | None = None,
+async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, Any]] | None = None,
                 seen_at: dt.datetime | None = None) -> UpsertResult:
     """Write refreshed devices, and mark 404'd ones gone, in one transaction (with the cursor)."""
     seen_at = seen_at or _now()
@@ -96,10 +96,9 @@ async def store(db: Database, found: Refresh, *, cursor: tuple[str, Any] | None 
         result = await upsert(conn, PHONES, [device_record(d) for d in found.devices], seen_at)
         gone = 0
         if found.gone:
-            status = await conn.execute(sql("phones_mark_gone"), PROVIDER, found.gone, seen_at)
-            gone = int(status.split()[-1])
+            gone = await phones.mark_gone(conn, PROVIDER, found.gone, seen_at)
         if cursor is not None:
-            await conn.execute(sql("cursor_set"), cursor[0], cursor[1])
+            await ops.set_cursor(conn, *cursor)
     return dataclasses.replace(result, gone=gone)
 
 
@@ -117,8 +116,7 @@ class NeoLockUploadsJob:
     async def run(self, ctx: RunContext) -> None:
         """Resume at the stored page; a page shorter than page_size ends the listing."""
         before = self.client.requests
-        saved = await self.db.fetchval("cursor_get", self.name)
-        page_num = int(saved.get("next_page", 0)) if isinstance(saved, dict) else 0
+        page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
         try:
             for _ in range(100_000):
                 page = await self.client.get_uploads(page_num, self.page_size)
@@ -126,7 +124,7 @@ class NeoLockUploadsJob:
                 next_cursor = {"next_page": 0 if last else page_num + 1}
                 async with self.db.transaction() as conn:
                     await upsert(conn, UPLOADS, [upload_record(u) for u in page.items], _now())
-                    await conn.execute(sql("cursor_set"), self.name, next_cursor)
+                    await ops.set_cursor(conn, self.name, next_cursor)
                 ctx.add_items(len(page.items))
                 ctx.progress(ctx.items, None)
                 if last:
@@ -157,14 +155,12 @@ class NeoLockDevicesJob:
     async def run(self, ctx: RunContext) -> None:
         """Refresh every known device; devices that fail are left as they were, never gone."""
         before = self.client.requests
-        saved = await self.db.fetchval("cursor_get", self.name)
-        after = str(saved.get("after", "")) if isinstance(saved, dict) else ""
-        total = await self.db.fetchval("neolock_known_devices_count")
+        after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
+        total = await phones.known_neolock_devices(self.db)
         failed: dict[str, str] = {}
         try:
             while True:
-                uids = [r["device_uid"] for r in
-                        await self.db.fetch("neolock_known_devices_after", after, self.batch)]
+                uids = await phones.known_neolock_devices_after(self.db, after, self.batch)
                 if not uids:
                     break
                 found = await refresh(self.client, uids, self.concurrency)

@@ -14,6 +14,7 @@ import secrets
 
 import structlog
 
+from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import VendorError, VendorNotFound
 from syncd.jobs.base import RunContext
@@ -53,30 +54,30 @@ async def ensure(db: Database, client: NeoLockClient, settings: Settings, *,
         return SubscriptionState("skipped", None, "server.public_url is not set: nothing to register")
     base = hook_base(str(settings.server.public_url))
     configured = settings.neolock.webhook_secret
-    row = await db.fetchrow("subscription_get", PROVIDER)
+    row = await ops.get_subscription(db, PROVIDER)
     if configured:
-        same_secret = row is not None and digest(configured.get_secret_value()) == row["secret_sha256"]
+        same_secret = row is not None and digest(configured.get_secret_value()) == row.secret_sha256
     else:
-        same_secret = row is not None and row["secret_source"] == GENERATED
-    current = row is not None and row["status"] == "registered" and row["public_url"] == base \
+        same_secret = row is not None and row.secret_source == GENERATED
+    current = row is not None and row.status == "registered" and row.public_url == base \
         and same_secret
     if current and not force:
-        await db.execute("subscription_touch", PROVIDER)
+        await ops.subscription_checked(db, PROVIDER)
         return SubscriptionState("unchanged", base)
     secret = configured.get_secret_value() if configured else \
         secrets.token_urlsafe(GENERATED_SECRET_BYTES)
     try:
-        if row is not None and row["status"] == "registered":
+        if row is not None and row.status == "registered":
             # One subscription per client: a second create is refused, so replace it.
             with contextlib.suppress(VendorNotFound):
                 await client.delete_subscription()
         await client.register_subscription(base + secret)
     except VendorError as err:
-        await db.execute("subscription_failed", PROVIDER, base, str(err)[:500])
+        await ops.subscription_failed(db, PROVIDER, base, str(err)[:500])
         log.warning("subscription.register_failed", url=base, error=str(err))
         raise
-    await db.execute("subscription_save", PROVIDER, base, digest(secret),
-                     "configured" if configured else GENERATED, "registered", None)
+    await ops.save_subscription(db, PROVIDER, base, digest(secret),
+                                "configured" if configured else GENERATED)
     log.info("subscription.registered", url=base + "…",
              secret="configured" if configured else GENERATED)
     return SubscriptionState("registered", base)
@@ -86,7 +87,7 @@ async def delete(db: Database, client: NeoLockClient) -> None:
     """Delete the subscription at NeoLock and record it."""
     with contextlib.suppress(VendorNotFound):
         await client.delete_subscription()
-    await db.execute("subscription_deleted", PROVIDER)
+    await ops.subscription_deleted(db, PROVIDER)
 
 
 class NeoLockSubscriptionJob:

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 import syncd
+from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
 from syncd.status import collect_status
@@ -34,10 +35,10 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await db.ping(timeout=2.0)
         checks["database"] = "ok"
-        applied = await db.fetchval("migrations_applied_count")
+        applied = await ops.migrations_applied(db)
         expected = len(discover())
         checks["migrations"] = "ok" if applied == expected else \
-            f"{expected - int(applied)} pending"
+            f"{expected - applied} pending"
     except DatabaseError as err:
         checks.setdefault("database", f"unavailable: {type(err).__name__}")
         checks.setdefault("migrations", "unknown")

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DataRejected
 from syncd.inbox.parse import dedupe_key, parse_event, unstorable
@@ -49,8 +50,8 @@ class HookSecrets:
             return hmac.compare_digest(given.encode(), self.configured)
         now = time.monotonic()
         if now - self._read_at > self.ttl:
-            row = await self.db.fetchrow("subscription_get", SOURCE)
-            self._digest = row["secret_sha256"] if row and row["status"] != "deleted" else None
+            sub = await ops.get_subscription(self.db, SOURCE)
+            self._digest = sub.secret_sha256 if sub and sub.status != "deleted" else None
             self._read_at = now
         if not self._digest:
             return False
@@ -89,8 +90,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
         except DataRejected as err:  # PostgreSQL refused what Python accepted
             problem = f"the database cannot store this JSON: {err}"
     if problem is not None:
-        await app[keys.DB].execute("quarantine_insert", SOURCE, problem[:500],
-                                   request.content_type, body)
+        await ops.quarantine(app[keys.DB], SOURCE, problem[:500], request.content_type, body)
         metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
