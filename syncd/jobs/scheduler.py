@@ -13,7 +13,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd.errors import DatabaseUnavailable
+from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
 from syncd.settings import JobSettings
@@ -77,7 +77,11 @@ class Scheduler:
             return
         task = asyncio.create_task(self._run(job), name=f"job:{job.name}")
         self._running[job.name] = task
-        task.add_done_callback(lambda _: self._running.pop(job.name, None))
+        task.add_done_callback(lambda done: self._forget(job.name, done))
+
+    def _forget(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(name) is task:  # not a newer run of the same job
+            del self._running[name]
 
     async def _run(self, job: Job) -> None:
         try:
@@ -89,6 +93,10 @@ class Scheduler:
             if not self._db_down:  # log the transition once, not every tick
                 self._db_down = True
                 log.warning("scheduler.database_unavailable", job=job.name, error=str(err))
+        except SyncdError as err:  # the run's own bookkeeping failed; the next tick tries again
+            log.warning("scheduler.run_error", job=job.name, error=str(err))
+        except Exception:  # a bug: keep the scheduler alive, show the trace
+            log.exception("scheduler.run_crashed", job=job.name)
 
     def begin_stop(self) -> None:
         """Stop starting new runs; the drain deadline counts from the first call."""
