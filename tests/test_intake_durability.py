@@ -703,3 +703,16 @@ async def test_pushes_while_database_connections_are_terminated_get_503_never_50
     assert all(a.retry_after for a in pusher.answers if a.status == 503)
     stored = {r["dedupe_key"] for r in await pg.fetch("SELECT dedupe_key FROM ops.inbox")}
     assert {f"id:{a.event_id}" for a in pusher.answers if a.status == 200} <= stored
+
+
+async def test_a_push_that_is_a_bare_json_string_is_stored_and_marked_unparsed(
+        hook: Client, pg: asyncpg.Connection) -> None:
+    """Valid JSON that is not an object (here a string) is acked, stored, and settled as unparsed."""
+    resp = await hook.post(HOOK, data=b'"just a string"', headers=JSON)
+    assert resp.status == 200
+    for _ in range(100):
+        status = await pg.fetchval("SELECT status FROM ops.inbox")
+        if status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert status == "unparsed"

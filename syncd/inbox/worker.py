@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -74,7 +72,7 @@ class InboxWorker:
         rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS)
         if not rows:
             return 0
-        parsed = {r.id: parse_event(_body(r.body)) for r in rows}
+        parsed = {r.id: parse_event(r.body) for r in rows}  # jsonb arrives decoded
         uids = list(dict.fromkeys(u for p in parsed.values() for u in p.device_uids))
         found = await neolock.refresh(self.client, uids, self.concurrency)
         await neolock.store(self.db, found)
@@ -110,11 +108,6 @@ class InboxWorker:
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.events.labels(source="neolock", outcome=outcome).inc()
-
-
-def _body(value: Any) -> Any:
-    # jsonb arrives decoded through the pool's codec; tolerate text for safety.
-    return json.loads(value) if isinstance(value, str) else value
 
 
 async def run_worker(worker: InboxWorker) -> None:
