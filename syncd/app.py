@@ -43,12 +43,12 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     app[intake.HOOK_SECRETS] = intake.HookSecrets(
         db, configured.get_secret_value() if configured else None)
     committer = app[intake.COMMITTER] = GroupCommitter(db)
-    app[intake.INBOX_WAKEUP] = asyncio.Event()
+    wakeup = app[intake.INBOX_WAKEUP] = asyncio.Event()
     task: asyncio.Task[None] | None = None
     if settings.neolock is not None:
         client = app[NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
-        worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
-        worker.wakeup = app[intake.INBOX_WAKEUP]
+        worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
+                             wakeup=wakeup)
         task = asyncio.create_task(run_worker(worker), name="inbox-worker")
     yield
     await committer.close()

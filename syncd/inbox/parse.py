@@ -28,6 +28,11 @@ class ParsedEvent:
     device_uids: tuple[str, ...]
 
     @property
+    def subject(self) -> str | None:
+        """The device uids as one bounded text (the inbox's `subject`), or None."""
+        return ",".join(self.device_uids)[:1000] or None
+
+    @property
     def parsed(self) -> bool:
         """True when the push names at least one device to re-read."""
         return bool(self.device_uids)

@@ -16,7 +16,7 @@ import structlog
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.inbox.parse import parse_event
+from syncd.inbox.parse import ParsedEvent, parse_event
 from syncd.sync import neolock
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web.metrics import Metrics
@@ -37,7 +37,8 @@ class InboxWorker:
 
     def __init__(self, db: Database, client: NeoLockClient, metrics: Metrics | None = None, *,
                  batch: int = 100, concurrency: int = 8, poll_interval: float = 1.0,
-                 scrub: Callable[[str], str] = lambda s: s) -> None:
+                 scrub: Callable[[str], str] = lambda s: s,
+                 wakeup: asyncio.Event | None = None) -> None:
         self.db = db
         self.client = client
         self.metrics = metrics
@@ -45,7 +46,7 @@ class InboxWorker:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.scrub = scrub
-        self.wakeup = asyncio.Event()
+        self.wakeup = wakeup or asyncio.Event()  # set by intake when it stores an event
         self._db_down = False
 
     async def run_forever(self) -> None:
@@ -77,21 +78,19 @@ class InboxWorker:
         found = await neolock.refresh(self.client, uids, self.concurrency)
         await neolock.store(self.db, found)
         for row in rows:
-            event = parsed[row.id]
-            await self._settle(row, event.device_uids, event.event_type, found.failed)
+            await self._settle(row, parsed[row.id], found.failed)
         return len(rows)
 
-    async def _settle(self, row: ops.LeasedEvent, uids: tuple[str, ...], event_type: str | None,
+    async def _settle(self, row: ops.LeasedEvent, event: ParsedEvent,
                       failed: dict[str, str]) -> None:
-        event_id = row.id
-        subject = ",".join(uids)[:1000] or None
-        if not uids:
+        event_id, subject, event_type = row.id, event.subject, event.event_type
+        if not event.parsed:
             await ops.settle_event(self.db, event_id, "unparsed", "no device id found in the push",
                                    None, event_type)
             self._count("unparsed")
             log.info("inbox.unparsed", event_id=event_id)
             return
-        errors = [failed[u] for u in uids if u in failed]
+        errors = [failed[u] for u in event.device_uids if u in failed]
         if not errors:
             await ops.settle_event(self.db, event_id, "processed", None, subject, event_type)
             self._count("processed")

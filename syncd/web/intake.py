@@ -40,10 +40,6 @@ class HookSecrets:
         self._digest: str | None = None
         self._read_at = float("-inf")
 
-    def forget(self) -> None:
-        """Drop the cached digest (after this process registered a new secret)."""
-        self._read_at = float("-inf")
-
     async def matches(self, given: str) -> bool:
         """True when `given` is the current hook secret."""
         if self.configured is not None:
@@ -83,8 +79,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
-        item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type,
-                         ",".join(event.device_uids)[:1000] or None, text)
+        item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type, event.subject, text)
         try:
             new = await app[COMMITTER].submit(item)
         except DataRejected as err:  # PostgreSQL refused what Python accepted
