@@ -86,8 +86,14 @@ async def upsert(conn: Connection, spec: UpsertSpec, records: Sequence[Sequence[
     """Stage `records` with COPY and merge them; run inside the caller's transaction.
 
     `complete=True` says the records are the vendor's whole listing: rows not in it are marked
-    gone. Never pass it for a failed, partial or paged-in-pieces listing.
+    gone. Never pass it for a failed, partial or paged-in-pieces listing. A key given twice
+    (a vendor repeating a row within a page) keeps its last record: ON CONFLICT would otherwise
+    refuse the whole statement.
     """
+    key_at = [spec.columns.index(k) for k in spec.key]
+    unique = {tuple(record[i] for i in key_at): record for record in records}
+    if len(unique) < len(records):
+        records = list(unique.values())
     with translate():
         # Only the data columns, without the target's constraints; rows vanish at commit.
         await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {spec.stage} ON COMMIT DELETE ROWS "
