@@ -6,7 +6,7 @@ per knox-guard-api.md and FIELD-NOTES: GET /authorization, POST /transaction, PO
 POST /devices/{approve,lock,unlock,blink,complete,sendMessage,delete} and their …Async variants,
 whose per-device outcome is read with POST /transaction after `async_delay`.
 
-Every route needs `x-knox-apitoken`: either the static `sim.api_token` (None disables it) or a
+Every route needs `x-knox-apitoken`: either the static `sim.api_token` ("" disables it) or a
 signed API token from the Knox Cloud token flow, `POST /ams/v1/users/accesstoken` (outside BASE_PATH,
 see knoxguard_auth.py; register a tenant key with `sim.auth.register(...)`); else 401 4010000
 AUTHORIZATION_FAIL. 100 requests/s per token (429 + Retry-After). Errors are
@@ -85,12 +85,12 @@ class KnoxGuardSim(FleetFacade):
     """The state of one Knox Guard tenant: API token, fleet, uploads, async transactions."""
 
     def __init__(self, *, seed: int = 0, devices: int = 20,
-                 api_token: str | None = DEFAULT_API_TOKEN, clock: Callable[[], float] | None = None,
+                 api_token: str = DEFAULT_API_TOKEN, clock: Callable[[], float] | None = None,
                  transition_delay: float = 0.5, enroll_delay: float | None = None,
                  async_delay: float = 0.2, rate_limit: int = 100, rate_window: float = 1.0,
                  upload_enabled: bool = True, auto_accept_permitted: bool = True) -> None:
         self.seed = seed
-        self.api_token = api_token  # the static token; None: only the signed-token flow
+        self.api_token = api_token  # the static token; "": only the signed-token flow
         self.auth = TokenAuthority(clock) if clock is not None else TokenAuthority()
         self.async_delay = async_delay
         self.upload_enabled = upload_enabled  # the upload API is "only available upon request"
@@ -119,7 +119,7 @@ def _auth_middleware(sim: KnoxGuardSim) -> Middleware:
         token = request.headers.get(TOKEN_HEADER)
         if not token:
             _refuse(401, 4010000, "AUTHORIZATION_FAIL", "The x-knox-apitoken is missing")
-        if sim.api_token is None or token != sim.api_token:
+        if not sim.api_token or token != sim.api_token:
             try:
                 sim.auth.check_api_token(token)
             except AuthRefused as err:

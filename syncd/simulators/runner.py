@@ -76,8 +76,7 @@ def config_toml(sims: Simulators) -> str:
     sections: dict[str, dict[str, str | list[str]]] = {
         "neolock": {"base_url": sims.neolock.url, "login": sims.neolock.sim.login,
                     "password": sims.neolock.sim.password},
-        "knoxguard": {"base_url": sims.knoxguard.url,
-                      "api_token": sims.knoxguard.sim.api_token or ""},
+        "knoxguard": {"base_url": sims.knoxguard.url, "api_token": sims.knoxguard.sim.api_token},
         "codelocks": {"base_url": sims.codelocks.url, "api_key": sims.codelocks.sim.api_key,
                       "access_keys": list(sims.codelocks.sim.access_keys),
                       "plan": sims.codelocks.sim.plan},
