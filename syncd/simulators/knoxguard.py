@@ -99,6 +99,9 @@ class KnoxGuardSim(FleetFacade):
                            enroll_delay=enroll_delay)
         self.limiter = SlidingWindowLimiter(rate_limit, rate_window)
         self.transactions: dict[str, Transaction] = {}
+        # Test control: called with the pageNum after each devices/list page is built, so a test
+        # can change the tenant (delete a device, move the clock) between two pages of a sync.
+        self.after_list_page: Callable[[int], None] | None = None
         self.user = {"companyName": "Simulated Finance LLC", "country": "UZ",
                      "email": "kg-admin@example.com", "name": "KG Sim Admin",
                      "phoneNumber": "+998900000000"}
@@ -251,8 +254,11 @@ async def list_devices(request: web.Request) -> web.Response:
     found = [d for d in sim.fleet.devices.values() if not needle or any(
         needle in (v or "").casefold()
         for v in (d.device_uid, d.imei, d.imei2, d.serial, d.object_id, d.approve_id, d.status))]
-    return web.json_response({"result": "SUCCESS", "totalCount": len(found),
-                              "deviceList": [list_item(d) for d in page(found, page_num, page_size)]})
+    answer = {"result": "SUCCESS", "totalCount": len(found),
+              "deviceList": [list_item(d) for d in page(found, page_num, page_size)]}
+    if sim.after_list_page is not None:
+        sim.after_list_page(page_num)
+    return web.json_response(answer)
 
 
 def _perform(sim: KnoxGuardSim, action: str, params: dict[str, Any]) -> Device:
