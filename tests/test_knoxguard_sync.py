@@ -205,16 +205,19 @@ async def test_a_no_change_resync_writes_nothing(
     assert upload_calls == 1  # settled batches are not read again
 
 
+@pytest.mark.parametrize(("page_size", "list_calls"), [(2, 3), (3, 2), (10, 1)])
 async def test_uploads_land_per_device_with_batch_status(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: Clock) -> None:
-    """Every device of every upload batch is a phone_uploads row; the list's totalCount is met."""
+        clock: Clock, page_size: int, list_calls: int) -> None:
+    """Every device of every upload batch is a phone_uploads row; 4 batches in pages of 2 (an
+    exact multiple) end on an empty page, in pages of 3 or 10 on a short one."""
     sim = tenant(25)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = client_for(http, sim, running, clock)
         await client.upload_devices(["356938035643809", "bad uid!"])
-        result = await run(db, KnoxUploadsJob(db, client, page_size=2))
+        result = await run(db, KnoxUploadsJob(db, client, page_size=page_size))
         assert result.outcome is Outcome.OK, result.error
+        assert running.counters[BASE_PATH + "/devices/uploads"].requests == list_calls + 1
     rows = await db.pool.fetch("SELECT device_uid, upload_id, status FROM vendor.phone_uploads "
                                "WHERE provider = 'knoxguard'")
     want = {(e.device_uid, b.upload_id, "SUCCESS" if e.valid else "FAIL")

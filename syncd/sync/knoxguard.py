@@ -13,6 +13,7 @@ read), and only after a pass read from its first page to its end in one run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import time
@@ -26,7 +27,7 @@ from syncd.db import knoxguard as queries
 from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertSpec, upsert
-from syncd.errors import VendorFault, VendorNotFound
+from syncd.errors import SyncdError, VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
 from syncd.settings import KnoxGuardSettings
 from syncd.vendors.knoxguard import Device, KnoxGuardClient, UploadDetail
@@ -98,12 +99,17 @@ class KnoxUploadsJob:
         try:
             for _ in range(MAX_PAGES):
                 page = await self.client.get_uploads(page_num, self.page_size)
+                todo = [b for b in page.items if not (
+                    b.upload_status == "Completed" and b.total_device_count is not None
+                    and settled.get(b.upload_id) == b.total_device_count)]
+                # Batches are read side by side; the client paces them to the rate limit.
+                answers = await asyncio.gather(*(self._batch_records(b) for b in todo),
+                                               return_exceptions=True)
                 records: list[tuple[Any, ...]] = []
-                for batch in page.items:
-                    if batch.upload_status == "Completed" and batch.total_device_count is not None \
-                            and settled.get(batch.upload_id) == batch.total_device_count:
-                        continue
-                    records += await self._batch_records(batch)
+                for answer in answers:
+                    if isinstance(answer, BaseException):  # nothing of this page is written
+                        raise answer
+                    records += answer
                 last = page.is_last
                 async with self.db.transaction() as conn:
                     await upsert(conn, UPLOADS, records, _now())
@@ -163,20 +169,33 @@ class KnoxDevicesJob:
         page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
         listing = _Pass()
         first = page_num
-        for _ in range(MAX_PAGES):
-            page = await self.client.list_devices(page_num, self.page_size)
-            listing.seen.update(d.device_uid for d in page.items)
-            last = page.is_last
-            async with self.db.transaction() as conn:
-                await upsert(conn, PHONES, [device_record(d) for d in page.items], _now())
-                await ops.set_cursor(conn, self.name, {"next_page": 0 if last else page_num + 1})
-            ctx.add_items(len(page.items))
-            ctx.progress(ctx.items, page.total_count)
-            if last:
-                listing.complete = first == 0
-                return listing
-            page_num += 1
-        raise VendorFault(PROVIDER, f"device list did not end within {MAX_PAGES} pages")
+        # The next page is requested while this one is written: the vendor call and the
+        # database write overlap, and the cursor still moves only with the data it covers.
+        upcoming = asyncio.ensure_future(self.client.list_devices(page_num, self.page_size))
+        try:
+            for _ in range(MAX_PAGES):
+                page = await upcoming
+                listing.seen.update(d.device_uid for d in page.items)
+                last = page.is_last
+                if not last:
+                    upcoming = asyncio.ensure_future(
+                        self.client.list_devices(page_num + 1, self.page_size))
+                async with self.db.transaction() as conn:
+                    await upsert(conn, PHONES, [device_record(d) for d in page.items], _now())
+                    await ops.set_cursor(conn, self.name,
+                                         {"next_page": 0 if last else page_num + 1})
+                ctx.add_items(len(page.items))
+                ctx.progress(ctx.items, page.total_count)
+                if last:
+                    listing.complete = first == 0
+                    return listing
+                page_num += 1
+            raise VendorFault(PROVIDER, f"device list did not end within {MAX_PAGES} pages")
+        finally:
+            if not upcoming.done():  # a failed write: the page read ahead is not wanted
+                upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SyncdError):
+                await upcoming  # collect its outcome, so no error goes unretrieved
 
     async def _confirm_missing(self, seen: set[str], ctx: RunContext) -> None:
         """Ask the vendor directly about each stored device the pass did not list."""
