@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from syncd import settings as config
 from syncd.errors import ConfigError
+from syncd.simulators.common import serve
+from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
 from syncd.simulators.knoxguard_auth import generate_keys
+from syncd.simulators.runner import knox_key_flow
+from syncd.sync.knoxguard import knoxguard_client
 
 
 def load(tmp_path: Path, section: str) -> config.Settings:
@@ -62,3 +67,18 @@ def test_invalid_auth_settings_give_one_clear_line(
     [line] = err.value.problems
     assert line.startswith("knoxguard") and problem in line
     assert "only half" not in line
+
+
+async def test_simulate_prints_a_working_key_flow_config(tmp_path: Path) -> None:
+    """The keys_file/client_identifier lines `syncd simulate` prints authorize against the sim."""
+    sim = KnoxGuardSim(api_token="")
+    lines = knox_key_flow(sim, tmp_path)
+    async with serve(create_app(sim), prefix=BASE_PATH) as running, \
+            aiohttp.ClientSession() as http:
+        section = f'base_url = "{running.url}"\n' + "".join(
+            line.removeprefix("# ") + "\n" for line in lines.splitlines()[1:])
+        settings = load(tmp_path, section)
+        assert settings.knoxguard is not None
+        client = knoxguard_client(settings.knoxguard, http)
+        assert (await client.authorization()).result == "SUCCESS"
+    assert sim.auth.exchanges == 1
