@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -314,11 +315,15 @@ page_size = 7
     assert state == expected(sim)
     assert state[enrolled][1:3] == ("Locked", "Locked")
     assert state[pending][1:3] == ("Accepted", "Activating")
-    out = capsys.readouterr().out
-    assert "knox-devices: ok items=40" in out
-    dump = await db.pool.fetchval(
-        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM ops.sync_runs) t")
-    assert CLIENT_ID not in dump and next(iter(sim.auth.grants)) not in dump
+    captured = capsys.readouterr()
+    assert "knox-devices: ok items=40" in captured.out
+    dump = " ".join([await db.pool.fetchval(f"SELECT coalesce(string_agg(t::text, ' '), '') "
+                                            f"FROM {table} t") for table in (
+        "ops.sync_runs", "ops.cursors", "vendor.phones", "vendor.phone_uploads")])
+    private = json.loads(keys)["Private"]
+    for secret in (CLIENT_ID, private[40:80], *sim.auth.grants):
+        assert secret not in dump
+        assert secret not in captured.out + captured.err
 
 
 async def _cli(argv: list[str]) -> int:
