@@ -329,3 +329,23 @@ page_size = 7
 async def _cli(argv: list[str]) -> int:
     """Run the CLI in a worker thread (it starts its own event loop)."""
     return await asyncio.to_thread(main, argv)
+
+
+async def test_a_knox_phone_disagreeing_with_its_contract_shows_in_drift(
+        db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
+        clock: Clock) -> None:
+    """A contract names only device_uid: it matches the knoxguard row, which report.phones
+    shows in drift until the tenant's state agrees (in-flight Locking counts as agreeing)."""
+    sim = tenant(20)
+    uid = sim.fleet.in_state("Enrolled")[0].device_uid
+    await db.pool.execute("INSERT INTO local.phone_contracts (device_uid, desired_state) "
+                          "VALUES ($1, 'locked')", uid)
+    drift = "SELECT provider, in_drift FROM report.phones WHERE device_uid = $1"
+    async with serve(create_app(sim), prefix=BASE_PATH) as running:
+        client = client_for(http, sim, running, clock)
+        job = KnoxDevicesJob(db, client)
+        assert (await run(db, job)).outcome is Outcome.OK
+        assert [tuple(r) for r in await db.pool.fetch(drift, uid)] == [("knoxguard", True)]
+        await client.lock(uid)
+        assert (await run(db, job)).outcome is Outcome.OK
+    assert [tuple(r) for r in await db.pool.fetch(drift, uid)] == [("knoxguard", False)]
