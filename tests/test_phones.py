@@ -237,3 +237,19 @@ async def test_cli_actions_show_and_blink_validation(
     assert await cli([*base, "approve", in_state(knox, "Locked")]) == 1
     assert "approve refused (refused: the device is Locked (console: Locked)" in \
         capsys.readouterr().out
+
+
+async def test_cli_upload_to_neolock_is_sent_and_logged(
+        db: Database, config_file: Path, tmp_path: Path, neo: neosim.NeoLockSim,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`phones upload --provider neolock` sends one IMEI a line and logs the vendor's answer."""
+    good = tmp_path / "imeis.txt"
+    good.write_text("356938035643809\n\n359881030314355\n")
+    assert await cli(["--config", str(config_file), "phones", "upload", "--provider", "neolock",
+                      str(good)]) == 0
+    assert "2 sent" in capsys.readouterr().out
+    assert {"356938035643809", "359881030314355"} <= set(neo.devices)
+    [row] = await db.pool.fetch("SELECT provider, outcome, detail FROM ops.remediation_log "
+                                "WHERE action = 'phone.upload'")
+    assert (row["provider"], row["outcome"]) == ("neolock", "ok")
+    assert row["detail"]["devices"] == ["356938035643809", "359881030314355"]
