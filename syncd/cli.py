@@ -47,7 +47,7 @@ async def _sync(args: argparse.Namespace, settings: config.Settings, redactor: R
         print("syncd sync: only --once is supported (the daemon schedules jobs)", file=sys.stderr)
         return 2
     async with open_database(settings) as db, open_http() as http:
-        jobs = build_jobs(settings, db, http)
+        jobs = build_jobs(settings, db, http, once=True)
         names = list(jobs) if "all" in args.jobs else args.jobs
         unknown = [n for n in names if n not in jobs]
         if unknown:
