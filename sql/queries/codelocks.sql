@@ -105,7 +105,8 @@ RETURNING id, code_sealed, expires_at, issued_at, issued_by
 INSERT INTO ops.netcodes (params_ref, lock_id, lock_model, start, duration_id, expires_at,
                           code_sealed, issued_by, last_asked_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-ON CONFLICT (params_ref) DO UPDATE SET repeats = ops.netcodes.repeats + 1
+ON CONFLICT (params_ref) DO UPDATE
+SET code_sealed = EXCLUDED.code_sealed, repeats = ops.netcodes.repeats + 1
 RETURNING id
 
 -- k3_lock_access_ref --
