@@ -90,7 +90,7 @@ async def test_a_repeat_is_answered_from_the_ledger_with_zero_calls(
         ("netcode.issue", "ok", "miss"), ("netcode.issue", "ok", "hit")]
     assert all(a["actor"].startswith("cli") for a in actions)
     assert expected not in str([dict(a) for a in actions])
-    assert (ledger["calls"], ledger["operator_calls"]) == (1, 1)
+    assert ledger is not None and (ledger["calls"], ledger["operator_calls"]) == (1, 1)
 
 
 @pytest.mark.parametrize(("start", "duration", "problem"), [
