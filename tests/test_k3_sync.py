@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -156,3 +157,30 @@ async def test_vanished_lock_is_marked_gone_and_new_lock_appears(
     locks = {r["lock_id"]: r for r in await rows(db, "SELECT * FROM report.k3_locks")}
     assert locks[removed]["gone_at"] is not None
     assert locks[added.lock_id]["gone_at"] is None
+
+
+async def test_status_and_quota_show_use_projection_and_next_runs(
+        db: Database, db_dsn: str, sim: CodelocksSim, running: Running, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After a sync, `syncd quota --json` and `syncd status` report the calls used (as the vendor
+    counted them), the quota and reserve, a projection and each K3 job's next planned run."""
+    sim.now = lambda: dt.datetime.now(dt.UTC)
+    keys = ", ".join(f'"{k}"' for k in sim.access_keys)
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{db_dsn}"\n'
+                   f'[jobs.housekeeping]\nenabled = false\n'
+                   f'[codelocks]\nbase_url = "{running.url}"\napi_key = "{sim.api_key}"\n'
+                   f'access_keys = [{keys}]\nplan = "Business 1"\n')
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "sync", "all", "--once"]) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "quota", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    utility = status["categories"]["utility"]
+    assert (utility["calls"], utility["quota"], utility["reserve"]) == (
+        sim.quota_used(UTILITY), 1000, 200)
+    assert utility["calls"] <= utility["projected_as_planned"] <= 800 + utility["operator_calls"]
+    assert {j["job"] for j in status["jobs"]} == {"k3-locks", "k3-audit", "k3-clients"}
+    assert all(j["next_due_at"] is not None and j["interval_seconds"] for j in status["jobs"])
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "Codelocks quota (Business 1)" in out and "k3-audit" in out

@@ -32,6 +32,12 @@ class JobPlan:
     calls: float  # calls set aside for this job for the rest of the period
     runs: int  # runs that fit in them
     reason: str | None = None  # why there is no run, if there is none
+    cost: float = 0.0  # calls one run is expected to make
+
+    @property
+    def planned_calls(self) -> float:
+        """Calls the planned runs are expected to make."""
+        return self.runs * self.cost
 
 
 def _water_fill(jobs: Sequence[JobNeed], calls: float, most_runs: int) -> dict[str, float]:
@@ -80,9 +86,9 @@ def plan_intervals(jobs: Sequence[JobNeed], *, calls_left: int, seconds_left: fl
                       "this period" if calls_left < job.cost else
                       f"the {max(calls_left, 0)} call(s) left this period are planned for jobs "
                       f"with more weight (a run costs ~{job.cost:.0f})")
-            plans[job.name] = JobPlan(job.name, None, share, 0, reason)
+            plans[job.name] = JobPlan(job.name, None, share, 0, reason, job.cost)
             continue
         # runs + 1 gaps: the last planned run falls before the period ends, not on its edge.
         interval = min(max(seconds_left / (runs + 1), min_interval), max_interval)
-        plans[job.name] = JobPlan(job.name, interval, share, runs)
+        plans[job.name] = JobPlan(job.name, interval, share, runs, None, job.cost)
     return plans
