@@ -112,3 +112,19 @@ RETURNING id
 -- k3_lock_access_ref --
 -- The access key ref of a lock (any state), if known.
 SELECT access_key_ref FROM vendor.k3_locks WHERE lock_id = $1
+
+-- k3_drift_locks --
+-- The facts the K3 lock rules need, for every lock still listed.
+SELECT l.lock_id, l.lock_name, l.battery_status, l.battery_updated_at, r.last_audit_at,
+       l.first_seen_at
+FROM vendor.k3_locks l JOIN report.k3_locks r USING (lock_id)
+WHERE l.gone_at IS NULL
+ORDER BY l.lock_id
+
+-- k3_drift_clients --
+-- Vendor clients joined with the expected ones, on locks still listed (or expected anywhere).
+SELECT c.lock_id, c.email, c.status, c.access_type, c.expected
+FROM report.k3_clients c
+LEFT JOIN vendor.k3_locks l ON l.lock_id = c.lock_id
+WHERE l.gone_at IS NULL
+ORDER BY c.lock_id, c.email
