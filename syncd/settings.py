@@ -198,6 +198,12 @@ class CodelocksSettings(Section):
                              ) from None
         return value
 
+    @model_validator(mode="after")
+    def _intervals(self) -> CodelocksSettings:
+        if self.max_interval_seconds < self.min_interval_seconds:
+            raise ValueError("max_interval_seconds must be at least min_interval_seconds")
+        return self
+
     @field_validator("job_weights")
     @classmethod
     def _known_jobs(cls, value: dict[str, float]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.db.codelocks import Usage
 from syncd.db.pool import Database
@@ -223,3 +224,56 @@ def test_quota_config_plans_bolt_ons_reserve_and_period_zone() -> None:
     start, end = custom.period_bounds(dt.datetime(2026, 11, 30, 20, tzinfo=dt.UTC))
     assert end - start == dt.timedelta(days=31)
     assert start == dt.datetime(2026, 11, 30, 19, tzinfo=dt.UTC)
+
+
+async def test_a_vendor_quota_refusal_marks_the_period_used_up_and_jobs_then_skip(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """When Codelocks answers 429 "Limit Exceeded" (its count is higher than ours, e.g. another
+    user of the API key), the run stops, the ledger is raised to the quota with an exhausted
+    alert, and later runs send nothing."""
+    sim.set_quota_used(UTILITY, sim.quota_limit(UTILITY))
+    jobs = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock))
+    result = await JobRunner(db).run(jobs["k3-locks"])
+    assert result.outcome is Outcome.OK  # a quota stop is a skip with a reason, not a failure
+    usage = await QuotaLedger(db, config(1000), clock.now).usage(UTILITY, clock.now())
+    assert usage.calls == usage.quota == 1000
+    assert "quota-codelocks-utility-2026-11-exhausted" in await outbox(db)
+    seen = running.counters.requests
+    clock.advance(hours=1)
+    await run_all(db, jobs)
+    assert running.counters.requests == seen
+
+
+async def test_operators_spending_past_the_reserve_lengthen_the_job_intervals(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """Operator calls within the reserve leave the plan alone; past it, the jobs' budget shrinks
+    and the audit interval grows."""
+    k3 = k3_context(db, k3_settings(sim, running), http, clock)
+    await JobRunner(db).run(k3_jobs(k3)["k3-locks"])
+    before = (await k3.plan(clock.now()))["k3-audit"].interval
+    for _ in range(150):
+        await k3.ledger.reserve(UTILITY, job=None)
+    within = (await k3.plan(clock.now()))["k3-audit"].interval
+    for _ in range(250):
+        await k3.ledger.reserve(UTILITY, job=None)
+    past = (await k3.plan(clock.now()))["k3-audit"].interval
+    assert before is not None and within is not None and past is not None
+    assert within == pytest.approx(before, rel=0.02)
+    assert past > 1.3 * before
+
+
+async def test_no_secret_reaches_the_logs_even_at_debug_with_retries(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """With every audit call failing and retried, no log line carries the API key or an access key."""
+    running.faults.set(AUDIT_ROUTE, FaultSpec(error_rate=1.0))
+    jobs = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock))
+    with capture_logs() as logs:
+        results = await run_all(db, jobs)
+    assert results[1].outcome is Outcome.FAILED
+    assert any(entry.get("event") == "vendor_retry" for entry in logs)
+    text = repr(logs) + repr([r.error for r in results])
+    for secret in [sim.api_key, *sim.access_keys]:
+        assert secret not in text

@@ -22,6 +22,12 @@ UPDATE ops.api_usage SET refused = refused + 1, updated_at = now()
 WHERE vendor = $1 AND category = $2 AND period = $3
 RETURNING calls, quota, reserve, operator_calls
 
+-- api_usage_exhaust --
+-- The vendor refused a call for quota: its count has reached the quota, so ours does too.
+UPDATE ops.api_usage SET calls = quota, updated_at = now()
+WHERE vendor = $1 AND category = $2 AND period = $3 AND calls < quota
+RETURNING calls, quota, reserve, operator_calls
+
 -- api_usage_job_add --
 -- Count one call against the job (or "operator") that made it.
 INSERT INTO ops.api_usage_jobs (vendor, category, period, job, calls) VALUES ($1, $2, $3, $4, 1)

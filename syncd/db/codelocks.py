@@ -63,11 +63,25 @@ async def usage_refused(conn: Connection, vendor: str, category: str, period: st
     return _usage(row)
 
 
+async def usage_exhaust(conn: Connection, vendor: str, category: str, period: str) -> Usage | None:
+    """Raise the period's count to its quota (the vendor counted more); None if already there."""
+    with translate():
+        row = await conn.fetchrow(sql("api_usage_exhaust"), vendor, category, period)
+    return None if row is None else _usage(row)
+
+
 async def usage_job_add(conn: Connection, vendor: str, category: str, period: str,
                         job: str) -> None:
     """Count one call against the job (or "operator") that made it."""
     with translate():
         await conn.execute(sql("api_usage_job_add"), vendor, category, period, job)
+
+
+async def usage_get_conn(conn: Connection, vendor: str, category: str, period: str) -> int:
+    """Calls counted so far in a period, inside the caller's transaction (0 if none)."""
+    with translate():
+        value = await conn.fetchval(sql("api_usage_get"), vendor, category, period)
+    return 0 if value is None else int(value)
 
 
 async def usage_get(db: Database, vendor: str, category: str, period: str) -> Usage | None:

@@ -27,7 +27,7 @@ from syncd.jobs.base import RunContext
 from syncd.settings import CodelocksSettings
 from syncd.sync.k3_planner import JobNeed, JobPlan, plan_intervals
 from syncd.sync.k3_quota import UTILITY, VENDOR, Clock, QuotaConfig, QuotaLedger, utc_now
-from syncd.vendors.codelocks import CodelocksClient, K3Client, K3Lock
+from syncd.vendors.codelocks import CodelocksClient, K3Client, K3Lock, QuotaRefusedByVendor
 from syncd.vendors.http import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -131,6 +131,8 @@ class K3Job:
         except QuotaExhausted as err:
             stopped = f"stopped part-way: {err}"
             log.warning("k3.budget_ran_out", job=self.name, error=str(err))
+            if isinstance(err, QuotaRefusedByVendor):  # the vendor counted more than we did
+                await self.k3.ledger.vendor_exhausted(err.category)
         finally:
             cost = self.client.requests - before
             ctx.add_requests(cost)

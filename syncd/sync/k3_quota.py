@@ -147,6 +147,19 @@ class QuotaLedger:
                                      f"{refused.reserve} kept for operators); next period starts "
                                      f"{self.config.period_bounds(now)[1].isoformat()}")
 
+    async def vendor_exhausted(self, category: str) -> None:
+        """The vendor refused a call for quota: mark the period used up (with its alert)."""
+        now = self.clock()
+        period = self.config.period_of(now)
+        async with self.db.transaction() as conn:
+            await queries.usage_ensure(conn, VENDOR, category, period,
+                                       self.config.quota(category, period),
+                                       self.config.reserve(category, period))
+            before = await queries.usage_get_conn(conn, VENDOR, category, period)
+            usage = await queries.usage_exhaust(conn, VENDOR, category, period)
+            if usage is not None:
+                await self._alerts(conn, category, period, before, usage, now, scheduled=False)
+
     async def usage(self, category: str, now: dt.datetime | None = None) -> Usage:
         """The ledger of `category` in the period of `now` (zero when nothing was counted)."""
         period = self.config.period_of(now or self.clock())

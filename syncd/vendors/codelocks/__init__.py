@@ -1,6 +1,11 @@
 """Codelocks Connect: K3Connect smart locks and KitLock NetCodes."""
 
-from syncd.vendors.codelocks.client import VENDOR, CodelocksClient, check_lock_model
+from syncd.vendors.codelocks.client import (
+    VENDOR,
+    CodelocksClient,
+    QuotaRefusedByVendor,
+    check_lock_model,
+)
 from syncd.vendors.codelocks.models import (
     NETCODE,
     UTILITY,
@@ -20,5 +25,5 @@ from syncd.vendors.codelocks.models import (
 __all__ = [
     "NETCODE", "UTILITY", "VENDOR", "AccountInfo", "AuditEntry", "ClientPage", "ClientResult",
     "CodelocksClient", "Duration", "DurationInfo", "InitSequence", "K3Client", "K3Lock", "Mode",
-    "NetCode", "check_lock_model",
+    "NetCode", "QuotaRefusedByVendor", "check_lock_model",
 ]

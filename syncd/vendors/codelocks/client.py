@@ -21,7 +21,15 @@ import aiohttp
 import yarl
 from pydantic import BaseModel, SecretStr
 
-from syncd.errors import VendorAuthError, VendorBadRequest, VendorError, VendorFault, VendorNotFound
+from syncd.errors import (
+    QuotaExhausted,
+    VendorAuthError,
+    VendorBadRequest,
+    VendorError,
+    VendorFault,
+    VendorNotFound,
+    VendorRateLimited,
+)
 from syncd.vendors.codelocks.models import (
     INIT_MODELS,
     LOCK_MODELS,
@@ -44,6 +52,17 @@ M = TypeVar("M", bound=BaseModel)
 VENDOR = "codelocks"
 BeforeCall = Callable[[str], Awaitable[None]]
 _AUTH_ERRORS = frozenset({"UNAUTHORIZED", "FORBIDDEN", "INVALIDACCESSKEY", "ACCESSDENIED"})
+
+
+class QuotaRefusedByVendor(QuotaExhausted):
+    """Codelocks refused a call with 429 "Limit Exceeded": by its count, the month's quota is used.
+
+    `category` is the quota ("netcode" or "utility") that the vendor says is used up.
+    """
+
+    def __init__(self, vendor: str, message: str, category: str) -> None:
+        super().__init__(vendor, message)
+        self.category = category
 
 
 def _secret(value: SecretStr | str) -> str:
@@ -229,9 +248,15 @@ class CodelocksClient:
                        idempotent: bool | None = None) -> Any:
         """The one place a call is sent and its answer judged (status and body)."""
         base = self._netcode if category == NETCODE else self._utility
-        reply = await self._http.request(
-            method, base + path, params=params, data=form, idempotent=idempotent,
-            headers={"x-api-key": self._api_key, "Accept": "application/json"})
+        try:
+            reply = await self._http.request(
+                method, base + path, params=params, data=form, idempotent=idempotent,
+                headers={"x-api-key": self._api_key, "Accept": "application/json"})
+        except VendorRateLimited as err:
+            # The API gateway's usage plan: 429 "Limit Exceeded" until the next month.
+            raise QuotaRefusedByVendor(VENDOR, f"{method} {path}: Codelocks refused the call "
+                                               f"(429): its count of this month's {category} "
+                                               "calls has reached the quota", category) from err
         where = f"{method} {path}"
         if reply.looks_like_html():
             raise VendorFault(VENDOR, f"{where}: HTTP {reply.status} answered an HTML page")
