@@ -135,3 +135,23 @@ def test_validation_rules() -> None:
         validate("202011161623", "2027-01-05 13:00", "0", "KL1060")
     with pytest.raises(NetCodeRequestError, match="lock model"):
         validate("0605ab", "2027-01-05 13:00", "0", "NOPE")
+
+
+async def test_a_netcode_past_the_quota_is_refused_without_a_call_and_logged(
+        db: Database, cfg: Path, sim: CodelocksSim, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the month's NetCode quota used up in the ledger, issuing exits 1, sends nothing, and
+    the action log records the refusal."""
+    async with db.connection() as conn:
+        period = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+        await conn.execute("INSERT INTO ops.api_usage (vendor, category, period, calls, quota) "
+                           "VALUES ('codelocks', 'netcode', $1, 100, 100)", period)
+    lock_id = next(iter(sim.locks))
+    code = await netcode(cfg, "issue", "--lock", lock_id, "--start", "2027-01-05 10:00",
+                         "--duration", "1h")
+    assert code == 1
+    assert "quota is used up" in capsys.readouterr().err
+    assert sim.quota_used(NETCODE) == 0
+    async with db.connection() as conn:
+        outcome = await conn.fetchval("SELECT outcome FROM report.actions "
+                                      "WHERE action = 'netcode.issue'")
+    assert outcome == "refused"

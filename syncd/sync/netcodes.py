@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from syncd.db import codelocks as queries
 from syncd.db.actions import record_action
-from syncd.errors import SyncdError, VendorError
+from syncd.errors import QuotaExhausted, SyncdError, VendorError
 from syncd.sync.codelocks import K3Context
 from syncd.vendors.codelocks.models import LOCK_MODELS
 
@@ -168,7 +168,8 @@ class NetCodeLedger:
                                                       request.model, secret)
         except VendorError as err:
             await record_action(self.k3.db, actor=actor, action="netcode.issue",
-                                subject=f"k3:{request.lock}", outcome="failed",
+                                subject=f"k3:{request.lock}",
+                                outcome="refused" if isinstance(err, QuotaExhausted) else "failed",
                                 provider="codelocks", detail={**detail, "error": str(err)})
             raise
         expires = request.expires
