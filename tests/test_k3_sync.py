@@ -181,6 +181,7 @@ async def test_status_and_quota_show_use_projection_and_next_runs(
     assert utility["calls"] <= utility["projected_as_planned"] <= 800 + utility["operator_calls"]
     assert {j["job"] for j in status["jobs"]} == {"k3-locks", "k3-audit", "k3-clients"}
     assert all(j["next_due_at"] is not None and j["interval_seconds"] for j in status["jobs"])
+    assert status["audit_lateness_7d"]["entries"] > 0
     assert await asyncio.to_thread(main, ["--config", str(cfg), "status"]) == 0
     out = capsys.readouterr().out
     assert "Codelocks quota (Business 1)" in out and "k3-audit" in out

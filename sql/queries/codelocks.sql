@@ -134,3 +134,11 @@ FROM report.k3_clients c
 LEFT JOIN vendor.k3_locks l ON l.lock_id = c.lock_id
 WHERE l.gone_at IS NULL
 ORDER BY c.lock_id, c.email
+
+-- k3_audit_lateness --
+-- How late audit entries first seen since $1 reached syncd (seconds after DateEntered).
+SELECT count(*) AS entries,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_seen_at - entered_at))
+           AS median_seconds,
+       max(extract(epoch FROM first_seen_at - entered_at)) AS max_seconds
+FROM vendor.k3_audit WHERE first_seen_at >= $1

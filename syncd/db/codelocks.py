@@ -192,6 +192,16 @@ async def audit_max_id(db: Database, lock_id: str) -> int | None:
     return None if value is None else int(value)
 
 
+async def audit_lateness(db: Database, since: dt.datetime) -> dict[str, float | int | None]:
+    """Entries first seen since `since`, and the median and worst seconds after DateEntered."""
+    row = await db.fetchrow("k3_audit_lateness", since)
+    assert row is not None
+    return {"entries": int(row["entries"]),
+            "median_seconds": None if row["median_seconds"] is None else
+            float(row["median_seconds"]),
+            "max_seconds": None if row["max_seconds"] is None else float(row["max_seconds"])}
+
+
 async def lock_access_ref(db: Database, lock_id: str) -> str | None:
     """The access key ref a lock was listed under, if known."""
     value = await db.fetchval("k3_lock_access_ref", lock_id)

@@ -38,8 +38,9 @@ async def quota_status(k3: K3Context, now: dt.datetime | None = None) -> dict[st
                      "runs_left_this_period": plans[name].runs,
                      "last_cost": state.last_cost if state else None,
                      "skip_reason": state.skip_reason if state else None})
+    lateness = await queries.audit_lateness(k3.db, now - dt.timedelta(days=7))
     return {"plan": k3.quota.plan, "period_ends_at": end, "categories": categories,
-            "jobs": jobs}
+            "jobs": jobs, "audit_lateness_7d": lateness}
 
 
 def format_quota(status: dict[str, Any]) -> list[str]:
@@ -58,4 +59,9 @@ def format_quota(status: dict[str, Any]) -> list[str]:
                      f"  {job['job']:<11} next: now ")
         lines[-1] += (f"every {every / 3600:.1f} h, {job['runs_left_this_period']} run(s) left"
                       if every else f"skipping: {job['skip_reason'] or 'no budget'}")
+    late = status["audit_lateness_7d"]
+    if late["entries"]:
+        lines.append(f"  audit entries seen in 7 days: {late['entries']}, first seen a median "
+                     f"{late['median_seconds'] / 3600:.1f} h (worst {late['max_seconds'] / 3600:.1f} h)"
+                     " after they happened")
     return lines
