@@ -185,3 +185,24 @@ async def test_status_and_quota_show_use_projection_and_next_runs(
     assert await asyncio.to_thread(main, ["--config", str(cfg), "status"]) == 0
     out = capsys.readouterr().out
     assert "Codelocks quota (Business 1)" in out and "k3-audit" in out
+
+
+async def test_a_lock_with_no_audit_yet_gets_its_first_entries(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """A newly paired lock with an empty audit trail is read again later, and its first entries
+    are stored once; its cursor then holds their highest id."""
+    jobs = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock))
+    added = sim.add_lock()
+    await run_all(db, jobs)
+    clock.advance(hours=1)
+    entries = [sim.add_audit_entry(added.lock_id) for _ in range(3)]
+    await run_all(db, jobs)
+    await run_all(db, jobs)
+    async with db.connection() as conn:
+        stored = [r["audit_entry_id"] for r in await conn.fetch(
+            "SELECT audit_entry_id FROM report.k3_audit WHERE lock_id = $1", added.lock_id)]
+        cursor = await conn.fetchval("SELECT value FROM ops.cursors WHERE name = $1",
+                                     f"k3-audit:{added.lock_id}")
+    assert sorted(stored) == [e.entry_id for e in entries]
+    assert cursor == {"high": entries[-1].entry_id, "walk": None}

@@ -99,7 +99,8 @@ class K3AuditJob(K3Job):
                         or (high is None and oldest < backfill)
                         or (reached and (extra >= settings.audit_lookback_pages
                                          or oldest < lookback)))
-            cursor_value = {"high": top if finished else high,
+            # A lock with no entry yet keeps no high-water id: its first entries are a backfill.
+            cursor_value = {"high": (top or None) if finished else high,
                             "walk": None if finished else {"page": page + 1, "top": top,
                                                            "extra": extra, "reached": reached}}
             seen_at = self.k3.clock()
