@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 from syncd.cli import main
 from syncd.db.pool import Database
 from syncd.jobs.runner import JobRunner, Outcome
+from syncd.runtime import build_jobs
 from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
 from syncd.simulators.common import Running, serve
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls
@@ -206,3 +208,30 @@ async def test_a_lock_with_no_audit_yet_gets_its_first_entries(
                                      f"k3-audit:{added.lock_id}")
     assert sorted(stored) == [e.entry_id for e in entries]
     assert cursor == {"high": entries[-1].entry_id, "walk": None}
+
+
+async def test_scheduled_jobs_run_only_when_the_planner_says_they_are_due(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock, make_settings: Any) -> None:
+    """The daemon's K3 jobs (gated) tick often but call the vendor only once their planned
+    interval has passed; `--once` jobs run regardless."""
+    settings = make_settings(codelocks=k3_settings(sim, running).model_dump(mode="json") | {
+        "api_key": sim.api_key, "access_keys": list(sim.access_keys)})
+    built = build_jobs(settings, db, http)
+    assert {"k3-locks", "k3-audit", "k3-clients"} <= set(built)
+    assert built["k3-audit"].default_interval == 900
+    gated = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock), gated=True)
+    await run_all(db, gated)
+    sent = running.counters.requests
+    clock.advance(minutes=15)
+    await run_all(db, gated)
+    assert running.counters.requests == sent  # nothing due 15 minutes later
+    async with db.connection() as conn:
+        due = await conn.fetchval("SELECT min(next_due_at) FROM ops.quota_plan")
+    clock.at = due
+    await run_all(db, gated)
+    assert running.counters.requests > sent
+    forced = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock), gated=False)
+    before = running.counters.requests
+    await run_all(db, forced)
+    assert running.counters.requests > before
