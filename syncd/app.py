@@ -13,6 +13,7 @@ from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
+from syncd.reconcile.job import after_sync
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
@@ -65,6 +66,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     scheduler = Scheduler(runner, jobs, settings.jobs)
     app[keys.RUNNER] = runner
     app[keys.SCHEDULER] = scheduler
+    runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
     scheduler.start()
     yield
     await scheduler.stop(settings.server.shutdown_timeout)

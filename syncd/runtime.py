@@ -16,6 +16,7 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable
 from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
+from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings import Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
@@ -86,4 +87,7 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     if settings.biotime is not None:  # a client per job, so that each run counts its own requests
         jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
                  BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]
+    if settings.reconcile.mode != "off":
+        jobs.append(ReconcileJob(db, settings, build_remediators(settings, db, http,
+                                                                 neolock=neolock)))
     return {job.name: job for job in jobs}
