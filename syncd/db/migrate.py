@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import re
 
 import structlog
@@ -58,7 +59,7 @@ def discover() -> list[Migration]:
         found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
     # Gaps are allowed (numbers are handed out per branch); two files with one number are not.
-    for previous, migration in zip(found, found[1:], strict=False):
+    for previous, migration in itertools.pairwise(found):
         if migration.version == previous.version:
             raise MigrationError(f"migrations {previous.name} and {migration.name} share "
                                  f"version {migration.version:04d}")
