@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.alerts.service import alerts_ctx
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
@@ -91,6 +92,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(alerts_ctx)
     app.on_shutdown.append(_begin_stop)
     app.add_routes(health.routes)
     app.add_routes(intake.routes)

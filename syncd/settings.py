@@ -228,6 +228,8 @@ class AlertSettings(Section):
     max_age_hours: PositiveFloat = 24.0
     lease_seconds: PositiveFloat = 60.0
     poll_seconds: PositiveFloat = 1.0
+    retry_base_seconds: PositiveFloat = 5.0
+    retry_max_seconds: PositiveFloat = 3600.0
 
 
 class ReconcileSettings(Section):
