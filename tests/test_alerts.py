@@ -98,7 +98,7 @@ async def test_receiver_down_then_up_gets_the_alert_signed(
     await deliverer.run_once()
     async with db.connection() as conn:
         row = await conn.fetchrow("SELECT status, attempts, last_error FROM ops.alert_deliveries")
-    assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"]
+    assert row is not None and row["status"] == "pending" and row["attempts"] == 1 and row["last_error"]
     state = AlertReceiver(SECRET)
     async with serve(create_app(state), port=port):
         await drain(deliverer, until=lambda: bool(state.received))

@@ -60,8 +60,8 @@ async def _accept(request: web.Request) -> web.Response:
         status = state.answers.pop(0)
         if status >= 300:
             state.refused += 1
-            headers = {"Retry-After": state.retry_after} if state.retry_after else {}
-            return web.Response(status=status, headers=headers)
+            extra = {"Retry-After": state.retry_after} if state.retry_after else {}
+            return web.Response(status=status, headers=extra)
     headers = request.headers
     verified = False
     if request.path.endswith("/api/v2/alerts"):
