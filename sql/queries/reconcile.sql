@@ -60,17 +60,17 @@ GROUP BY job
 -- The session's staging table for one reconcile's findings (emptied at commit).
 CREATE TEMP TABLE IF NOT EXISTS stage_findings (
     kind text, subject text, provider text, severity text, expected text, actual text,
-    detail jsonb, plan jsonb
+    detail jsonb, plan jsonb, opens boolean
 ) ON COMMIT DELETE ROWS
 
 -- drift_open --
--- Open a case for each staged finding without an open case ($1 now); queue its alert when severity ranks ≥ $2. Returns counts.
+-- Open a case for each staged finding (past its grace window) without an open case ($1 now); queue its alert when severity ranks ≥ $2. Returns counts.
 WITH opened AS (
     INSERT INTO ops.drift AS d (kind, subject, provider, severity, expected, actual, detail, plan,
                                 first_seen_at, last_seen_at)
     SELECT f.kind, f.subject, f.provider, f.severity, f.expected, f.actual, f.detail, f.plan, $1, $1
     FROM stage_findings f
-    WHERE NOT EXISTS (SELECT 1 FROM ops.drift o
+    WHERE f.opens AND NOT EXISTS (SELECT 1 FROM ops.drift o
                       WHERE o.status = 'open' AND o.kind = f.kind AND o.subject = f.subject)
     ON CONFLICT (kind, subject) WHERE status = 'open' DO NOTHING
     RETURNING d AS row

@@ -11,7 +11,8 @@ from typing import Any
 from syncd.db.pool import Database, translate
 from syncd.db.queries import get as sql
 
-STAGE_COLUMNS = ("kind", "subject", "provider", "severity", "expected", "actual", "detail", "plan")
+STAGE_COLUMNS = ("kind", "subject", "provider", "severity", "expected", "actual", "detail", "plan",
+                 "opens")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,7 +71,7 @@ async def reconcile(db: Database, settings: Settings, now: dt.datetime,
     rules = policy(settings)
     plans = {(f.kind, f.subject): p for f in found if (p := plan_for(f, rules)) is not None}
     records = [(f.kind, f.subject, f.provider, f.severity, f.expected, f.actual, f.detail,
-                plans.get((f.kind, f.subject))) for f in found]
+                plans.get((f.kind, f.subject)), f.opens) for f in found]
     conf = settings.reconcile
     merged = await drift.merge(
         db, records, sorted(kinds), now,

@@ -16,6 +16,8 @@ class Finding:
 
     `subject` is the thing itself, plainly (a device uid, a terminal sn, a job name).
     `detail` must be stable while nothing changes (timestamps, not ages): a change rewrites the case.
+    `opens=False` says "disagreeing, but maybe a command in flight": an open case stays open (no
+    resolve/reopen churn when a re-read resets the clock), and no new case is opened yet.
     """
 
     kind: str
@@ -25,6 +27,7 @@ class Finding:
     actual: str | None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
     provider: str | None = None
+    opens: bool = True  # False within a grace window: keeps an open case open, opens none
 
 
 @dataclasses.dataclass(frozen=True)

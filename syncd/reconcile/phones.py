@@ -65,17 +65,16 @@ def contract_findings(row: ContractRow, now: dt.datetime, th: Thresholds) -> lis
     desired, state = row.desired_state, row.vendor_state
     base = {"desired": desired, "contract_updated_at": iso(row.contract_updated_at)}
     if row.provider is None:
-        if now - row.contract_updated_at >= th.grace:
-            found.append(Finding("phone_missing", row.device_uid, "warning", desired,
-                                 "unknown to the vendor", base))
-        return found
+        return [Finding("phone_missing", row.device_uid, "warning", desired,
+                        "unknown to the vendor", base,
+                        opens=now - row.contract_updated_at >= th.grace)]
     since = max(row.contract_updated_at, row.state_since or row.contract_updated_at)
     held = now - since >= th.grace  # a mismatch younger than this may be a command in flight
     state_age = now - (row.state_since or since)
     detail = base | {"vendor_state": state, "state_since": iso(row.state_since)}
     mismatch = _state_mismatch(row.device_uid, desired, state, state_age, th, detail, row.provider)
-    if mismatch is not None and held:
-        found.append(mismatch)
+    if mismatch is not None:
+        found.append(dataclasses.replace(mismatch, opens=held))
     elif mismatch is None and state in TRANSITIONAL and state_age > th.transitional:
         found.append(Finding("phone_stuck", row.device_uid, "warning", desired, state, detail,
                              row.provider))
