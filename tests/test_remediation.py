@@ -67,7 +67,7 @@ async def log_rows(db: Database) -> list[tuple[str, str, str, str]]:
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT actor, action, subject, outcome FROM ops.remediation_log"
                                 " ORDER BY seq")
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [(r["actor"], r["action"], r["subject"], r["outcome"]) for r in rows]
 
 
 async def test_refusing_vendor_is_logged_capped_and_not_retried_in_a_loop(
