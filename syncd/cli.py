@@ -90,6 +90,10 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
     sub = status["subscriptions"]["neolock"]
     print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked {sub['checked_at']})"
                                       if sub else "none"))
+    print("open drift: " + (", ".join(f"{k} {v}" for k, v in status["drift_open"].items())
+                            or "none"))
+    print("alert deliveries: " + (", ".join(f"{k} {v}" for k, v in
+                                            status["alert_deliveries"].items()) or "none"))
     return 0
 
 
