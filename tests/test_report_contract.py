@@ -15,6 +15,8 @@ CONTRACT = {
                  "last_seen_at",
     "sync_runs": "job, started_at, finished_at, status, items, requests, error",
     "events": "id, source, received_at, event_type, subject, status",
+    "drift": "id, kind, subject, expected, actual, severity, status, first_seen_at, last_seen_at, "
+             "resolved_at",
 }
 
 
