@@ -1,35 +1,24 @@
 -- reconcile_phone_candidates --
--- Contracts not plainly settled: device unknown to the vendor, state not the settled one, or a licence ending before $1. A device held at two providers counts as settled if either holder is.
-SELECT c.device_uid, c.desired_state, c.updated_at AS contract_updated_at,
-       p.provider, p.vendor_state, p.last_changed_at AS state_since, p.license_expiry
+-- One pass over contracts FULL JOIN devices (not gone): contracts not plainly settled (no device, another provider than pinned, state not the settled one, licence ending before $1) and devices no contract names.
+SELECT c.device_uid AS contract_uid, c.desired_state, c.updated_at AS contract_updated_at,
+       c.provider AS pinned, p.provider, p.device_uid, p.vendor_state
 FROM local.phone_contracts c
-LEFT JOIN vendor.phones p
-       ON p.device_uid = c.device_uid AND p.gone_at IS NULL
-      AND (c.provider IS NULL OR p.provider = c.provider)
-WHERE (p.device_uid IS NULL
-       OR p.license_expiry < $1
-       OR NOT coalesce(CASE c.desired_state
-                           WHEN 'locked' THEN p.vendor_state = 'Locked'
-                           WHEN 'active' THEN p.vendor_state IN ('Enrolled', 'Blinked')
-                           WHEN 'completed' THEN p.vendor_state = 'Completed'
-                       END, false))
-  AND NOT EXISTS (
-      SELECT 1 FROM vendor.phones q
-      WHERE q.device_uid = c.device_uid AND q.provider <> p.provider AND q.gone_at IS NULL
-        AND (c.provider IS NULL OR q.provider = c.provider)
-        AND coalesce(q.license_expiry >= $1, true)
-        AND coalesce(CASE c.desired_state
-                         WHEN 'locked' THEN q.vendor_state = 'Locked'
-                         WHEN 'active' THEN q.vendor_state IN ('Enrolled', 'Blinked')
-                         WHEN 'completed' THEN q.vendor_state = 'Completed'
-                     END, false))
+FULL JOIN (SELECT provider, device_uid, vendor_state, license_expiry
+           FROM vendor.phones WHERE gone_at IS NULL) p ON p.device_uid = c.device_uid
+WHERE c.device_uid IS NULL OR p.device_uid IS NULL
+   OR (c.provider IS NOT NULL AND p.provider <> c.provider)
+   OR p.license_expiry < $1
+   OR NOT coalesce(CASE c.desired_state
+                       WHEN 'locked' THEN p.vendor_state = 'Locked'
+                       WHEN 'active' THEN p.vendor_state IN ('Enrolled', 'Blinked')
+                       WHEN 'completed' THEN p.vendor_state = 'Completed'
+                   END, false)
 
--- reconcile_phone_unknown --
--- Devices a vendor holds (not gone) that no contract names.
-SELECT p.provider, p.device_uid, p.vendor_state
-FROM vendor.phones p
-WHERE p.gone_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM local.phone_contracts c WHERE c.device_uid = p.device_uid)
+-- reconcile_phone_holders --
+-- Every provider's (not gone) row for the devices $1: a candidate may have a settled holder elsewhere.
+SELECT provider, device_uid, vendor_state, last_changed_at, license_expiry
+FROM vendor.phones
+WHERE provider IN ('neolock', 'knoxguard') AND device_uid = ANY($1::text[]) AND gone_at IS NULL
 
 -- reconcile_terminal_candidates --
 -- Terminals expected and/or listed that are missing, unknown, not online at $1 (window $2), or whose alias/area differ.

@@ -51,6 +51,35 @@ class ContractRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Holder:
+    """A provider's (not gone) row for a device."""
+
+    provider: str
+    vendor_state: str | None
+    state_since: dt.datetime | None
+    license_expiry: dt.datetime | None
+
+
+def pick_holder(desired: str, pinned: str | None, holders: list[Holder]) -> Holder | None:
+    """The row a contract is judged by: its pinned provider's, else a settled one, else the latest."""
+    eligible = [h for h in holders if pinned is None or h.provider == pinned]
+    if not eligible:
+        return None
+    settled = [h for h in eligible if h.vendor_state in SETTLED.get(desired, ())]
+    aware = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return max(settled or eligible, key=lambda h: (h.license_expiry or aware, h.state_since or aware))
+
+
+def contract_row(uid: str, desired: str, updated: dt.datetime,
+                 holder: Holder | None) -> ContractRow:
+    """A contract with the vendor row it is judged by (or none)."""
+    if holder is None:
+        return ContractRow(uid, desired, updated)
+    return ContractRow(uid, desired, updated, holder.provider, holder.vendor_state,
+                       holder.state_since, holder.license_expiry)
+
+
+@dataclasses.dataclass(frozen=True)
 class UnknownRow:
     """A device a vendor holds that no contract names."""
 

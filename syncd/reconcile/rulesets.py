@@ -59,18 +59,34 @@ def thresholds(settings: Settings) -> Thresholds:
 # --- typed fronts of the reconcile_* queries --------------------------------------------------
 
 
-async def phone_candidates(db: Database, licence_horizon: dt.datetime) -> list[phones.ContractRow]:
-    """Contracts that are not plainly settled (see `reconcile_phone_candidates`)."""
-    rows = await db.fetch("reconcile_phone_candidates", licence_horizon)
-    return [phones.ContractRow(r["device_uid"], r["desired_state"], r["contract_updated_at"],
-                               r["provider"], r["vendor_state"], r["state_since"],
-                               r["license_expiry"]) for r in rows]
+@dataclasses.dataclass(frozen=True)
+class PhoneCandidates:
+    """Contracts to judge (uid → desired, updated_at, pinned provider) and devices without one."""
+
+    contracts: dict[str, tuple[str, dt.datetime, str | None]]
+    unknown: list[phones.UnknownRow]
 
 
-async def phone_unknown(db: Database) -> list[phones.UnknownRow]:
-    """Devices held by a vendor that no contract names."""
-    rows = await db.fetch("reconcile_phone_unknown")
-    return [phones.UnknownRow(r["provider"], r["device_uid"], r["vendor_state"]) for r in rows]
+async def phone_candidates(db: Database, licence_horizon: dt.datetime) -> PhoneCandidates:
+    """Contracts not plainly settled and devices no contract names (`reconcile_phone_candidates`)."""
+    found = PhoneCandidates({}, [])
+    for r in await db.fetch("reconcile_phone_candidates", licence_horizon):
+        if r["contract_uid"] is None:
+            found.unknown.append(phones.UnknownRow(r["provider"], r["device_uid"],
+                                                   r["vendor_state"]))
+        else:
+            found.contracts[r["contract_uid"]] = (r["desired_state"], r["contract_updated_at"],
+                                                  r["pinned"])
+    return found
+
+
+async def phone_holders(db: Database, uids: list[str]) -> dict[str, list[phones.Holder]]:
+    """Every provider's (not gone) row for `uids`, by device uid."""
+    holders: dict[str, list[phones.Holder]] = {}
+    for r in await db.fetch("reconcile_phone_holders", uids):
+        holders.setdefault(r["device_uid"], []).append(phones.Holder(
+            r["provider"], r["vendor_state"], r["last_changed_at"], r["license_expiry"]))
+    return holders
 
 
 async def terminal_candidates(db: Database, now: dt.datetime,
@@ -95,10 +111,14 @@ async def job_runs(db: Database, count: int) -> list[health.JobRuns]:
 async def find_phones(db: Database, settings: Settings, now: dt.datetime) -> list[Finding]:
     """Contracts × vendor.phones (every provider), and devices without a contract."""
     th = thresholds(settings)
-    found = [f for row in await phone_candidates(db, now + th.licence)
-             for f in phones.contract_findings(row, now, th)]
-    found += [phones.unknown_finding(row) for row in await phone_unknown(db)]
-    return found
+    candidates = await phone_candidates(db, now + th.licence)
+    holders = await phone_holders(db, list(candidates.contracts))
+    found = [f for uid, (desired, updated, pinned) in candidates.contracts.items()
+             for f in phones.contract_findings(
+                 phones.contract_row(uid, desired, updated,
+                                     phones.pick_holder(desired, pinned, holders.get(uid, []))),
+                 now, th)]
+    return found + [phones.unknown_finding(row) for row in candidates.unknown]
 
 
 async def find_terminals(db: Database, settings: Settings, now: dt.datetime) -> list[Finding]:
