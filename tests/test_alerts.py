@@ -225,3 +225,30 @@ def test_unnamed_hooks_are_named_without_their_url() -> None:
     (hook,) = hooks_from(AlertSettings(hooks=[{"url": "https://h.example/t0ken", "secret": SECRET}]))
     assert hook.name.startswith("hook-") and "t0ken" not in hook.name
 
+
+
+async def test_the_daemon_delivers_alerts_and_keeps_the_secret_out_of_logs_and_database(
+        db: Database, make_settings: Any, receiver: tuple[AlertReceiver, str]) -> None:
+    """Inside the app (as `syncd run`), a queued alert reaches the hook; its secret is stored nowhere."""
+    from structlog.testing import capture_logs
+
+    from syncd.app import create_app as create_syncd
+
+    state, url = receiver
+    settings = make_settings(alerts={"hooks": [{"url": url + "/hook", "secret": SECRET}],
+                                     "poll_seconds": 0.05})
+    await enqueue_alert(db, event_id="drift-5-opened", type="drift.opened", payload={"x": 1})
+    app = create_syncd(settings)
+    with capture_logs() as logs:
+        async with serve(app):
+            for _ in range(200):
+                if state.received:
+                    break
+                await asyncio.sleep(0.05)
+    assert state.ids() == ["drift-5-opened"] and state.received[0].verified
+    assert SECRET not in repr(logs) and SECRET.removeprefix("whsec_") not in repr(logs)
+    async with db.connection() as conn:
+        dump = await conn.fetchval(
+            "SELECT coalesce(string_agg(t::text, ' '), '') FROM ops.alert_deliveries t")
+        dump += await conn.fetchval("SELECT string_agg(t::text, ' ') FROM ops.outbox t")
+    assert SECRET.removeprefix("whsec_") not in dump

@@ -182,3 +182,28 @@ async def test_job_failing_and_recovering_alert_under_their_own_names(
                            " VALUES ('neolock-devices', $1, 'ok', 't')", T0 + dt.timedelta(minutes=7))
     await reconcile(db, settings, T0 + dt.timedelta(minutes=8))
     assert [t for _, t in await outbox(db)] == ["job.failing", "job.recovered"]
+
+
+async def test_terminal_drift_opens_only_for_the_planted_terminals(
+        db: Database, make_settings: Callable[..., Settings]) -> None:
+    """Healthy terminals open nothing; missing, unknown, offline and differing ones open their case."""
+    settings = make_settings(biotime={"base_url": "http://127.0.0.1:9", "token": "t"})
+    now = dt.datetime.now(dt.UTC)
+    rows = [("OK1", "Door", "HQ", 1, now), ("OFF1", "Gate", "HQ", 0, now - 3 * HOUR),
+            ("DIFF1", "Dorr", "S01", 1, now), ("STRAY1", "Stray", "HQ", 1, now)]
+    async with db.connection() as conn:
+        await conn.executemany(
+            "INSERT INTO vendor.terminals (sn, terminal_id, alias, area_code, state, last_activity,"
+            " raw, first_seen_at, last_seen_at, last_changed_at) VALUES ($1, $2, $3, $4, $5, $6,"
+            " '{}', $6, $6, $6)",
+            [(sn, i + 1, alias, area, state, seen)
+             for i, (sn, alias, area, state, seen) in enumerate(rows)])
+        await conn.executemany("INSERT INTO local.terminals (sn, alias, area_code) VALUES ($1, $2, $3)",
+                               [("OK1", "Door", "HQ"), ("OFF1", "Gate", None),
+                                ("DIFF1", "Door", "HQ"), ("LOST1", "Back", "HQ")])
+    await reconcile(db, settings, now)
+    assert await open_cases(db) == {("terminal_offline", "OFF1"), ("terminal_differs", "DIFF1"),
+                                    ("terminal_unknown", "STRAY1"), ("terminal_missing", "LOST1")}
+    (differs,) = [c for c in await drift.list_cases(db, "open") if c.kind == "terminal_differs"]
+    assert differs.plan == {"action": "terminal.update", "allowed": True}
+    assert differs.provider == "biotime"
