@@ -252,3 +252,24 @@ async def test_the_daemon_delivers_alerts_and_keeps_the_secret_out_of_logs_and_d
             "SELECT coalesce(string_agg(t::text, ' '), '') FROM ops.alert_deliveries t")
         dump += await conn.fetchval("SELECT string_agg(t::text, ' ') FROM ops.outbox t")
     assert SECRET.removeprefix("whsec_") not in dump
+
+
+async def test_open_cases_are_re_sent_to_alertmanager_so_they_keep_firing(
+        db: Database, session: aiohttp.ClientSession,
+        receiver: tuple[AlertReceiver, str]) -> None:
+    """Every open case with an opened alert is posted again with endsAt ahead; resolved ones not."""
+    state, url = receiver
+    async with db.connection() as conn:
+        for subject, status in (("dev-1", "open"), ("dev-2", "resolved")):
+            case_id = await conn.fetchval(
+                "INSERT INTO ops.drift (kind, subject, severity, status, first_seen_at,"
+                " last_seen_at) VALUES ('phone_not_locked', $1, 'warning', $2, now(), now())"
+                " RETURNING id", subject, status)
+            await enqueue_alert(conn, event_id=f"drift-{case_id}-opened", type="drift.opened",
+                                payload={"type": "drift.opened", "kind": "phone_not_locked",
+                                         "subject": subject, "status": "open"})
+    settings = AlertSettings(hooks=[{"url": url, "format": "alertmanager", "name": "am"}])
+    await Deliverer(db, session, settings).resend_firing()
+    (posted,) = state.received
+    assert [a["labels"]["subject"] for a in posted.body] == ["dev-1"]
+    assert dt.datetime.fromisoformat(posted.body[0]["endsAt"]) > dt.datetime.now(dt.UTC)
