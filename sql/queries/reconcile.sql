@@ -139,16 +139,17 @@ WHERE status = 'open' AND NOT coalesce(suppressed_until > now(), false)
 GROUP BY kind, severity
 
 -- drift_actionable --
--- Open, unsuppressed cases at $1 whose plan is allowed, most severe and oldest first.
-SELECT id, kind, subject, provider, severity, expected, actual, detail, plan
-FROM ops.drift
-WHERE status = 'open' AND NOT coalesce(suppressed_until > $1, false)
-  AND (plan ->> 'allowed')::boolean
-ORDER BY ops.severity_rank(severity) DESC, first_seen_at, id
-
--- drift_last_action --
--- When reconcile last acted (or refused) on a subject.
-SELECT max(at) FROM ops.remediation_log WHERE subject = $1 AND actor = 'reconcile'
+-- Up to $4 open, unsuppressed cases at $1 with an allowed plan that a remediator here can carry out ($3: 'action|provider'), not acted on by reconcile within $2; most severe and oldest first.
+SELECT d.id, d.kind, d.subject, d.provider, d.severity, d.expected, d.actual, d.detail, d.plan
+FROM ops.drift d
+WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > $1, false)
+  AND (d.plan ->> 'allowed')::boolean
+  AND (d.plan ->> 'action') || '|' || coalesce(d.provider, '') = ANY($3::text[])
+  AND NOT EXISTS (SELECT 1 FROM ops.remediation_log l
+                  WHERE l.subject = d.subject AND l.actor = 'reconcile'
+                    AND l.at > $1::timestamptz - $2::interval)
+ORDER BY ops.severity_rank(d.severity) DESC, d.first_seen_at, d.id
+LIMIT $4
 
 -- reconcile_contract --
 -- The lock message and contact phone of a contract.

@@ -110,15 +110,11 @@ async def open_counts(db: Database) -> dict[tuple[str, str], int]:
     return {(r["kind"], r["severity"]): int(r["cases"]) for r in await db.fetch("drift_open_counts")}
 
 
-async def actionable(db: Database, now: dt.datetime) -> list[Case]:
-    """Open, unsuppressed cases whose plan is allowed, most severe and oldest first."""
-    rows = await db.fetch("drift_actionable", now)
+async def actionable(db: Database, now: dt.datetime, *, doable: Sequence[str],
+                     cooldown: dt.timedelta, limit: int) -> list[Case]:
+    """Open, unsuppressed cases with an allowed plan that is `doable` ('action|provider'), whose
+    subject reconcile has not acted on within `cooldown`: at most `limit`, most severe first."""
+    rows = await db.fetch("drift_actionable", now, cooldown, list(doable), limit)
     return [Case(r["id"], r["kind"], r["subject"], r["provider"], r["severity"], r["expected"],
                  r["actual"], "open", now, now, None, dict(r["detail"]), dict(r["plan"]),
                  None, None, None) for r in rows]
-
-
-async def last_action_at(db: Database, subject: str) -> dt.datetime | None:
-    """When reconcile last acted on (or refused) `subject`."""
-    value = await db.fetchval("drift_last_action", subject)
-    return value if isinstance(value, dt.datetime) else None

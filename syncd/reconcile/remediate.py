@@ -147,19 +147,14 @@ Remediators = Mapping[tuple[str, str | None], Remediator]
 async def apply(db: Database, remediators: Remediators, conf: ReconcileSettings,
                 now: dt.datetime) -> list[Attempt]:
     """Act on allowed plans within the cap and cooldown; log every outcome."""
+    doable = [f"{action}|{provider or ''}" for action, provider in remediators]
+    cases = await drift.actionable(db, now, doable=doable,
+                                   cooldown=dt.timedelta(seconds=conf.cooldown_seconds),
+                                   limit=conf.max_actions_per_run)
     attempts: list[Attempt] = []
-    cooldown = dt.timedelta(seconds=conf.cooldown_seconds)
-    for case in await drift.actionable(db, now):
-        if len(attempts) >= conf.max_actions_per_run:
-            break
+    for case in cases:
         action = str((case.plan or {}).get("action"))
-        remediator = remediators.get((action, case.provider))
-        if remediator is None:
-            continue  # no client for this provider here: the plan stays shown, nothing is done
-        last = await drift.last_action_at(db, case.subject)
-        if last is not None and now - last < cooldown:
-            continue
-        attempts.append(await _attempt(db, remediator, case, action))
+        attempts.append(await _attempt(db, remediators[(action, case.provider)], case, action))
     return attempts
 
 
