@@ -46,13 +46,14 @@ def apply_settings(make_settings: Callable[..., Settings], running: Running,
                          reconcile={"mode": "apply", "grace_seconds": 600, **reconcile_conf})
 
 
-async def plant(db: Database, uid: str, recorded_state: str, desired: str) -> None:
+async def plant(db: Database, uid: str, recorded_state: str, desired: str, *,
+                provider: str = "neolock") -> None:
     """A contract and the vendor row as syncd last saw it, both older than the grace window."""
     async with db.connection() as conn:
         await conn.execute(
             "INSERT INTO vendor.phones (provider, device_uid, vendor_state, raw, first_seen_at,"
-            " last_seen_at, last_changed_at) VALUES ('neolock', $1, $2, '{}', $3, $3, $3)",
-            uid, recorded_state, LONG_AGO)
+            " last_seen_at, last_changed_at) VALUES ($4, $1, $2, '{}', $3, $3, $3)",
+            uid, recorded_state, LONG_AGO, provider)
         await conn.execute("INSERT INTO local.phone_contracts (device_uid, desired_state,"
                            " lock_message, contact_tel, updated_at) VALUES ($1, $2, 'Pay',"
                            " '+998900000000', $3)", uid, desired, LONG_AGO)
@@ -172,3 +173,22 @@ async def test_terminal_alias_and_area_are_fixed_with_put(
         result = await reconcile(db, settings, dt.datetime.now(dt.UTC))
         assert all(f.kind != "terminal_differs" for f in result.findings)
 
+
+
+async def test_apply_locks_a_knox_guard_device_through_the_tenant_api(
+        db: Database, make_settings: Callable[..., Settings],
+        session: aiohttp.ClientSession) -> None:
+    """A Knox Guard device due for locking is re-read, locked at the tenant and logged as knoxguard."""
+    from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+
+    sim = KnoxGuardSim(seed=8, devices=4, transition_delay=0.05)
+    async with serve(create_app(sim), prefix=BASE_PATH) as running:
+        settings = make_settings(knoxguard={"base_url": running.url, "api_token": sim.api_token},
+                                 reconcile={"mode": "apply"})
+        uid = sim.fleet.in_state("Enrolled")[0].device_uid
+        await plant(db, uid, "Enrolled", "locked", provider="knoxguard")
+        await run_job(db, settings, session)
+        assert sim.fleet.get(uid).status in ("Locking", "Locked")
+    assert await log_rows(db) == [("reconcile", "phone.lock", uid, "ok")]
+    (action,) = await actions_for(db, uid)
+    assert action.provider == "knoxguard"

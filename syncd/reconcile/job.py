@@ -16,6 +16,7 @@ from syncd.reconcile import remediate
 from syncd.reconcile.engine import reconcile
 from syncd.settings import Settings
 from syncd.sync.biotime import biotime_client
+from syncd.sync.knoxguard import knoxguard_client
 from syncd.sync.neolock import neolock_client
 from syncd.vendors.neolock.client import NeoLockClient
 
@@ -32,6 +33,10 @@ def build_remediators(settings: Settings, db: Database, http: aiohttp.ClientSess
         client = neolock or neolock_client(settings.neolock, http)
         for action in ("phone.lock", "phone.unlock", "phone.complete"):
             found[(action, "neolock")] = remediate.NeoLockPhones(db, client, conf, action)
+    if settings.knoxguard is not None:
+        knox = knoxguard_client(settings.knoxguard, http)
+        for action in ("phone.lock", "phone.unlock", "phone.complete"):
+            found[(action, "knoxguard")] = remediate.KnoxGuardPhones(db, knox, conf, action)
     if settings.biotime is not None:
         found[("terminal.update", "biotime")] = remediate.BioTimeTerminals(
             db, biotime_client(settings.biotime, http), ZoneInfo(settings.biotime.timezone))

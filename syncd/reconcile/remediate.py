@@ -11,6 +11,7 @@ add theirs to the mapping `build_jobs` hands over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
@@ -24,10 +25,14 @@ from syncd.db.actions import Outcome, record_action
 from syncd.db.pool import Database
 from syncd.db.upsert import upsert
 from syncd.errors import VendorError, VendorNotFound, VendorStateInvalid
+from syncd.phones import KnoxVendor
 from syncd.settings import ReconcileSettings
 from syncd.sync import biotime as biotime_sync
+from syncd.sync import knoxguard as knox_sync
 from syncd.sync import neolock as neolock_sync
 from syncd.vendors.biotime import BioTimeClient
+from syncd.vendors.knoxguard import KnoxGuardClient
+from syncd.vendors.knoxguard.models import Device as KnoxDevice
 from syncd.vendors.neolock.client import NeoLockClient
 
 log = structlog.get_logger(__name__)
@@ -95,6 +100,40 @@ class NeoLockPhones:
         await neolock_sync.store(self.db, found)
         return {"result": result.result, "vendor_state":
                 found.devices[0].status if found.devices else None}
+
+
+class KnoxGuardPhones:
+    """lock / unlock / complete on a Knox Guard tenant; the fresh device is stored first."""
+
+    def __init__(self, db: Database, client: KnoxGuardClient, conf: ReconcileSettings,
+                 action: str) -> None:
+        self.db, self.vendor, self.conf, self.action = db, KnoxVendor(client), conf, action
+
+    async def recheck(self, case: drift.Case) -> tuple[bool, dict[str, Any]]:
+        """Read the device from devices/list and store it; does the drift still hold?"""
+        try:
+            device = await self.vendor.client.get_device(case.subject)
+        except VendorNotFound:
+            return False, {"vendor_state": None, "gone": True}
+        await self._store(device)
+        return device.status not in _PHONE_DONE[self.action], {"vendor_state": device.status}
+
+    async def act(self, case: drift.Case) -> dict[str, Any]:
+        """Send the action; store the device as the tenant then lists it."""
+        params: dict[str, Any] = {}
+        if self.action == "phone.lock":
+            row = await self.db.fetchrow("reconcile_contract", case.subject)
+            params = {"message": (row["lock_message"] if row else None) or self.conf.lock_message,
+                      "tel": (row["contact_tel"] if row else None) or self.conf.lock_tel or None}
+        answer = await self.vendor.act(self.action.removeprefix("phone."), case.subject, params)
+        with contextlib.suppress(VendorError):
+            await self._store(await self.vendor.client.get_device(case.subject))
+        return {"vendor_answer": answer.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+    async def _store(self, device: KnoxDevice) -> None:
+        async with self.db.transaction() as conn:
+            await upsert(conn, knox_sync.PHONES, [knox_sync.device_record(device)],
+                         dt.datetime.now(dt.UTC))
 
 
 class BioTimeTerminals:
