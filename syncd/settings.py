@@ -289,6 +289,14 @@ class AlertSettings(Section):
     retry_base_seconds: PositiveFloat = 5.0
     retry_max_seconds: PositiveFloat = 3600.0
 
+    @model_validator(mode="after")
+    def _lease_outlasts_posts(self) -> AlertSettings:
+        slow = max((h.timeout_seconds for h in self.hooks), default=0.0)
+        if self.lease_seconds <= slow:
+            raise ValueError(f"lease_seconds must exceed every hook's timeout_seconds ({slow:g}): "
+                             "a delivery still being sent would be sent again")
+        return self
+
 
 class ReconcileSettings(Section):
     """`[reconcile]`: drift thresholds and grace windows, and what remediation may do."""

@@ -273,3 +273,30 @@ async def test_open_cases_are_re_sent_to_alertmanager_so_they_keep_firing(
     (posted,) = state.received
     assert [a["labels"]["subject"] for a in posted.body] == ["dev-1"]
     assert dt.datetime.fromisoformat(posted.body[0]["endsAt"]) > dt.datetime.now(dt.UTC)
+
+
+async def test_housekeeping_forgets_old_finished_alerts_but_keeps_open_cases_alerts(
+        db: Database) -> None:
+    """Old delivered alerts are pruned; an open case's opened alert and pending ones are kept."""
+    from syncd.db import ops
+
+    async with db.connection() as conn:
+        case_id = await conn.fetchval(
+            "INSERT INTO ops.drift (kind, subject, severity, first_seen_at, last_seen_at)"
+            " VALUES ('phone_not_locked', 'd', 'warning', now(), now()) RETURNING id")
+        for event_id in ("old-done", f"drift-{case_id}-opened", "old-pending"):
+            await enqueue_alert(conn, event_id=event_id, type="drift.opened", payload={})
+        await queue.fan_out(db, [("ops", "%")])
+        await conn.execute("UPDATE ops.alert_deliveries d SET status = 'delivered' FROM ops.outbox o"
+                           " WHERE o.id = d.outbox_id AND o.event_id <> 'old-pending'")
+        await conn.execute("UPDATE ops.outbox SET created_at = now() - interval '40 days'")
+    assert await ops.prune(db, "outbox_prune", 30.0) == 1
+    async with db.connection() as conn:
+        left = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM ops.outbox")}
+    assert left == {f"drift-{case_id}-opened", "old-pending"}
+
+
+def test_a_lease_shorter_than_a_hook_timeout_is_refused() -> None:
+    """lease_seconds must outlast every hook's timeout, or a slow send would be sent twice."""
+    with pytest.raises(ValueError, match="lease_seconds"):
+        AlertSettings(hooks=[{"url": "http://x/", "secret": SECRET, "timeout_seconds": 90}])

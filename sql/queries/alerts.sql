@@ -65,3 +65,13 @@ FROM ops.drift d
 JOIN ops.outbox o ON o.event_id = 'drift-' || d.id || '-opened'
 WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > now(), false)
 ORDER BY d.id
+
+-- outbox_prune --
+-- Forget alerts older than $1 days whose deliveries all finished, keeping the opened alert of every open case (its resolved alert depends on it); deliveries go with them.
+DELETE FROM ops.outbox o
+WHERE o.created_at < now() - make_interval(days => $1)
+  AND o.fanned_out_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ops.alert_deliveries d
+                  WHERE d.outbox_id = o.id AND d.status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM ops.drift c
+                  WHERE c.status = 'open' AND o.event_id = 'drift-' || c.id || '-opened')
