@@ -300,3 +300,22 @@ def test_a_lease_shorter_than_a_hook_timeout_is_refused() -> None:
     """lease_seconds must outlast every hook's timeout, or a slow send would be sent twice."""
     with pytest.raises(ValueError, match="lease_seconds"):
         AlertSettings(hooks=[{"url": "http://x/", "secret": SECRET, "timeout_seconds": 90}])
+
+
+async def test_drift_open_gauge_counts_open_unsuppressed_cases(
+        db: Database, session: aiohttp.ClientSession) -> None:
+    """syncd_drift_open{kind,severity} counts open cases, leaving out suppressed and resolved ones."""
+    async with db.connection() as conn:
+        await conn.executemany(
+            "INSERT INTO ops.drift (kind, subject, severity, status, first_seen_at, last_seen_at,"
+            " suppressed_until) VALUES ($1, $2, $3, $4, now(), now(), $5)",
+            [("phone_locked_out", "a", "critical", "open", None),
+             ("phone_locked_out", "b", "critical", "open", None),
+             ("phone_locked_out", "c", "critical", "open",
+              dt.datetime.now(dt.UTC) + dt.timedelta(days=1)),
+             ("terminal_missing", "t", "warning", "resolved", None)])
+    metrics = Metrics()
+    await Deliverer(db, session, AlertSettings(), metrics=metrics).refresh_gauges()
+    text = metrics.render().decode()
+    assert 'syncd_drift_open{kind="phone_locked_out",severity="critical"} 2.0' in text
+    assert 'kind="terminal_missing"' not in text

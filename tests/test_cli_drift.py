@@ -81,3 +81,41 @@ def test_a_sync_run_that_wrote_rows_asks_for_a_reconcile() -> None:
     hook(RunResult("biotime-terminals", Outcome.SKIPPED))
     hook(RunResult("reconcile", Outcome.OK, items=5))
     assert asked == ["reconcile"]
+
+
+async def test_run_soon_brings_a_scheduled_job_forward() -> None:
+    """A job scheduled hourly runs again promptly when run_soon names it."""
+    from syncd.jobs.base import RunContext
+    from syncd.jobs.scheduler import Scheduler
+    from syncd.settings import JobSettings
+
+    runs: list[int] = []
+
+    class Counting:
+        name = "reconcile"
+        default_interval = 3600.0
+
+        async def run(self, ctx: RunContext) -> None:
+            runs.append(1)
+
+    class DirectRunner:  # runs the job without a database: only the scheduling is under test
+        async def run(self, job: Counting) -> None:
+            await job.run(RunContext(db=None, job=job.name))  # type: ignore[arg-type]
+
+    scheduler = Scheduler(DirectRunner(), {"reconcile": Counting()},  # type: ignore[arg-type]
+                          {"reconcile": JobSettings(jitter_seconds=0)})
+    scheduler.start()
+    try:
+        for _ in range(100):  # the first run, soon after start
+            if runs:
+                break
+            await asyncio.sleep(0.05)
+        scheduler.run_soon("reconcile")
+        scheduler.run_soon("no-such-job")  # not scheduled: nothing happens
+        for _ in range(100):
+            if len(runs) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.stop(1.0)
+    assert len(runs) == 2
