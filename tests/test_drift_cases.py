@@ -207,3 +207,17 @@ async def test_terminal_drift_opens_only_for_the_planted_terminals(
     (differs,) = [c for c in await drift.list_cases(db, "open") if c.kind == "terminal_differs"]
     assert differs.plan == {"action": "terminal.update", "allowed": True}
     assert differs.provider == "biotime"
+
+
+async def test_concurrent_reconciles_open_each_case_once(
+        db: Database, make_settings: Callable[..., Settings]) -> None:
+    """Two reconciles at once (daemon and CLI) still give one case and one alert per drift."""
+    import asyncio
+
+    settings = settings_with(make_settings)
+    for i in range(20):
+        await contract(db, f"d{i}", "locked")
+        await phone(db, f"d{i}", "Enrolled")
+    results = await asyncio.gather(*(reconcile(db, settings, T0) for _ in range(3)))
+    assert sum(r.merge.opened for r in results) == 20
+    assert len(await drift.list_cases(db, "open")) == 20 and len(await outbox(db)) == 20

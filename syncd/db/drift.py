@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.db.pool import Database, translate
+from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.db.queries import get as sql
 
 STAGE_COLUMNS = ("kind", "subject", "provider", "severity", "expected", "actual", "detail", "plan",
@@ -61,6 +61,9 @@ async def merge(db: Database, records: Sequence[tuple[Any, ...]], kinds: Sequenc
     """
     async with db.transaction() as conn:
         with translate():
+            # One merge at a time (the daemon's job and `syncd reconcile` may overlap).
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext('ops.drift'))",
+                               ADVISORY_NAMESPACE)
             await conn.execute(sql("drift_stage"))
             await conn.execute("TRUNCATE stage_findings")
             if records:
