@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from syncd.db import ops
 from syncd.db.pool import Database
-from syncd.reconcile import health, phones, terminals
+from syncd.reconcile import health, k3, phones, terminals
 from syncd.reconcile.findings import Finding, Thresholds
 from syncd.settings import Settings
 from syncd.sync.subscription import hook_base
@@ -143,10 +143,19 @@ async def find_health(db: Database, settings: Settings, now: dt.datetime) -> lis
     return found
 
 
+async def find_k3(db: Database, settings: Settings, now: dt.datetime) -> list[Finding]:
+    """Codelocks K3: low batteries, silent locks, smartphone clients against local.k3_clients."""
+    conf = settings.codelocks
+    assert conf is not None  # enabled() checked it
+    return await k3.k3_findings(db, now, battery_levels=conf.battery_low,
+                                silent_for=dt.timedelta(days=conf.silent_days))
+
+
 RULE_SETS: list[RuleSet] = [
     RuleSet("phones", phones.KINDS,
             lambda s: s.neolock is not None or s.knoxguard is not None, find_phones),
     RuleSet("terminals", terminals.TERMINAL_KINDS, lambda s: s.biotime is not None,
             find_terminals),
     RuleSet("health", health.HEALTH_KINDS, lambda s: True, find_health),
+    RuleSet("k3", k3.K3_KINDS, lambda s: s.codelocks is not None, find_k3),
 ]
