@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_audit, cli_terminals
+from syncd import cli_audit, cli_devices, cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_devices.add_parser(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -210,6 +211,20 @@ class AlertSettings(Section):
     hooks: list[AlertHook] = Field(default_factory=list)
 
 
+class RegistrySettings(Section):
+    """`[registry]`: the app device registry (POST /v2/device, GET /api/base/configs)."""
+
+    enabled: bool = True
+    device_management: int = 1
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    rate_limit_per_minute: PositiveFloat = 600.0
+    rate_limit_burst: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(default=8192, ge=256, le=1024 * 1024)
+    max_field_length: int = Field(default=128, ge=8, le=4096)
+    last_seen_resolution_seconds: float = Field(default=3600.0, ge=0)
+    database_timeout_seconds: PositiveFloat = 5.0
+
+
 def _default_data_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise a directory under the cwd.
     state = os.environ.get("STATE_DIRECTORY")
@@ -237,6 +252,7 @@ class Settings(BaseSettings):
     codelocks: CodelocksSettings | None = None
     biotime: BioTimeSettings | None = None
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @classmethod
     def settings_customise_sources(
