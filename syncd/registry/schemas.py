@@ -6,9 +6,12 @@ from typing import Any
 
 from syncd.registry.validate import FIELDS
 
+_NO_CONTROL = "[^\\u0000-\\u001f\\u007f-\\u009f]"
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 128,
+         # not blank, no control characters (C0, DEL, C1)
+         "pattern": f"^{_NO_CONTROL}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NO_CONTROL}*$",
          "description": "Surrounding whitespace is trimmed; at most registry.max_field_length "
-                        "(default 128) characters; no control characters."}
+                        "(default 128) characters; not blank; no control characters."}
 REGISTRATION: dict[str, Any] = {
     "type": "object",
     "required": list(FIELDS),

@@ -83,12 +83,12 @@ def validate(fields: dict[str, Any], max_field_length: int) -> Registration:
             errors[name] = "missing or empty"
         elif not isinstance(value, str):
             errors[name] = f"must be a string, not {_json_type(value)}"
-        elif len(value) > max_field_length:
+        elif len(value := value.strip()) > max_field_length:
             errors[name] = f"longer than {max_field_length} characters"
         elif _CONTROL.search(value) or not _encodable(value):
             errors[name] = "contains control characters or invalid Unicode"
         else:
-            values[name] = value.strip()
+            values[name] = value
     if "mac_address" in values:
         mac = normalise_mac(values["mac_address"])
         if mac is None:
