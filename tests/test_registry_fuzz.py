@@ -56,9 +56,9 @@ class Checker:
                                          method=method.upper(), headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310  (http:// literal)
-                status, raw = resp.status, resp.read()
+                status, raw = int(resp.status), resp.read()
         except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
+            status, raw = int(err.code), err.read()
         assert status < 500, (status, raw[:300], body[:300] if body else body)
         responses = self.operation(path, method)["responses"]
         assert str(status) in responses, f"undocumented status {status}: {raw[:300]!r}"
@@ -123,6 +123,7 @@ async def test_fuzzing_the_registry_from_its_openapi_document_finds_no_5xx(
     limits = {"rate_limit_per_minute": 1e6, "rate_limit_burst": 100000}
     client = await aiohttp_client(create_app(make_settings(registry=limits)))
     doc = await (await client.get("/openapi.json")).json()
+    assert client.port is not None
     checker = Checker(client.port, doc)
     await asyncio.to_thread(fuzz, checker)
     assert checker.statuses.get(200, 0) > 0 and checker.statuses.get(400, 0) > 0, checker.statuses
