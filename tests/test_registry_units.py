@@ -131,14 +131,17 @@ async def test_a_value_the_database_refuses_fails_only_its_own_caller(db: Databa
 
 
 async def test_an_unchanged_repost_writes_nothing_until_last_seen_is_stale(db: Database) -> None:
-    """Re-posting the same fields touches no row within the resolution; past it, only last_seen."""
+    """Re-posting the same fields neither writes nor locks the row within the resolution (no WAL);
+    past it, only last_seen_at is refreshed and no history row is added."""
     await store.register_batch(db, [reg("A1B2C3D4E5F6")], 3600)
     async with db.connection() as conn:
-        before = await conn.fetchrow("SELECT xmin::text AS x, last_seen_at, updated_at "
-                                     "FROM vendor.app_devices")
+        before = await conn.fetchrow("SELECT xmin::text AS x, xmax::text AS lock, last_seen_at, "
+                                     "updated_at FROM vendor.app_devices")
         await store.register_batch(db, [reg("A1B2C3D4E5F6")], 3600)
-        same = await conn.fetchrow("SELECT xmin::text AS x FROM vendor.app_devices")
-        assert same is not None and before is not None and same["x"] == before["x"]
+        same = await conn.fetchrow("SELECT xmin::text AS x, xmax::text AS lock "
+                                   "FROM vendor.app_devices")
+        assert same is not None and before is not None
+        assert (same["x"], same["lock"]) == (before["x"], before["lock"])
         await store.register_batch(db, [reg("A1B2C3D4E5F6")], 0)
         after = await conn.fetchrow("SELECT xmin::text AS x, last_seen_at, updated_at "
                                     "FROM vendor.app_devices")

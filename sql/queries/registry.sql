@@ -1,16 +1,24 @@
 -- app_devices_upsert_batch --
 -- Upsert a batch of registrations (one statement, one commit); per MAC: status and banned.
--- A MAC repeated in the batch keeps its last registration. A row is written only when a field
--- changed or last_seen_at is older than $8 seconds; the triggers then add history rows.
+-- A MAC repeated in the batch keeps its last registration. Only rows with a changed field, or
+-- whose last_seen_at is older than $8 seconds, are written (the triggers then add history rows):
+-- a batch of unchanged re-posts takes no row lock and writes no WAL (so its commit waits for no
+-- flush).
 WITH input AS (
     SELECT DISTINCT ON (mac) mac, os, ver, kind, app_ver, app, ip
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::inet[])
          WITH ORDINALITY AS t(mac, os, ver, kind, app_ver, app, ip, ord)
     ORDER BY mac, ord DESC
+), stale AS (
+    SELECT i.* FROM input i LEFT JOIN vendor.app_devices d ON d.mac_address = i.mac
+    WHERE d.mac_address IS NULL
+       OR (d.device_os, d.device_version, d.device_type, d.app_version, d.app_name)
+          IS DISTINCT FROM (i.os, i.ver, i.kind, i.app_ver, i.app)
+       OR d.last_seen_at < now() - make_interval(secs => $8::float8)
 ), written AS (
     INSERT INTO vendor.app_devices AS d (mac_address, device_os, device_version, device_type,
                                          app_version, app_name, last_ip)
-    SELECT mac, os, ver, kind, app_ver, app, ip FROM input
+    SELECT mac, os, ver, kind, app_ver, app, ip FROM stale
     ON CONFLICT (mac_address) DO UPDATE SET
         device_os = EXCLUDED.device_os, device_version = EXCLUDED.device_version,
         device_type = EXCLUDED.device_type, app_version = EXCLUDED.app_version,
@@ -21,6 +29,7 @@ WITH input AS (
                                (EXCLUDED.device_os, EXCLUDED.device_version, EXCLUDED.device_type,
                                 EXCLUDED.app_version, EXCLUDED.app_name)
                           THEN now() ELSE d.updated_at END
+    -- checked again under the row lock: another replica may have written the row meanwhile
     WHERE (d.device_os, d.device_version, d.device_type, d.app_version, d.app_name)
           IS DISTINCT FROM
           (EXCLUDED.device_os, EXCLUDED.device_version, EXCLUDED.device_type,

@@ -1,8 +1,10 @@
 """Group commit for any hot-path write: concurrent callers share one statement and one COMMIT.
 
-`submit()` returns once its item's batch is committed. While one batch is being written the next
-gathers, so batches grow with load and no delay is ever added. (The inbox's GroupCommitter is the
-same mechanism specialised to ops.inbox; it could move onto this class.)
+`submit()` returns once its item's batch is committed. Up to `max_inflight` batches are written
+at once (on separate connections, so PostgreSQL can share one WAL flush among their commits);
+while they are, the next batch gathers, so batches grow with load and no delay is ever added.
+(The inbox's GroupCommitter is the same mechanism specialised to ops.inbox, starting a second
+batch only when the queue is full; it could move onto this class.)
 """
 
 from __future__ import annotations
@@ -45,8 +47,7 @@ class GroupCommit(Generic[T, R]):
         """Write `item` in the next batch and return its result. Raises DatabaseError."""
         waiting: _Waiting[T, R] = _Waiting(item, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
-        if self._active == 0 or (len(self._queue) >= self.max_batch
-                                 and self._active < self.max_inflight):
+        if self._active < self.max_inflight:
             self._active += 1
             task = asyncio.create_task(self._flush())
             self._flushers.add(task)

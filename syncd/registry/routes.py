@@ -65,7 +65,7 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the registry's group-committing writer, drained on shutdown."""
     settings = app[keys.SETTINGS].registry
     write = functools.partial(_write, app[keys.DB], settings.last_seen_resolution_seconds)
-    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write)
+    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write, max_inflight=4)
     app[REGISTRY] = Registry(settings, writer)
     yield
     await writer.close()
