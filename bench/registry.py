@@ -99,7 +99,7 @@ async def run(pg: Postgres) -> Report:
     return Report("registry_vs_bare", f"{ratio:.2f}", f"≥ {TARGET}", ratio >= TARGET and consistent, [
         f"{CONCURRENCY} connections, {ROUNDS} alternating rounds of {REQUESTS} registrations per "
         f"side after {WARMUP} warm-up (each round re-posts half the previous round's devices, "
-        "every tenth with a new app_version); load from a separate process",
+        "a tenth of the bodies with another app_version); load from a separate process",
         bare.detail(),
         registry.detail(),
         f"ratio = median of the rounds' ratios ({', '.join(f'{r:.2f}' for r in per_round)}); "
