@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_audit, cli_devices, cli_terminals
+from syncd import cli_audit, cli_devices, cli_phones, cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_devices.add_parser(sub)
+    cli_phones.add_parser(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob
 from syncd.vendors.neolock.client import NeoLockClient
@@ -83,6 +84,10 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
         client = neolock or neolock_client(settings.neolock, http)
         jobs += [NeoLockSubscriptionJob(db, client, settings), NeoLockUploadsJob(db, client),
                  NeoLockDevicesJob(db, client)]
+    if settings.knoxguard is not None:  # one client: one token and one rate limit for both jobs
+        knox = knoxguard_client(settings.knoxguard, http)
+        jobs += [KnoxUploadsJob(db, knox, settings.knoxguard.page_size),
+                 KnoxDevicesJob(db, knox, settings.knoxguard.page_size)]
     if settings.biotime is not None:  # a client per job, so that each run counts its own requests
         jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
                  BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]
