@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from syncd.app import create_app
 from syncd.cli import main
@@ -156,7 +157,8 @@ def test_the_contract_holds_against_a_running_syncd_run(db_dsn: str, tmp_path: P
 
 async def test_a_database_outage_is_a_retryable_503_in_the_envelope(
         short_dir: Path, aiohttp_client: AiohttpClient) -> None:
-    """With the database down, a registration gets 503 + Retry-After (no 500); back up, 200."""
+    """With the database down, registrations get 503 + Retry-After (no 500) and the outage is
+    logged once; back up, 200 and one recovery line."""
     settings = Settings(data_dir=short_dir, server={"port": 0},
                         jobs={"housekeeping": {"enabled": False}},
                         registry={"database_timeout_seconds": 3})
@@ -164,14 +166,18 @@ async def test_a_database_outage_is_a_retryable_503_in_the_envelope(
     assert (await client.post("/v2/device", json=EXAMPLE)).status == 200
     pgdata = short_dir / "postgres"
     await asyncio.to_thread(pg_ctl, pgdata, "-w", "-m", "fast", "stop")
-    resp = await client.post("/v2/device", json={**EXAMPLE, "app_version": "3"})
-    body = await resp.json()
-    assert resp.status == 503 and body["status"] == 503 and body["data"] is None
-    assert int(resp.headers["Retry-After"]) > 0
-    await asyncio.to_thread(pg_start, pgdata)
-    for _ in range(50):
-        resp = await client.post("/v2/device", json={**EXAMPLE, "app_version": "3"})
-        if resp.status == 200:
-            break
-        await asyncio.sleep(0.1)
+    with capture_logs() as logs:
+        for _ in range(3):
+            resp = await client.post("/v2/device", json={**EXAMPLE, "app_version": "3"})
+            body = await resp.json()
+            assert resp.status == 503 and body["status"] == 503 and body["data"] is None
+            assert int(resp.headers["Retry-After"]) > 0
+        await asyncio.to_thread(pg_start, pgdata)
+        for _ in range(50):
+            resp = await client.post("/v2/device", json={**EXAMPLE, "app_version": "3"})
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.1)
     assert resp.status == 200
+    events = [e["event"] for e in logs if e["event"].startswith("registry.")]
+    assert events == ["registry.database_unavailable", "registry.database_recovered"]
