@@ -70,6 +70,7 @@ def test_the_client_is_the_rightmost_untrusted_hop() -> None:
     assert addr.resolve("10.0.0.1", []) == "10.0.0.1"
     assert addr.resolve("::ffff:10.0.0.1", ["198.51.100.7"]) == "198.51.100.7"
     assert addr.resolve(None, ["198.51.100.7"]) == ""
+    assert addr.resolve("fe80::1%eth0", []) == "fe80::1"  # no zone: it is stored as inet
 
 
 def test_rate_limiter_allows_a_burst_then_refills_at_the_rate() -> None:

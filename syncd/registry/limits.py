@@ -23,8 +23,11 @@ def _address(text: str) -> IPAddress | None:
         addr = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+        if addr.scope_id:  # fe80::1%eth0: PostgreSQL's inet has no zone
+            return ipaddress.IPv6Address(text.split("%", 1)[0])
     return addr
 
 
