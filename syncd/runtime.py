@@ -18,6 +18,8 @@ from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
+from syncd.sync.k3_audit import K3AuditJob
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob
@@ -74,10 +76,11 @@ async def open_http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               neolock: NeoLockClient | None = None) -> dict[str, Job]:
+               neolock: NeoLockClient | None = None, once: bool = False) -> dict[str, Job]:
     """Every job this configuration enables, by name.
 
     Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker.
+    `once`: for `syncd sync --once`, run quota-planned jobs now rather than when they are due.
     """
     jobs: list[Job] = [HousekeepingJob()]
     if settings.neolock is not None:
@@ -91,4 +94,8 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     if settings.biotime is not None:  # a client per job, so that each run counts its own requests
         jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
                  BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]
+    if settings.codelocks is not None:  # quota-planned: each run asks the budget planner first
+        k3 = K3Context(db, settings.codelocks, http)
+        jobs += [K3LocksJob(k3, gated=not once), K3AuditJob(k3, gated=not once),
+                 K3ClientsJob(k3, gated=not once)]
     return {job.name: job for job in jobs}

@@ -19,6 +19,12 @@ CONTRACT = {
                    "status, ban_status, updated_at",
     "app_device_history": "mac_address, changed_at, change, app_version, previous_app_version, "
                           "app_version_changed, first_seen_at, last_seen_at",
+    "k3_locks": "lock_id, lock_name, battery_status, battery_updated_at, firmware_version, "
+                "last_audit_at",
+    "k3_audit": "lock_id, audit_entry_id, entered_at, entry_type, entry_text",
+    "k3_clients": "lock_id, email, status, access_type, expected",
+    "api_usage": "vendor, category, period, calls, quota",
+    "netcodes": "lock_id, start, duration_id, expires_at, issued_at, issued_by",
 }
 
 
