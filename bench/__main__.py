@@ -19,6 +19,7 @@ from bench.common import Postgres, Report, postgres_server, quiet_logging
 # name -> (module, summary name, time bound in seconds)
 BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "ingest": ("bench.ingest", "ingest_vs_bare", 240),
+    "registry": ("bench.registry", "registry_vs_bare", 240),
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
     "resync": ("bench.resync", "resync_rows_written", 240),
     "rate": ("bench.rate", "rate_vs_limit", 120),

@@ -15,6 +15,7 @@ from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.reconcile.job import after_sync
+from syncd.registry import routes as registry
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
@@ -91,9 +92,11 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
+    app.cleanup_ctx.append(registry.context)
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(alerts_ctx)
     app.on_shutdown.append(_begin_stop)
     app.add_routes(health.routes)
     app.add_routes(intake.routes)
+    app.add_routes(registry.routes)
     return app

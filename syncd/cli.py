@@ -12,7 +12,15 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_audit, cli_drift, cli_netcode, cli_phones, cli_quota, cli_terminals
+from syncd import (
+    cli_audit,
+    cli_devices,
+    cli_drift,
+    cli_netcode,
+    cli_phones,
+    cli_quota,
+    cli_terminals,
+)
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -180,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_drift.add_parser(sub)
+    cli_devices.add_parser(sub)
     cli_phones.add_parser(sub)
     cli_netcode.add_parser(sub)
     cli_quota.add_parser(sub)

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -372,6 +373,20 @@ class ReconcileSettings(Section):
     alert_min_severity: Literal["info", "warning", "critical"] = "warning"
 
 
+class RegistrySettings(Section):
+    """`[registry]`: the app device registry (POST /v2/device, GET /api/base/configs)."""
+
+    enabled: bool = True
+    device_management: int = 1
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    rate_limit_per_minute: PositiveFloat = 600.0
+    rate_limit_burst: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(default=8192, ge=256, le=1024 * 1024)
+    max_field_length: int = Field(default=128, ge=8, le=4096)
+    last_seen_resolution_seconds: float = Field(default=3600.0, ge=0)
+    database_timeout_seconds: PositiveFloat = 5.0
+
+
 def _default_data_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise a directory under the cwd.
     state = os.environ.get("STATE_DIRECTORY")
@@ -400,6 +415,7 @@ class Settings(BaseSettings):
     biotime: BioTimeSettings | None = None
     alerts: AlertSettings = AlertSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @classmethod
     def settings_customise_sources(

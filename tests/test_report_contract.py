@@ -15,6 +15,10 @@ CONTRACT = {
                  "last_seen_at",
     "sync_runs": "job, started_at, finished_at, status, items, requests, error",
     "events": "id, source, received_at, event_type, subject, status",
+    "app_devices": "mac_address, device_os, device_version, device_type, app_version, app_name, "
+                   "status, ban_status, updated_at",
+    "app_device_history": "mac_address, changed_at, change, app_version, previous_app_version, "
+                          "app_version_changed, first_seen_at, last_seen_at",
     "k3_locks": "lock_id, lock_name, battery_status, battery_updated_at, firmware_version, "
                 "last_audit_at",
     "k3_audit": "lock_id, audit_entry_id, entered_at, entry_type, entry_text",

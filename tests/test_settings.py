@@ -159,7 +159,7 @@ def test_the_example_config_documents_every_key_and_validates(
     settings = config.load(example)
     text = example.read_text()
     for section in ("database", "server", "logging", "neolock", "knoxguard", "codelocks",
-                    "biotime", "alerts"):
+                    "biotime", "alerts", "registry"):
         model = getattr(settings, section)
         assert model is not None, section
         for key in type(model).model_fields:

@@ -13,14 +13,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 _DOC_ATTR = "__openapi__"
 
 
-def documented(summary: str, responses: dict[int, str] | None = None, *,
+def documented(summary: str, responses: dict[int, str | dict[str, Any]] | None = None, *,
                tags: list[str] | None = None, request_body: dict[str, Any] | None = None,
                parameters: list[dict[str, Any]] | None = None) -> Callable[[F], F]:
     """Attach an OpenAPI operation description to a handler."""
     def wrap(handler: F) -> F:
         operation: dict[str, Any] = {
             "summary": summary,
-            "responses": {str(code): {"description": text}
+            # a response is its description, or a whole OpenAPI response object (with schemas)
+            "responses": {str(code): {"description": text} if isinstance(text, str) else text
                           for code, text in (responses or {200: "OK"}).items()},
         }
         if tags:

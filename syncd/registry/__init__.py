@@ -1,0 +1,1 @@
+"""The app device registry: POST /v2/device, GET /api/base/configs, and device bans."""
