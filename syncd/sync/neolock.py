@@ -160,13 +160,14 @@ class NeoLockDevicesJob:
         failed: dict[str, str] = {}
         try:
             while True:
-                uids = await phones.known_neolock_devices_after(self.db, after, self.batch)
-                if not uids:
-                    break
-                found = await refresh(self.client, uids, self.concurrency)
-                failed.update(found.failed)
-                last = len(uids) < self.batch
+                # One id more than the batch says whether another batch follows: a pass ends,
+                # and the cursor goes back to the start, however the fleet size divides.
+                uids = await phones.known_neolock_devices_after(self.db, after, self.batch + 1)
+                last = len(uids) <= self.batch
+                uids = uids[: self.batch]
                 after = "" if last else uids[-1]
+                found = await refresh(self.client, uids, self.concurrency) if uids else Refresh()
+                failed.update(found.failed)
                 result = await store(self.db, found, cursor=(self.name, {"after": after}))
                 ctx.add_items(len(found.devices) + result.gone)
                 ctx.progress(ctx.items + len(failed), total)
