@@ -203,14 +203,14 @@ async def test_uploads_job_pages_and_resumes_after_a_failed_page(db: Database) -
         first = await run_job(db, job)
         broken["on"] = False
         assert first.outcome is Outcome.FAILED
-        assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 1}
+        assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 1
         async with db.connection() as conn:
             assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 25
         second = await run_job(db, job)
     assert second.outcome is Outcome.OK
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 80
-    assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 0}
+    assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 0
 
 
 async def seed_known(db: Database, state: neosim.NeoLockSim) -> list[str]:

@@ -24,3 +24,15 @@ async def known_neolock_devices_after(db: Database, after: str, limit: int) -> l
 async def known_neolock_devices(db: Database) -> int:
     """How many NeoLock devices are known (stored, uploaded or under contract)."""
     return int(await db.fetchval("neolock_known_devices_count"))
+
+
+async def merge_uploads(conn: Connection, provider: str, pages: Sequence[tuple[str, str]],
+                        seen_at: dt.datetime, seen_granularity: dt.timedelta) -> tuple[int, int]:
+    """Merge upload pages, each (JSON body text, where its rows sit), into vendor.phone_uploads.
+
+    Run inside the caller's transaction (with the cursor). Returns (inserted, updated).
+    """
+    row = await conn.fetchrow(sql("uploads_merge"), provider, [body for body, _ in pages],
+                              [rows_at for _, rows_at in pages], seen_at, seen_granularity)
+    assert row is not None  # an aggregate always answers one row
+    return int(row["inserted"]), int(row["updated"])

@@ -21,19 +21,17 @@ from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorError, VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
 from syncd.settings import NeoLockSettings
+from syncd.sync.neolock_uploads import NeoLockUploadsJob
 from syncd.vendors.neolock.client import NeoLockClient
-from syncd.vendors.neolock.models import Device, Upload
+from syncd.vendors.neolock.models import Device
 
 log = structlog.get_logger(__name__)
 PROVIDER = "neolock"
+__all__ = ["NeoLockDevicesJob", "NeoLockUploadsJob", "Refresh", "neolock_client", "refresh", "store"]
 
 PHONES = UpsertSpec("vendor.phones", key=("provider", "device_uid"), columns=(
     "provider", "device_uid", "object_id", "imei", "imei2", "vendor_state", "license_expiry",
     "vendor_modified_at", "raw"))
-UPLOADS = UpsertSpec("vendor.phone_uploads", key=("provider", "device_uid", "upload_id"), columns=(
-    "provider", "device_uid", "upload_id", "row_id", "imei", "imei2", "serial", "model",
-    "upload_status", "status", "raw"))
-
 
 def neolock_client(settings: NeoLockSettings, session: aiohttp.ClientSession) -> NeoLockClient:
     """A NeoLock client for this configuration."""
@@ -46,14 +44,6 @@ def device_record(device: Device) -> tuple[Any, ...]:
     return (PROVIDER, device.device_uid, device.object_id, device.imei, device.imei2,
             device.status, device.license_expiry, device.modified_at,
             device.raw())
-
-
-def upload_record(upload: Upload) -> tuple[Any, ...]:
-    """An upload row as a vendor.phone_uploads row (in UPLOADS.columns order)."""
-    raw = upload.model_dump(mode="json", by_alias=True, exclude_none=False)
-    return (PROVIDER, upload.device_uid, upload.upload_id or "", upload.id, upload.imei,
-            upload.imei2, upload.serial, upload.model, upload.upload_status, upload.status,
-            raw)
 
 
 def _now() -> dt.datetime:
@@ -100,39 +90,6 @@ async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, An
         if cursor is not None:
             await ops.set_cursor(conn, *cursor)
     return dataclasses.replace(result, gone=gone)
-
-
-class NeoLockUploadsJob:
-    """`neolock-uploads`: pages through uploaded devices; each page commits with its cursor."""
-
-    name = "neolock-uploads"
-    default_interval = 900.0
-
-    def __init__(self, db: Database, client: NeoLockClient, page_size: int = 100) -> None:
-        self.db = db
-        self.client = client
-        self.page_size = page_size
-
-    async def run(self, ctx: RunContext) -> None:
-        """Resume at the stored page; a page shorter than page_size ends the listing."""
-        before = self.client.requests
-        page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
-        try:
-            for _ in range(100_000):
-                page = await self.client.get_uploads(page_num, self.page_size)
-                last = page.is_last
-                next_cursor = {"next_page": 0 if last else page_num + 1}
-                async with self.db.transaction() as conn:
-                    await upsert(conn, UPLOADS, [upload_record(u) for u in page.items], _now())
-                    await ops.set_cursor(conn, self.name, next_cursor)
-                ctx.add_items(len(page.items))
-                ctx.progress(ctx.items, None)
-                if last:
-                    return
-                page_num += 1
-            raise VendorFault(PROVIDER, "uploads did not end within 100000 pages")
-        finally:
-            ctx.add_requests(self.client.requests - before)
 
 
 class NeoLockDevicesJob:
