@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_terminals
+from syncd import cli_audit, cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="state directory (default: a temp dir)")
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
+    cli_audit.add_parser(sub)
     return parser
 
 
