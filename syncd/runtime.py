@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -81,8 +82,9 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     jobs: list[Job] = [HousekeepingJob()]
     if settings.neolock is not None:
         client = neolock or neolock_client(settings.neolock, http)
+        max_age = dt.timedelta(hours=settings.neolock.detail_max_age_hours)
         jobs += [NeoLockSubscriptionJob(db, client, settings), NeoLockUploadsJob(db, client),
-                 NeoLockDevicesJob(db, client)]
+                 NeoLockDevicesJob(db, client, detail_max_age=max_age)]
     if settings.biotime is not None:  # a client per job, so that each run counts its own requests
         jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
                  BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]

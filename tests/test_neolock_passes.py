@@ -3,6 +3,7 @@ size divides by the batch or page size (issue 9, item 8)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,7 +59,9 @@ async def test_devices_pass_resets_its_cursor_when_the_fleet_is_a_multiple_of_th
     runner = JobRunner(db)
     async with aiohttp.ClientSession() as session:
         client = NeoLockClient(session, running.url, state.login, state.password)
-        job = neolock.NeoLockDevicesJob(db, client, batch=batch)
+        # Every detail counts as stale, so every run must GET every device: a full pass.
+        job = neolock.NeoLockDevicesJob(db, client, batch=batch, scan=batch,
+                                        detail_max_age=dt.timedelta(0))
         for round_ in range(3):
             result = await runner.run(job)
             assert result.outcome is Outcome.OK, result.error
@@ -78,7 +81,8 @@ async def test_a_resumed_devices_pass_finishes_the_fleet_then_starts_over(
     runner = JobRunner(db)
     async with aiohttp.ClientSession() as session:
         client = NeoLockClient(session, running.url, state.login, state.password)
-        job = neolock.NeoLockDevicesJob(db, client, batch=10)
+        job = neolock.NeoLockDevicesJob(db, client, batch=10, scan=10,
+                                        detail_max_age=dt.timedelta(0))
         async with db.transaction() as conn:  # what a run killed after its second batch leaves
             await ops.set_cursor(conn, job.name, {"after": uids[19]})
         assert (await runner.run(job)).outcome is Outcome.OK

@@ -3,23 +3,6 @@
 UPDATE vendor.phones SET gone_at = $3
 WHERE provider = $1 AND device_uid = ANY($2::text[]) AND gone_at IS NULL
 
--- neolock_known_devices_after --
--- The next batch of known NeoLock device ids after $1 (keyset paging keeps memory constant).
--- Each branch walks its primary key from $1 and stops after $2 rows.
-SELECT device_uid FROM (
-    (SELECT device_uid FROM vendor.phones
-     WHERE provider = 'neolock' AND device_uid > $1 AND gone_at IS NULL
-     ORDER BY device_uid LIMIT $2)
-    UNION
-    (SELECT DISTINCT device_uid FROM vendor.phone_uploads
-     WHERE provider = 'neolock' AND device_uid > $1 ORDER BY device_uid LIMIT $2)
-    UNION
-    (SELECT device_uid FROM local.phone_contracts WHERE device_uid > $1
-     ORDER BY device_uid LIMIT $2)
-) known
-ORDER BY device_uid
-LIMIT $2
-
 -- neolock_known_devices_count --
 -- How many NeoLock devices are known (for progress).
 SELECT count(*) FROM (
@@ -35,7 +18,8 @@ SELECT count(*) FROM (
 -- pages' bodies as JSON text, $3 where the row list sits in each (keys joined by '/'), $4 the time
 -- seen, $5 how stale last_seen_at may grow. The database extracts the columns (the rows are stored
 -- verbatim as raw); a row listed twice keeps its last listing. Only new, changed, returning or
--- stale rows are written; returns how many rows were inserted and how many updated.
+-- stale rows are written. Devices that no GET has described yet take their state from the
+-- listing in vendor.phones (detail_at stays NULL). Returns the rows inserted, updated, adopted.
 WITH listed AS (
     SELECT DISTINCT ON (device_uid, upload_id) *
     FROM (
@@ -74,6 +58,76 @@ WITH listed AS (
        OR t.gone_at IS NOT NULL
        OR t.last_seen_at < EXCLUDED.last_seen_at - $5::interval
     RETURNING (xmax = 0) AS inserted
+), adopted AS (
+    -- A device no GET has described yet takes its state and IMEIs from its latest listing.
+    INSERT INTO vendor.phones AS p (provider, device_uid, imei, imei2, vendor_state, raw,
+        first_seen_at, last_seen_at, last_changed_at)
+    SELECT DISTINCT ON (device_uid) $1, device_uid, imei, imei2, status, raw, $4, $4, $4
+    FROM listed
+    ORDER BY device_uid, row_id DESC NULLS LAST
+    ON CONFLICT (provider, device_uid) DO UPDATE SET
+        imei = EXCLUDED.imei, imei2 = EXCLUDED.imei2, vendor_state = EXCLUDED.vendor_state,
+        raw = EXCLUDED.raw, last_seen_at = EXCLUDED.last_seen_at,
+        last_changed_at = EXCLUDED.last_changed_at
+    WHERE p.detail_at IS NULL
+      AND ROW(p.imei, p.imei2, p.vendor_state, p.raw)
+          IS DISTINCT FROM ROW(EXCLUDED.imei, EXCLUDED.imei2, EXCLUDED.vendor_state, EXCLUDED.raw)
+    RETURNING 1
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated,
+       (SELECT count(*) FROM adopted) AS adopted
 FROM merged
+
+-- phones_detail_read --
+-- Record that a GET of devices $2 (provider $1) answered at $3.
+UPDATE vendor.phones SET detail_at = $3
+WHERE provider = $1 AND device_uid = ANY($2::text[])
+  AND (detail_at IS NULL OR detail_at < $3)
+
+-- neolock_devices_scan --
+-- The next $2 known NeoLock devices after $1 (keyset order), each with whether it is due for a
+-- GET at time $3 given the detail age $4: never stored; known from the listing only and its
+-- spread first read has come (first_seen_at + $4 × a fraction fixed by its id); listed
+-- differently since its last GET; named by a push ($5 subjects, $6 received) whose refresh failed
+-- since its last GET; or its detail
+-- is older than $4 × (0.5 … 1, fixed by its id), which spreads the reads over the day.
+WITH known AS (
+    SELECT device_uid FROM (
+        (SELECT device_uid FROM vendor.phones
+         WHERE provider = 'neolock' AND device_uid > $1 AND gone_at IS NULL
+         ORDER BY device_uid LIMIT $2)
+        UNION
+        (SELECT DISTINCT device_uid FROM vendor.phone_uploads
+         WHERE provider = 'neolock' AND device_uid > $1 ORDER BY device_uid LIMIT $2)
+        UNION
+        (SELECT device_uid FROM local.phone_contracts WHERE device_uid > $1
+         ORDER BY device_uid LIMIT $2)
+    ) k
+    ORDER BY device_uid
+    LIMIT $2
+)
+SELECT k.device_uid,
+       (p.device_uid IS NULL
+        OR (p.detail_at IS NULL
+            AND p.first_seen_at + $4::interval * ((hashtext(k.device_uid) & 65535) / 65536.0)
+                <= $3)
+        OR u.changed_at > p.detail_at
+        OR EXISTS (SELECT 1 FROM unnest($5::text[], $6::timestamptz[]) f(subject, received_at)
+                   WHERE f.subject = k.device_uid
+                     AND (p.detail_at IS NULL OR f.received_at > p.detail_at))
+        OR p.detail_at <= $3 - $4::interval * (1 - ((hashtext(k.device_uid) & 65535) / 131072.0))
+       ) AS due
+FROM known k
+LEFT JOIN vendor.phones p ON p.provider = 'neolock' AND p.device_uid = k.device_uid
+LEFT JOIN LATERAL (
+    SELECT max(last_changed_at) AS changed_at FROM vendor.phone_uploads
+    WHERE provider = 'neolock' AND device_uid = k.device_uid
+) u ON true
+ORDER BY k.device_uid
+
+-- neolock_failed_push_subjects --
+-- Devices named by NeoLock pushes received since $1 whose processing failed (the worker's GET
+-- did not happen): the devices job reads them again.
+SELECT subject, max(received_at) AS received_at FROM ops.inbox
+WHERE source = 'neolock' AND received_at > $1 AND status = 'failed' AND subject IS NOT NULL
+GROUP BY subject

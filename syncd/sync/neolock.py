@@ -87,47 +87,69 @@ async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, An
         gone = 0
         if found.gone:
             gone = await phones.mark_gone(conn, PROVIDER, found.gone, seen_at)
+        await phones.detail_read(conn, PROVIDER, [d.device_uid for d in found.devices]
+                                 + found.gone, seen_at)
         if cursor is not None:
             await ops.set_cursor(conn, *cursor)
     return dataclasses.replace(result, gone=gone)
 
 
 class NeoLockDevicesJob:
-    """`neolock-devices`: re-reads every known device at the rate limit, in committed batches.
+    """`neolock-devices`: GETs the known devices that need it, in committed batches.
 
     Known devices: those already in vendor.phones, those in uploads, and those under contract.
-    Memory stays constant: device ids are read in keyset batches, never all at once.
+    The uploads listing carries every device's state (see `neolock_uploads`), so a pass does not
+    GET every device: only those never stored, those listed differently since their last GET,
+    those named by a push whose refresh failed, and those whose detail (licence expiry, firmware,
+    …) is older than `detail_max_age` (each device at its own point between half and all of that
+    age, so the reads spread over the day). The GET stays the truth where the two disagree.
+    Memory stays constant: device ids are scanned in keyset batches, never all at once.
     """
 
     name = "neolock-devices"
     default_interval = 3600.0
 
     def __init__(self, db: Database, client: NeoLockClient, *, batch: int = 500,
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 16, scan: int = 5000,
+                 detail_max_age: dt.timedelta = dt.timedelta(hours=24)) -> None:
         self.db = db
         self.client = client
         self.batch = batch
         self.concurrency = concurrency
+        self.scan = max(scan, batch)
+        self.detail_max_age = detail_max_age
 
     async def run(self, ctx: RunContext) -> None:
-        """Refresh every known device; devices that fail are left as they were, never gone."""
+        """GET every device that is due; devices that fail are left as they were, never gone."""
         before = self.client.requests
         after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
         total = await phones.known_neolock_devices(self.db)
+        now = _now()
+        pushed = await phones.failed_push_subjects(self.db, now - self.detail_max_age)
         failed: dict[str, str] = {}
+        scanned = 0
         try:
             while True:
-                # One id more than the batch says whether another batch follows: a pass ends,
+                # One id more than the scan says whether another scan follows: a pass ends,
                 # and the cursor goes back to the start, however the fleet size divides.
-                uids = await phones.known_neolock_devices_after(self.db, after, self.batch + 1)
-                last = len(uids) <= self.batch
-                uids = uids[: self.batch]
-                after = "" if last else uids[-1]
-                found = await refresh(self.client, uids, self.concurrency) if uids else Refresh()
-                failed.update(found.failed)
-                result = await store(self.db, found, cursor=(self.name, {"after": after}))
-                ctx.add_items(len(found.devices) + result.gone)
-                ctx.progress(ctx.items + len(failed), total)
+                known = await phones.neolock_devices_scan(self.db, after, self.scan + 1, now,
+                                                          self.detail_max_age, pushed)
+                last = len(known) <= self.scan
+                known = known[: self.scan]
+                due = [uid for uid, is_due in known if is_due]
+                for start in range(0, len(due), self.batch):
+                    # Within a scan, the cursor stays at its start until the scan is done.
+                    chunk = due[start:start + self.batch]
+                    found = await refresh(self.client, chunk, self.concurrency)
+                    failed.update(found.failed)
+                    result = await store(self.db, found)
+                    ctx.add_items(len(found.devices) + result.gone)
+                    ctx.progress(scanned + start + len(chunk), total)
+                scanned += len(known)
+                after = "" if last else known[-1][0]
+                async with self.db.transaction() as conn:
+                    await ops.set_cursor(conn, self.name, {"after": after})
+                ctx.progress(scanned, total)
                 if last:
                     break
         finally:
