@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "memory": ("bench.memory", "rss_100k_vs_10k", 420),
     "ready": ("bench.ready", "ready_cold_warm", 120),
     "uploads": ("bench.uploads", "uploads_vs_floor", 480),
+    "fleetview": ("bench.fleetview", "fleet_view_100k", 300),
 }
 
 Runner = Callable[[Postgres], Awaitable[Report]]
