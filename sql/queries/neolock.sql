@@ -118,7 +118,13 @@ SELECT k.device_uid,
         OR p.detail_at <= $3 - $4::interval * (1 - ((hashtext(k.device_uid) & 65535) / 131072.0))
        ) AS due
 FROM known k
-LEFT JOIN vendor.phones p ON p.provider = 'neolock' AND p.device_uid = k.device_uid
+-- One index probe per scanned id: LIMIT keeps the planner from turning this into a join that
+-- hashes the whole table on every scan.
+LEFT JOIN LATERAL (
+    SELECT device_uid, detail_at, first_seen_at FROM vendor.phones
+    WHERE provider = 'neolock' AND device_uid = k.device_uid
+    LIMIT 1
+) p ON true
 LEFT JOIN LATERAL (
     SELECT max(last_changed_at) AS changed_at FROM vendor.phone_uploads
     WHERE provider = 'neolock' AND device_uid = k.device_uid
