@@ -48,11 +48,12 @@ async def wrong_states(dsn: str, sim: NeoLockSim) -> int:
     """Devices whose stored state differs from the vendor's (or that are not stored)."""
     conn = await asyncpg.connect(dsn)
     try:
-        stored = dict(await conn.fetch("SELECT device_uid, vendor_state FROM vendor.phones "
-                                       "WHERE provider = 'neolock'"))
+        stored: dict[str, str | None] = {
+            r["device_uid"]: r["vendor_state"] for r in await conn.fetch(
+                "SELECT device_uid, vendor_state FROM vendor.phones WHERE provider = 'neolock'")}
     finally:
         await conn.close()
-    return sum(1 for uid, d in sim.devices.items() if stored.get(uid) != d.status)
+    return sum(stored.get(uid) != d.status for uid, d in sim.devices.items())
 
 
 async def view(db: Database, client: NeoLockClient) -> dict[str, Any]:
