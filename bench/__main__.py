@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 
 from bench.common import Postgres, Report, postgres_server, quiet_logging
-from syncd.loop import event_loop_factory
 
 # name -> (module, summary name, time bound in seconds)
 BENCHMARKS: dict[str, tuple[str, str, float]] = {
@@ -70,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     quiet_logging()
     began = time.monotonic()
-    # The daemon's loop (uvloop when installed); SYNCD_BENCH_LOOP=asyncio compares the default.
-    factory = event_loop_factory(uvloop=os.environ.get("SYNCD_BENCH_LOOP") != "asyncio")
-    with asyncio.Runner(loop_factory=factory) as runner:
-        status = runner.run(_main(list(dict.fromkeys(args.names)) or list(BENCHMARKS)))
+    status = asyncio.run(_main(list(dict.fromkeys(args.names)) or list(BENCHMARKS)))
     print(f"bench: {time.monotonic() - began:.0f} s in all", flush=True)
     return status
 

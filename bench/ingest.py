@@ -114,6 +114,7 @@ class Side:
         errors = f", {self.not_ok} not 200" if self.not_ok else ""
         return (f"{self.name}: {self.throughput:,.0f} req/s, p50 {_ms(percentile(self.latencies, 50))}"
                 f", p99 {_ms(percentile(self.latencies, 99))} ({self.requests} requests{errors}); "
+                f"server CPU {self.server_cpu / max(self.requests, 1) * 1000:.2f} ms a request; "
                 f"CPU busy: server process {self.server_cpu / self.seconds:.0%}, "
                 f"load generator {self.client_cpu / self.seconds:.0%}")
 
