@@ -1,7 +1,8 @@
 """NeoLock pull jobs and the device refresh they share with the push worker.
 
-A GET of the device is the truth; pushes only say which devices to re-read. Every page of rows is
-committed together with its cursor, so a failed run keeps what it wrote and the next run resumes.
+A GET of the device is the truth; pushes and the uploads listing only say which devices to re-read.
+Every batch of rows is committed together with its cursor, so a failed run keeps what it wrote and
+the next run resumes. `neolock-uploads` lives in `syncd.sync.neolock_uploads`.
 """
 
 from __future__ import annotations
