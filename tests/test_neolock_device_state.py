@@ -89,16 +89,25 @@ def real_states(vendor: Vendor) -> dict[str, str]:
 
 async def test_listed_devices_show_their_state_without_a_get(
         db: Database, vendor: Vendor) -> None:
-    """After the uploads job alone, every listed device is in vendor.phones with its listed
-    state and no detail yet, and not one device GET was made."""
-    async with aiohttp.ClientSession() as session:
-        client = NeoLockClient(session, vendor.running.url, vendor.state.login,
-                               vendor.state.password)
-        assert (await JobRunner(db).run(NeoLockUploadsJob(db, client))).outcome is Outcome.OK
+    """After the uploads job and a devices run on a new fleet, every listed device is in
+    vendor.phones with its listed state and no detail yet, and not one device GET was made (the
+    first detail reads are spread over the day)."""
+    assert await sync(db, vendor) == 0
     stored = await phones(db)
     assert {uid: r["vendor_state"] for uid, r in stored.items()} == real_states(vendor)
     assert all(r["detail_at"] is None for r in stored.values())
     assert vendor.gets == 0
+
+
+async def test_listed_state_changes_reach_devices_no_get_has_described(
+        db: Database, vendor: Vendor) -> None:
+    """A device known only from the listing follows the listing's state changes, without a GET."""
+    assert await sync(db, vendor) == 0
+    uid = sorted(vendor.state.devices)[0]
+    current = vendor.state.devices[uid].status
+    vendor.state.set_state(uid, "Enrolled" if current == "Locked" else "Locked")
+    assert await sync(db, vendor) == 0
+    assert (await phones(db))[uid]["vendor_state"] == vendor.state.devices[uid].status
 
 
 async def test_devices_job_gets_only_devices_listed_differently_since_their_last_get(

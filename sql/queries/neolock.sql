@@ -18,8 +18,7 @@ SELECT count(*) FROM (
 -- pages' bodies as JSON text, $3 where the row list sits in each (keys joined by '/'), $4 the time
 -- seen, $5 how stale last_seen_at may grow. The database extracts the columns (the rows are stored
 -- verbatim as raw); a row listed twice keeps its last listing. Only new, changed, returning or
--- stale rows are written. Devices that no GET has described yet take their state from the
--- listing in vendor.phones (detail_at stays NULL). Returns the rows inserted, updated, adopted.
+-- stale rows are written. Returns how many rows were inserted and how many updated.
 WITH listed AS (
     SELECT DISTINCT ON (device_uid, upload_id) *
     FROM (
@@ -58,24 +57,8 @@ WITH listed AS (
        OR t.gone_at IS NOT NULL
        OR t.last_seen_at < EXCLUDED.last_seen_at - $5::interval
     RETURNING (xmax = 0) AS inserted
-), adopted AS (
-    -- A device no GET has described yet takes its state and IMEIs from its latest listing.
-    INSERT INTO vendor.phones AS p (provider, device_uid, imei, imei2, vendor_state, raw,
-        first_seen_at, last_seen_at, last_changed_at)
-    SELECT DISTINCT ON (device_uid) $1, device_uid, imei, imei2, status, raw, $4, $4, $4
-    FROM listed
-    ORDER BY device_uid, row_id DESC NULLS LAST
-    ON CONFLICT (provider, device_uid) DO UPDATE SET
-        imei = EXCLUDED.imei, imei2 = EXCLUDED.imei2, vendor_state = EXCLUDED.vendor_state,
-        raw = EXCLUDED.raw, last_seen_at = EXCLUDED.last_seen_at,
-        last_changed_at = EXCLUDED.last_changed_at
-    WHERE p.detail_at IS NULL
-      AND ROW(p.imei, p.imei2, p.vendor_state, p.raw)
-          IS DISTINCT FROM ROW(EXCLUDED.imei, EXCLUDED.imei2, EXCLUDED.vendor_state, EXCLUDED.raw)
-    RETURNING 1
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated,
-       (SELECT count(*) FROM adopted) AS adopted
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
 FROM merged
 
 -- phones_detail_read --
@@ -137,3 +120,32 @@ ORDER BY k.device_uid
 SELECT subject, max(received_at) AS received_at FROM ops.inbox
 WHERE source = 'neolock' AND received_at > $1 AND status = 'failed' AND subject IS NOT NULL
 GROUP BY subject
+
+-- neolock_phones_adopt_listed --
+-- Devices no GET has described yet take their state and IMEIs from their latest listing (raw: the
+-- listed row; detail_at stays NULL), at time $1. Only devices missing from vendor.phones or listed
+-- differently are written; a row a GET wrote is never touched. Returns the rows written.
+WITH listed AS (
+    SELECT DISTINCT ON (u.device_uid) u.device_uid, u.imei, u.imei2, u.status, u.raw
+    FROM vendor.phone_uploads u
+    WHERE u.provider = 'neolock' AND u.gone_at IS NULL
+    ORDER BY u.device_uid, u.row_id DESC NULLS LAST
+), adopted AS (
+    INSERT INTO vendor.phones AS p (provider, device_uid, imei, imei2, vendor_state, raw,
+        first_seen_at, last_seen_at, last_changed_at)
+    SELECT 'neolock', l.device_uid, l.imei, l.imei2, l.status, l.raw, $1, $1, $1
+    FROM listed l
+    WHERE NOT EXISTS (
+        SELECT 1 FROM vendor.phones d
+        WHERE d.provider = 'neolock' AND d.device_uid = l.device_uid
+          AND (d.detail_at IS NOT NULL
+               OR ROW(d.imei, d.imei2, d.vendor_state, d.raw)
+                  IS NOT DISTINCT FROM ROW(l.imei, l.imei2, l.status, l.raw)))
+    ON CONFLICT (provider, device_uid) DO UPDATE SET
+        imei = EXCLUDED.imei, imei2 = EXCLUDED.imei2, vendor_state = EXCLUDED.vendor_state,
+        raw = EXCLUDED.raw, last_seen_at = EXCLUDED.last_seen_at,
+        last_changed_at = EXCLUDED.last_changed_at
+    WHERE p.detail_at IS NULL
+    RETURNING 1
+)
+SELECT count(*) FROM adopted

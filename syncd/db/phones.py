@@ -23,16 +23,20 @@ async def known_neolock_devices(db: Database) -> int:
 
 async def merge_uploads(conn: Connection, provider: str, pages: Sequence[tuple[str, str]],
                         seen_at: dt.datetime, seen_granularity: dt.timedelta
-                        ) -> tuple[int, int, int]:
+                        ) -> tuple[int, int]:
     """Merge upload pages, each (JSON body text, where its rows sit), into vendor.phone_uploads.
 
-    Devices no GET has described yet take their listed state in vendor.phones. Run inside the
-    caller's transaction (with the cursor). Returns the rows (inserted, updated, adopted).
+    Run inside the caller's transaction (with the cursor). Returns the rows (inserted, updated).
     """
     row = await conn.fetchrow(sql("uploads_merge"), provider, [body for body, _ in pages],
                               [rows_at for _, rows_at in pages], seen_at, seen_granularity)
     assert row is not None  # an aggregate always answers one row
-    return int(row["inserted"]), int(row["updated"]), int(row["adopted"])
+    return int(row["inserted"]), int(row["updated"])
+
+
+async def adopt_listed_neolock(db: Database, at: dt.datetime) -> int:
+    """Give devices no GET has described yet their listed state in vendor.phones; rows written."""
+    return int(await db.fetchval("neolock_phones_adopt_listed", at))
 
 
 async def detail_read(conn: Connection, provider: str, device_uids: Sequence[str],

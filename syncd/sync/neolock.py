@@ -99,8 +99,9 @@ class NeoLockDevicesJob:
     """`neolock-devices`: GETs the known devices that need it, in committed batches.
 
     Known devices: those already in vendor.phones, those in uploads, and those under contract.
-    The uploads listing carries every device's state (see `neolock_uploads`), so a pass does not
-    GET every device: only those never stored, those listed differently since their last GET,
+    The uploads listing carries every device's state (see `neolock_uploads`): a device no GET has
+    described yet takes its listed state first, and a pass does not GET every device: only those
+    never stored, those listed differently since their last GET,
     those named by a push whose refresh failed, and those whose detail (licence expiry, firmware,
     …) is older than `detail_max_age` (each device at its own point between half and all of that
     age, so the reads spread over the day). The GET stays the truth where the two disagree.
@@ -126,6 +127,7 @@ class NeoLockDevicesJob:
         after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
         total = await phones.known_neolock_devices(self.db)
         now = _now()
+        adopted = await phones.adopt_listed_neolock(self.db, now)
         pushed = await phones.failed_push_subjects(self.db, now - self.detail_max_age)
         failed: dict[str, str] = {}
         scanned = 0
@@ -155,6 +157,8 @@ class NeoLockDevicesJob:
                     break
         finally:
             ctx.add_requests(self.client.requests - before)
+        log.info("neolock.devices", known=total, scanned=scanned, listed_state=adopted,
+                 got=ctx.items, failed=len(failed))
         if failed:
             sample = "; ".join(f"{uid}: {err}" for uid, err in list(failed.items())[:3])
             raise VendorFault(PROVIDER, f"{len(failed)} device(s) could not be read ({sample})")
