@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "ready": ("bench.ready", "ready_cold_warm", 120),
     "uploads": ("bench.uploads", "uploads_vs_floor", 480),
     "fleetview": ("bench.fleetview", "fleet_view_100k", 300),
+    "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
+    "reconcile": ("bench.reconcile", "reconcile_vs_bare_join", 900),
 }
 
 Runner = Callable[[Postgres], Awaitable[Report]]

@@ -58,11 +58,13 @@ def discover() -> list[Migration]:
             raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
         found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
-    # Gaps are allowed (numbers are handed out per branch); two files with one number are not.
-    for previous, migration in itertools.pairwise(found):
-        if migration.version == previous.version:
-            raise MigrationError(f"migrations {previous.name} and {migration.name} share "
-                                 f"version {migration.version:04d}")
+    # Numbers are handed out to parallel branches, so a branch may have gaps (0004, then 0009):
+    # harmless, since every migration not applied yet is applied, in order. Two files with one
+    # number are refused.
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
+            raise MigrationError(f"migrations {before.name} and {migration.name} share version "
+                                 f"{migration.version:04d}")
     return found
 
 
