@@ -23,8 +23,10 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
     "resync": ("bench.resync", "resync_rows_written", 240),
     "rate": ("bench.rate", "rate_vs_limit", 120),
-    "memory": ("bench.memory", "rss_100k_vs_10k", 420),
+    "memory": ("bench.memory", "rss_100k_vs_10k", 600),
     "ready": ("bench.ready", "ready_cold_warm", 120),
+    "uploads": ("bench.uploads", "uploads_vs_floor", 480),
+    "fleetview": ("bench.fleetview", "fleet_view_100k", 300),
     "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
     "reconcile": ("bench.reconcile", "reconcile_vs_bare_join", 900),
 }

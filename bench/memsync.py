@@ -1,14 +1,15 @@
-"""`python -m bench.memsync N SIM_URL DSN`: run the devices sync in a fresh process, print peak RSS.
+"""`python -m bench.memsync N SIM_URL DSN`: run a full NeoLock sync in a fresh process, print peak RSS.
 
-The N devices are already known (bench.memory put their ids in vendor.phone_uploads);
-syncd's NeoLockDevicesJob re-reads every one of them from the simulator at SIM_URL, which runs
-in another process, so this one holds only syncd. Prints one JSON line with the peak RSS (KiB)
-once connected and at the end, and what was synced.
+syncd's NeoLockUploadsJob lists the N devices of the simulator at SIM_URL (pages of 1,000), then
+NeoLockDevicesJob GETs every one of them (`detail_max_age` 0: every detail counts as stale, the
+most a devices pass can do). The simulator runs in another process, so this one holds only syncd.
+Prints one JSON line with the peak RSS (KiB) once connected and at the end, and what was synced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import resource
 import sys
@@ -44,7 +45,7 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     from syncd.jobs.base import RunContext
     from syncd.runtime import open_database, open_http
     from syncd.settings import Settings
-    from syncd.sync.neolock import NeoLockDevicesJob, neolock_client
+    from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 
     quiet_logging()
     settings = Settings(database={"url": dsn},
@@ -52,10 +53,13 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
                                  "password": SIM_PASSWORD, "rate_limit": CLIENT_RATE})
     assert settings.neolock is not None
     async with open_database(settings, apply_migrations=False) as db, open_http() as session:
-        job = NeoLockDevicesJob(db, neolock_client(settings.neolock, session))
+        client = neolock_client(settings.neolock, session)
+        uploads = NeoLockUploadsJob(db, client)
+        job = NeoLockDevicesJob(db, client, detail_max_age=dt.timedelta(0))
         ctx = RunContext(db, job.name)
         start = peak_rss_kib()
         began = time.perf_counter()
+        await uploads.run(RunContext(db, uploads.name))
         await job.run(ctx)
         seconds = time.perf_counter() - began
         async with db.connection() as conn:

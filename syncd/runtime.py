@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -86,8 +87,9 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     jobs: list[Job] = [HousekeepingJob()]
     if settings.neolock is not None:
         client = neolock or neolock_client(settings.neolock, http)
+        max_age = dt.timedelta(hours=settings.neolock.detail_max_age_hours)
         jobs += [NeoLockSubscriptionJob(db, client, settings), NeoLockUploadsJob(db, client),
-                 NeoLockDevicesJob(db, client)]
+                 NeoLockDevicesJob(db, client, detail_max_age=max_age)]
     if settings.knoxguard is not None:  # one client: one token and one rate limit for both jobs
         knox = knoxguard_client(settings.knoxguard, http)
         jobs += [KnoxUploadsJob(db, knox, settings.knoxguard.page_size),

@@ -129,6 +129,7 @@ class NeoLockSettings(Section):
     webhook_secret: SecretStr | None = None
     rate_limit: PositiveFloat = 90.0
     subscription_check_seconds: PositiveFloat = 3600.0
+    detail_max_age_hours: float = Field(default=24.0, ge=0.0, le=24.0 * 365)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -203,14 +204,14 @@ async def test_uploads_job_pages_and_resumes_after_a_failed_page(db: Database) -
         first = await run_job(db, job)
         broken["on"] = False
         assert first.outcome is Outcome.FAILED
-        assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 1}
+        assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 1
         async with db.connection() as conn:
             assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 25
         second = await run_job(db, job)
     assert second.outcome is Outcome.OK
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 80
-    assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 0}
+    assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 0
 
 
 async def seed_known(db: Database, state: neosim.NeoLockSim) -> list[str]:
@@ -262,10 +263,11 @@ async def test_a_device_that_keeps_failing_is_kept_and_never_marked_gone(db: Dat
     async with sim_failing(state, lambda r: bool(broken["uid"]) and r.path.endswith(broken["uid"])
                            ) as running, aiohttp.ClientSession() as session:
         client = NeoLockClient(session, running.url, state.login, state.password, max_retries=1)
-        assert (await run_job(db, neolock.NeoLockDevicesJob(db, client))).outcome is Outcome.OK
+        job = neolock.NeoLockDevicesJob(db, client, detail_max_age=dt.timedelta(0))  # all due
+        assert (await run_job(db, job)).outcome is Outcome.OK
         state.remove_device(uids[0])  # deleted at the vendor: 404 → gone
         broken["uid"] = uids[1]
-        result = await run_job(db, neolock.NeoLockDevicesJob(db, client))
+        result = await run_job(db, job)
     broken_uid = uids[1]
     assert result.outcome is Outcome.FAILED
     assert result.error is not None and "1 device(s) could not be read" in result.error

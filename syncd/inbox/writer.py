@@ -52,8 +52,9 @@ class GroupCommitter:
         """Persist `item`; return True if new, False if a duplicate. Raises DatabaseError."""
         waiting = _Waiting(item, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
-        if self._active == 0 or (len(self._queue) >= self.max_batch
-                                 and self._active < self.max_inflight):
+        # While a batch commits, the next one starts at once (up to max_inflight) instead of
+        # after it: a push then waits for about one commit, not up to two.
+        if self._active < self.max_inflight:
             self._active += 1
             task = asyncio.create_task(self._flush())
             self._flushers.add(task)

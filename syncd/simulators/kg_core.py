@@ -191,6 +191,11 @@ class Fleet:
         self._next_row = 1
         self._seed_fleet(devices)
 
+    @property
+    def next_row(self) -> int:
+        """The row id the next device will get (it changes whenever a device is added)."""
+        return self._next_row
+
     def _seed_fleet(self, count: int) -> None:
         states = [STATES[i % len(STATES)] for i in range(count)]
         self.rng.shuffle(states)

@@ -1,7 +1,8 @@
 """NeoLock pull jobs and the device refresh they share with the push worker.
 
-A GET of the device is the truth; pushes only say which devices to re-read. Every page of rows is
-committed together with its cursor, so a failed run keeps what it wrote and the next run resumes.
+A GET of the device is the truth; pushes and the uploads listing only say which devices to re-read.
+Every batch of rows is committed together with its cursor, so a failed run keeps what it wrote and
+the next run resumes. `neolock-uploads` lives in `syncd.sync.neolock_uploads`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,17 @@ from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorError, VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
 from syncd.settings import NeoLockSettings
+from syncd.sync.neolock_uploads import NeoLockUploadsJob
 from syncd.vendors.neolock.client import NeoLockClient
-from syncd.vendors.neolock.models import Device, Upload
+from syncd.vendors.neolock.models import Device
 
 log = structlog.get_logger(__name__)
 PROVIDER = "neolock"
+__all__ = ["NeoLockDevicesJob", "NeoLockUploadsJob", "Refresh", "neolock_client", "refresh", "store"]
 
 PHONES = UpsertSpec("vendor.phones", key=("provider", "device_uid"), columns=(
     "provider", "device_uid", "object_id", "imei", "imei2", "vendor_state", "license_expiry",
     "vendor_modified_at", "raw"))
-UPLOADS = UpsertSpec("vendor.phone_uploads", key=("provider", "device_uid", "upload_id"), columns=(
-    "provider", "device_uid", "upload_id", "row_id", "imei", "imei2", "serial", "model",
-    "upload_status", "status", "raw"))
-
 
 def neolock_client(settings: NeoLockSettings, session: aiohttp.ClientSession) -> NeoLockClient:
     """A NeoLock client for this configuration."""
@@ -46,14 +45,6 @@ def device_record(device: Device) -> tuple[Any, ...]:
     return (PROVIDER, device.device_uid, device.object_id, device.imei, device.imei2,
             device.status, device.license_expiry, device.modified_at,
             device.raw())
-
-
-def upload_record(upload: Upload) -> tuple[Any, ...]:
-    """An upload row as a vendor.phone_uploads row (in UPLOADS.columns order)."""
-    raw = upload.model_dump(mode="json", by_alias=True, exclude_none=False)
-    return (PROVIDER, upload.device_uid, upload.upload_id or "", upload.id, upload.imei,
-            upload.imei2, upload.serial, upload.model, upload.upload_status, upload.status,
-            raw)
 
 
 def _now() -> dt.datetime:
@@ -97,83 +88,77 @@ async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, An
         gone = 0
         if found.gone:
             gone = await phones.mark_gone(conn, PROVIDER, found.gone, seen_at)
+        await phones.detail_read(conn, PROVIDER, [d.device_uid for d in found.devices]
+                                 + found.gone, seen_at)
         if cursor is not None:
             await ops.set_cursor(conn, *cursor)
     return dataclasses.replace(result, gone=gone)
 
 
-class NeoLockUploadsJob:
-    """`neolock-uploads`: pages through uploaded devices; each page commits with its cursor."""
-
-    name = "neolock-uploads"
-    default_interval = 900.0
-
-    def __init__(self, db: Database, client: NeoLockClient, page_size: int = 100) -> None:
-        self.db = db
-        self.client = client
-        self.page_size = page_size
-
-    async def run(self, ctx: RunContext) -> None:
-        """Resume at the stored page; a page shorter than page_size ends the listing."""
-        before = self.client.requests
-        page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
-        try:
-            for _ in range(100_000):
-                page = await self.client.get_uploads(page_num, self.page_size)
-                last = page.is_last
-                next_cursor = {"next_page": 0 if last else page_num + 1}
-                async with self.db.transaction() as conn:
-                    await upsert(conn, UPLOADS, [upload_record(u) for u in page.items], _now())
-                    await ops.set_cursor(conn, self.name, next_cursor)
-                ctx.add_items(len(page.items))
-                ctx.progress(ctx.items, None)
-                if last:
-                    return
-                page_num += 1
-            raise VendorFault(PROVIDER, "uploads did not end within 100000 pages")
-        finally:
-            ctx.add_requests(self.client.requests - before)
-
-
 class NeoLockDevicesJob:
-    """`neolock-devices`: re-reads every known device at the rate limit, in committed batches.
+    """`neolock-devices`: GETs the known devices that need it, in committed batches.
 
     Known devices: those already in vendor.phones, those in uploads, and those under contract.
-    Memory stays constant: device ids are read in keyset batches, never all at once.
+    The uploads listing carries every device's state (see `neolock_uploads`): a device no GET has
+    described yet takes its listed state first, and a pass does not GET every device: only those
+    never stored, those listed differently since their last GET,
+    those named by a push whose refresh failed, and those whose detail (licence expiry, firmware,
+    …) is older than `detail_max_age` (each device at its own point between half and all of that
+    age, so the reads spread over the day). The GET stays the truth where the two disagree.
+    Memory stays constant: device ids are scanned in keyset batches, never all at once.
     """
 
     name = "neolock-devices"
     default_interval = 3600.0
 
     def __init__(self, db: Database, client: NeoLockClient, *, batch: int = 500,
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 16, scan: int = 5000,
+                 detail_max_age: dt.timedelta = dt.timedelta(hours=24)) -> None:
         self.db = db
         self.client = client
         self.batch = batch
         self.concurrency = concurrency
+        self.scan = max(scan, batch)
+        self.detail_max_age = detail_max_age
 
     async def run(self, ctx: RunContext) -> None:
-        """Refresh every known device; devices that fail are left as they were, never gone."""
+        """GET every device that is due; devices that fail are left as they were, never gone."""
         before = self.client.requests
         after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
         total = await phones.known_neolock_devices(self.db)
+        now = _now()
+        adopted = await phones.adopt_listed_neolock(self.db, now)
+        pushed = await phones.failed_push_subjects(self.db, now - self.detail_max_age)
         failed: dict[str, str] = {}
+        scanned = 0
         try:
             while True:
-                uids = await phones.known_neolock_devices_after(self.db, after, self.batch)
-                if not uids:
-                    break
-                found = await refresh(self.client, uids, self.concurrency)
-                failed.update(found.failed)
-                last = len(uids) < self.batch
-                after = "" if last else uids[-1]
-                result = await store(self.db, found, cursor=(self.name, {"after": after}))
-                ctx.add_items(len(found.devices) + result.gone)
-                ctx.progress(ctx.items + len(failed), total)
+                # One id more than the scan says whether another scan follows: a pass ends,
+                # and the cursor goes back to the start, however the fleet size divides.
+                known = await phones.neolock_devices_scan(self.db, after, self.scan + 1, now,
+                                                          self.detail_max_age, pushed)
+                last = len(known) <= self.scan
+                known = known[: self.scan]
+                due = [uid for uid, is_due in known if is_due]
+                for start in range(0, len(due), self.batch):
+                    # Within a scan, the cursor stays at its start until the scan is done.
+                    chunk = due[start:start + self.batch]
+                    found = await refresh(self.client, chunk, self.concurrency)
+                    failed.update(found.failed)
+                    result = await store(self.db, found)
+                    ctx.add_items(len(found.devices) + result.gone)
+                    ctx.progress(scanned + start + len(chunk), total)
+                scanned += len(known)
+                after = "" if last else known[-1][0]
+                async with self.db.transaction() as conn:
+                    await ops.set_cursor(conn, self.name, {"after": after})
+                ctx.progress(scanned, total)
                 if last:
                     break
         finally:
             ctx.add_requests(self.client.requests - before)
+        log.info("neolock.devices", known=total, scanned=scanned, listed_state=adopted,
+                 got=ctx.items, failed=len(failed))
         if failed:
             sample = "; ".join(f"{uid}: {err}" for uid, err in list(failed.items())[:3])
             raise VendorFault(PROVIDER, f"{len(failed)} device(s) could not be read ({sample})")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
 from syncd.vendors.http import (
@@ -34,17 +34,20 @@ from syncd.vendors.http import (
     vendor_text,
 )
 from syncd.vendors.neolock.models import (
+    UPLOAD_ROWS,
     AccessToken,
     ActionResult,
     ApiReply,
     Device,
     OfflineLockPin,
+    RawUploadPage,
     Upload,
     UploadPage,
     UploadResult,
 )
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 VENDOR = "neolock"
 _AUTH_NAMES = frozenset({"UNAUTHORIZED", "FORBIDDEN", "AUTHORIZATION_FAIL", "INVALID_TOKEN"})
 _FAIL_RESULTS = frozenset({"FAIL", "FAILED", "FAILURE", "ERROR"})
@@ -76,12 +79,19 @@ def _payload(body: Any) -> dict[str, Any]:
 
 def _rows(body: Any) -> Any:
     """The list inside a paged answer: `data`, or `data.content|list|items|records`, or the body."""
-    data = body.get("data") if isinstance(body, dict) else body
+    return _rows_at(body)[0]
+
+
+def _rows_at(body: Any) -> tuple[Any, str]:
+    """`_rows(body)` and where it sits: keys joined by "/", "" for the body itself."""
+    if not isinstance(body, dict):
+        return body, ""
+    data = body.get("data")
     if isinstance(data, dict):
         for key in ("content", "list", "items", "records"):
             if isinstance(data.get(key), list):
-                return data[key]
-    return data if data is not None else []
+                return data[key], f"data/{key}"
+    return (data, "data") if data is not None else ([], "data")  # no "data": no rows
 
 
 class NeoLockClient(TokenClient):
@@ -132,6 +142,19 @@ class NeoLockClient(TokenClient):
                                       f"list of at most {page_size} uploads")
         items = [self._parse(Upload, row, "GET /clients/devices/uploads") for row in rows]
         return UploadPage(page_num=page_num, page_size=page_size, items=items)
+
+    async def get_raw_uploads(self, page_num: int = 0, page_size: int = 1000) -> RawUploadPage:
+        """One page of uploads validated at once and kept as JSON text (for bulk syncs)."""
+        where = "GET /clients/devices/uploads"
+        params = {"pageNum": str(page_num), "pageSize": str(page_size)}
+        body, text = await self._request("GET", "/clients/devices/uploads", params=params,
+                                         keep_text=True)
+        rows, rows_at = _rows_at(body)
+        if not isinstance(rows, list) or len(rows) > page_size:
+            raise VendorFault(VENDOR, f"{where} page {page_num}: expected a list of at most "
+                                      f"{page_size} uploads")
+        self._parse_with(UPLOAD_ROWS, rows, where)
+        return RawUploadPage(page_num, page_size, len(rows), text, rows_at)
 
     async def iter_upload_pages(self, page_size: int = 100) -> AsyncIterator[UploadPage]:
         """Every page of uploaded devices, in order, until a page that is not full."""
@@ -230,15 +253,17 @@ class NeoLockClient(TokenClient):
 
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None,
-                       idempotent: bool | None = None) -> Any:
-        """Send one authenticated call; renew the token once if it is refused; decode the body."""
+                       idempotent: bool | None = None, keep_text: bool = False) -> Any:
+        """Send one authenticated call; renew the token once if it is refused; decode the body
+        (with `keep_text`, return it together with the body as text)."""
         for attempt in (1, 2):
             sent: list[str] = []
             reply = await self._http.request(
                 method, self._url(path), json=body, params=params, idempotent=idempotent,
                 headers={"Accept": "application/json"}, auth=self._auth(sent))
             try:
-                return self._decode(reply)
+                decoded = self._decode(reply)
+                return (decoded, reply.body.decode("utf-8", "replace")) if keep_text else decoded
             except VendorAuthError:
                 if attempt == 2:
                     raise
@@ -312,3 +337,13 @@ class NeoLockClient(TokenClient):
 
     def _parse(self, model: type[M], data: Any, where: str) -> M:
         return parse_model(VENDOR, model, data, where)
+
+    def _parse_with(self, adapter: TypeAdapter[T], data: Any, where: str) -> T:
+        """Validate `data` with `adapter` at once; a mismatch is `VendorFault` naming the field."""
+        try:
+            return adapter.validate_python(data)
+        except ValidationError as err:
+            first = err.errors(include_input=False, include_url=False)[0]
+            loc = ".".join(str(part) for part in first["loc"]) or "answer"
+            raise VendorFault(VENDOR, f"{where}: unexpected answer ({err.error_count()} invalid "
+                                      f"field(s); {loc}: {first['msg']})") from err

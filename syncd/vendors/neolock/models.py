@@ -6,8 +6,13 @@ device object exactly as the vendor sent it, for storing verbatim.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
-from typing import Any
+from typing import (
+    Annotated,
+    Any,
+    Required,  # pydantic needs this one before Python 3.12
+)
 
 from pydantic import (
     BaseModel,
@@ -16,9 +21,12 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
+    StringConstraints,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 _CONFIG = ConfigDict(extra="allow", populate_by_name=True)
 _SUCCESS_RESULTS = ("", "SUCCESS", "OK")
@@ -100,6 +108,49 @@ class Upload(NeoModel):
     upload_id: str | None = Field(default=None, alias="uploadID")
     upload_status: str | None = Field(default=None, alias="uploadStatus")
     status: str | None = Field(default=None, max_length=64)
+
+
+class UploadRow(TypedDict, total=False):
+    """One row of GET /clients/devices/uploads exactly as the vendor sent it (camelCase keys).
+
+    Bulk syncs validate a whole page against this shape at once (`UPLOAD_ROWS`) and store the rows
+    verbatim, leaving the column extraction to the database: no model object per row. Extra keys
+    are allowed (and kept in what is stored).
+    """
+
+    id: int | None
+    deviceUid: Required[Annotated[str, StringConstraints(min_length=1, max_length=128)]]
+    imei: Annotated[str, StringConstraints(max_length=64)] | None
+    imei2: Annotated[str, StringConstraints(max_length=64)] | None
+    serial: Annotated[str, StringConstraints(max_length=128)] | None
+    model: Annotated[str, StringConstraints(max_length=256)] | None
+    uploadID: str | None
+    uploadStatus: str | None
+    status: Annotated[str, StringConstraints(max_length=64)] | None
+
+
+UPLOAD_ROWS: TypeAdapter[list[UploadRow]] = TypeAdapter(list[UploadRow])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawUploadPage:
+    """One page of uploads, validated against `UploadRow` and kept as the vendor's JSON text.
+
+    `rows_at` says where the list of rows sits in `body`: keys joined by "/" ("" when the body is
+    the list itself). A bulk sync hands `body` to the database as it came, which extracts the
+    columns, so no Python object is built per row.
+    """
+
+    page_num: int
+    page_size: int
+    count: int
+    body: str = dataclasses.field(repr=False)
+    rows_at: str
+
+    @property
+    def is_last(self) -> bool:
+        """True when the page was not full: no page follows it."""
+        return self.count < self.page_size
 
 
 class UploadPage(NeoModel):
