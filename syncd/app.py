@@ -13,15 +13,12 @@ from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
+from syncd.metrics import Metrics
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
-from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import health, intake, keys
-from syncd.web.metrics import Metrics
 from syncd.web.middleware import INFLIGHT, InFlight, request_context
-
-NEOLOCK = web.AppKey("neolock_client", NeoLockClient)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -46,7 +43,7 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     wakeup = app[intake.INBOX_WAKEUP] = asyncio.Event()
     task: asyncio.Task[None] | None = None
     if settings.neolock is not None:
-        client = app[NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
+        client = app[keys.NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
         worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
                              wakeup=wakeup)
         task = asyncio.create_task(run_worker(worker), name="inbox-worker")
@@ -61,9 +58,8 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
-    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(NEOLOCK))
+    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
     scheduler = Scheduler(runner, jobs, settings.jobs)
-    app[keys.RUNNER] = runner
     app[keys.SCHEDULER] = scheduler
     scheduler.start()
     yield
