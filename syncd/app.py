@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.catalog import build_jobs
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
-from syncd.runtime import build_jobs, open_database, open_http
+from syncd.runtime import open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
 from syncd.web import health, intake, keys

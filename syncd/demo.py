@@ -19,9 +19,9 @@ import aiohttp
 from aiohttp import web
 
 from syncd.app import create_app
+from syncd.catalog import build_jobs
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
-from syncd.runtime import build_jobs
 from syncd.settings import Settings
 from syncd.simulators.runner import Simulators, run_all
 from syncd.web import keys

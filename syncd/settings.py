@@ -5,11 +5,13 @@ This is the only module that reads the environment. Everything else is handed a 
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 import zoneinfo
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AnyHttpUrl,
@@ -18,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,14 +43,28 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 def _read_secret_file(key: str, raw: Any) -> str:
     """Read a secret from a file; a relative path is taken from $CREDENTIALS_DIRECTORY (systemd)."""
     path = Path(str(raw))
+    hint = ""
     if not path.is_absolute():
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if creds:
             path = Path(creds) / path
+        else:
+            hint = ("; $CREDENTIALS_DIRECTORY is unset (it is set by systemd's LoadCredential=), "
+                    f"so the path is relative to the working directory {Path.cwd()}")
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as err:
-        raise ValueError(f"{key}_file: cannot read {path} ({err.strerror})") from None
+        raise ValueError(f"{key}_file: cannot read {path} ({err.strerror}){hint}") from None
+
+
+class _SecretFile(str):
+    """A `<key>_file` path waiting to be read by the field's own validator.
+
+    Reading it there, not in the model's before-validator, keeps one unreadable file from
+    hiding the section's other problems: every problem is reported in one pass.
+    """
+
+    __slots__ = ()
 
 
 class Section(BaseModel):
@@ -69,8 +86,15 @@ class Section(BaseModel):
             raw = data.pop(key)
             if data.get(name):
                 raise ValueError(f"give either {name} or {name}_file, not both")
-            data[name] = _read_secret_file(name, raw)
+            data[name] = _SecretFile(str(raw))
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _read_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, _SecretFile):
+            return _read_secret_file(info.field_name or "secret", value)
+        return value
 
 
 class DatabaseSettings(Section):
@@ -81,6 +105,17 @@ class DatabaseSettings(Section):
     pool_max_size: int = Field(default=10, ge=1, le=500)
     connect_timeout: PositiveFloat = 5.0
     command_timeout: PositiveFloat = 60.0
+    embedded_listen: str | None = None  # "host:port": the embedded server also listens on TCP
+
+    @field_validator("embedded_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:5433 (empty: unix socket only)")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -302,8 +337,85 @@ def _problem_line(err: dict[str, Any]) -> str:
     return f"{loc or 'config'}: {msg}"
 
 
-def load(path: str | Path | None = None) -> Settings:
-    """Load and validate settings; raise ConfigError with one line per problem."""
+ENV_PREFIX = "SYNCD_"
+# SYNCD_ variables that are not settings: the config file path, and the test suite's own.
+_NOT_SETTINGS = ("SYNCD_CONFIG", "SYNCD_TEST_")
+
+
+def syncd_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The SYNCD_* variables that configure settings (upper-cased names)."""
+    env = os.environ if environ is None else environ
+    return {k.upper(): v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)
+            and not k.upper().startswith(_NOT_SETTINGS)}
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def env_path(name: str, jobs: Collection[str] | None = None) -> tuple[str, ...] | str:
+    """`SYNCD_SERVER__PORT` → ("server", "port"); a string saying what is wrong if it names nothing."""
+    parts = name[len(ENV_PREFIX):].lower().split("__")
+    model: type[BaseModel] | None = Settings
+    path: list[str] = []
+    for part in parts:
+        if model is None:
+            return f"{'.'.join(path)} takes no sub-keys"
+        fields = model.model_fields
+        key = part[: -len("_file")] if part.endswith("_file") and part not in fields else part
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1)
+            where = ".".join(path) or "the top level"
+            return f"no key {part!r} in {where}" + (f" (did you mean {near[0]!r}?)" if near else "")
+        if key != part and "SecretStr" not in repr(fields[key].annotation):
+            return f"{'.'.join([*path, key])} is not a secret, so it has no _file form"
+        path.append(part)
+        annotation = fields[key].annotation
+        if key == "jobs" and model is Settings:
+            return tuple(path)  # job names and their keys are checked with the TOML's
+        if get_origin(annotation) is list:
+            return tuple(path)  # a JSON list, validated as a value
+        model = _model_of(annotation)
+    return tuple(path)
+
+
+def _env_problems() -> list[str]:
+    problems = []
+    for name in sorted(syncd_environ()):
+        found = env_path(name)
+        if isinstance(found, str):
+            problems.append(f"{name}: unknown setting in the environment: {found}")
+    return problems
+
+
+def _job_problems(jobs: Any, known: Collection[str] | None) -> list[str]:
+    if known is None or not isinstance(jobs, dict):
+        return []
+    return [f"jobs.{name}: unknown job; known jobs: {', '.join(known)}"
+            for name in jobs if name not in known]
+
+
+def _env_jobs() -> dict[str, Any]:
+    """Job names mentioned as SYNCD_JOBS__<NAME>__<KEY> (for the unknown-job check)."""
+    names: dict[str, Any] = {}
+    for name in syncd_environ():
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if parts[0] == "jobs" and len(parts) > 1:
+            names[parts[1]] = {}
+    return names
+
+
+def nothing_configured() -> bool:
+    """No config file, no SYNCD_* variable, no systemd state directory: nothing says where to work."""
+    return config_path(None) is None and not syncd_environ() and \
+        not os.environ.get("STATE_DIRECTORY")
+
+
+def read_toml(path: str | Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """Which file is used and what it holds; ConfigError when it cannot be read or parsed."""
     source = config_path(path)
     data: dict[str, Any] = {}
     if source is not None:
@@ -316,11 +428,34 @@ def load(path: str | Path | None = None) -> Settings:
             raise ConfigError([f"config: cannot read {source} ({err.strerror})"]) from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError([f"config: {source} is not valid TOML ({err})"]) from None
+    return source, data
+
+
+def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError with one line for every problem at once.
+
+    `known_jobs` (from the job registry) makes `[jobs.<name>]` with any other name an error.
+    """
+    _, data = read_toml(path)
+    lines = _env_problems()
+    lines += _job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as err:
-        lines = [_problem_line(dict(e)) for e in err.errors(include_url=False)]
+        lines += [_problem_line(dict(e)) for e in err.errors(include_url=False)]
         raise ConfigError(sorted(set(lines), key=lines.index)) from None
+    if lines:
+        raise ConfigError(lines)
+    return settings
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is valid but probably not what was meant."""
+    found = []
+    if settings.neolock is not None and settings.server.public_url is None:
+        found.append("server.public_url is not set: NeoLock cannot push events to syncd (no "
+                     "webhook subscription); pulls still run")
+    return found
 
 
 class SystemdEnv(BaseModel):

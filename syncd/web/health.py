@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
-import syncd
 from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
-from syncd.status import collect_status
+from syncd.status import collect_status, json_default
 from syncd.web import keys, openapi
 
 routes = web.RouteTableDef()
@@ -62,8 +62,8 @@ async def metrics(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """Serve jobs, last runs and health as JSON."""
     app = request.app
-    body: dict[str, Any] = {"version": syncd.__version__}
-    body.update(await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule))
+    body = await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule,
+                                neolock_configured=app[keys.SETTINGS].neolock is not None)
     return web.json_response(body, dumps=_dumps)
 
 
@@ -75,6 +75,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def _dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)
+    return json.dumps(value, default=json_default)
