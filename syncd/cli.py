@@ -115,7 +115,10 @@ def load_settings(args: argparse.Namespace) -> config.Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syncd` console script and of `python -m syncd`."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.passthrough_args = extra  # e.g. `syncd db psql -c 'TABLE report.phones'`
     args.parser = parser  # `syncd completion` describes the parser it was called through
     needs_config = getattr(args, "needs_config", True)
     try:

@@ -34,10 +34,9 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     url = actions.add_parser("url", help="print the database URL (password masked)")
     url.add_argument("--show-password", action="store_true", help="print the password too")
     url.set_defaults(func=db_url)
-    psql = actions.add_parser("psql", help="open psql on the database (arguments pass through)")
-    psql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="ARG",
-                      help="arguments for psql, e.g. -c 'TABLE report.phones'")
-    psql.set_defaults(func=db_psql)
+    psql = actions.add_parser("psql", help="open psql on the database (other arguments go to psql)",
+                              usage="syncd db psql [PSQL ARGUMENTS …]")
+    psql.set_defaults(func=db_psql, passthrough=True)  # main() hands unknown arguments over
     dump = actions.add_parser("dump", help="pg_dump the database (custom format) to a file")
     dump.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
     dump.set_defaults(func=db_dump)
@@ -122,7 +121,7 @@ async def db_psql(args: argparse.Namespace, settings: config.Settings, redactor:
     from syncd.runtime import open_database
 
     async with open_database(settings, apply_migrations=False) as db:
-        return await _tool("psql", db.dsn, *args.psql_args)
+        return await _tool("psql", db.dsn, *args.passthrough_args)
 
 
 async def db_dump(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:

@@ -102,6 +102,7 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
 
 async def status(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Print the status; exit 0 ok, 1 degraded, 2 down (database unreachable in --timeout)."""
+    from syncd.db import migrate as migrations
     from syncd.errors import DatabaseError
     from syncd.runtime import open_database
     from syncd.status import collect_status
@@ -110,8 +111,15 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     try:
         async with asyncio.timeout(args.timeout):
             async with open_database(settings, wait=args.timeout, apply_migrations=False) as db:
+                pending = [m.name for m in await migrations.pending(db)]
+                if len(pending) == len(migrations.discover()):
+                    raise DatabaseError("no syncd schema yet: run `syncd migrate` (or `syncd run`)")
                 body = await collect_status(db, catalog.schedule(settings),
                                             neolock_configured=settings.neolock is not None)
+                if pending:
+                    body["problems"].append(f"{len(pending)} migration(s) pending: "
+                                            + ", ".join(pending))
+                    body["health"] = "degraded"
     except (TimeoutError, DatabaseError) as err:
         reason = f"database unreachable within {args.timeout:g}s" \
             if isinstance(err, TimeoutError) else f"database unavailable: {redactor.scrub(str(err))}"

@@ -62,7 +62,7 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
 
 
 async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> int:
-    """Serve until a stopping signal (STOP_SIGNALS), then drain within server.shutdown_timeout; return the exit code."""
+    """Serve until a stopping signal, then drain within server.shutdown_timeout; return the exit code."""
     started = time.monotonic()
     for warning in config_warnings(settings):
         log.warning("config.warning", problem=warning)
