@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -104,16 +105,22 @@ async def db_url(args: argparse.Namespace, settings: config.Settings, redactor: 
     return 0
 
 
-async def _tool(name: str, *argv: str, stdin: int | None = None) -> int:
-    """Run a bundled PostgreSQL program; Ctrl+C goes to it, not to us."""
+async def _tool(name: str, *argv: str, interactive: bool = False) -> int:
+    """Run a bundled PostgreSQL program; for an interactive one, Ctrl+C goes to it, not to us."""
     from syncd.db.embedded import bin_path
 
-    proc = await asyncio.create_subprocess_exec(str(bin_path() / name), *argv, stdin=stdin)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proc = await asyncio.create_subprocess_exec(str(bin_path() / name), *argv)
+    ignore = interactive and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore else None
     try:
         return await proc.wait()
+    except asyncio.CancelledError:  # syncd is stopping (SIGTERM, SIGHUP): so does the tool
+        proc.terminate()
+        await proc.wait()
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if ignore:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def db_psql(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
@@ -121,7 +128,7 @@ async def db_psql(args: argparse.Namespace, settings: config.Settings, redactor:
     from syncd.runtime import open_database
 
     async with open_database(settings, apply_migrations=False) as db:
-        return await _tool("psql", db.dsn, *args.passthrough_args)
+        return await _tool("psql", db.dsn, *args.passthrough_args, interactive=True)
 
 
 async def db_dump(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
