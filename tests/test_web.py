@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import syncd
 from syncd.app import create_app
 from syncd.settings import Settings
-from syncd.web import openapi
+from syncd.web import keys, openapi
 from tests.conftest import pg_ctl, pg_start
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
@@ -41,6 +43,29 @@ async def test_metrics_are_prometheus_text(client: TestClient[web.Request, web.A
     text = await resp.text()
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert 'syncd_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+
+
+async def test_metrics_describe_build_backlog_last_success_without_created_series(
+        client: TestClient[web.Request, web.Application]) -> None:
+    """/metrics has build info, inbox backlog and age, per-job last success; no `_created` series."""
+    db = client.app[keys.DB]
+    async with db.connection() as conn:
+        await conn.execute("INSERT INTO ops.sync_runs (job, status, runner, started_at, finished_at)"
+                           " VALUES ('neolock-devices', 'ok', 't', now(), "
+                           "'2026-01-01T00:00:00Z')")
+        await conn.execute("INSERT INTO ops.inbox (source, dedupe_key, event_type, subject, "
+                           "body, received_at) VALUES ('neolock', 'k1', 'x', 's', '{}', "
+                           "now() - interval '90 seconds')")
+    await client.get("/healthz")
+    text = await (await client.get("/metrics")).text()
+    assert f'syncd_build_info{{python="{platform.python_version()}",version="{syncd.__version__}"}}' \
+        ' 1.0' in text
+    assert "syncd_inbox_pending_events 1.0" in text
+    age = float(text.split("\nsyncd_inbox_oldest_pending_age_seconds ")[1].split()[0])
+    assert 90 <= age < 3600
+    assert 'syncd_job_last_success_timestamp_seconds{job="neolock-devices"} 1.7672256e+09' in text
+    assert "syncd_http_request_duration_seconds_bucket" in text
+    assert "_created" not in text
 
 
 async def test_status_lists_jobs_and_their_last_runs(

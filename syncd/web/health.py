@@ -10,7 +10,7 @@ from aiohttp import web
 from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
-from syncd.status import collect_status, json_default
+from syncd.status import collect_status, inbox_backlog, json_default
 from syncd.web import keys, openapi
 
 routes = web.RouteTableDef()
@@ -51,7 +51,8 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 @openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"])
 async def metrics(request: web.Request) -> web.Response:
-    """Serve the process's Prometheus metrics."""
+    """Serve the process's Prometheus metrics, database-backed gauges refreshed first."""
+    await _refresh(request.app)
     body = request.app[keys.METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -72,6 +73,25 @@ async def status(request: web.Request) -> web.Response:
 async def openapi_json(request: web.Request) -> web.Response:
     """Serve the OpenAPI document of every route."""
     return web.json_response(openapi.build(request.app))
+
+
+async def _refresh(app: web.Application) -> None:
+    """Set the gauges that describe the database: backlog, last successes, subscription."""
+    metrics = app[keys.METRICS]
+    db = app[keys.DB]
+    try:
+        backlog = await inbox_backlog(db)
+        latest = await ops.latest_runs(db)
+        sub = await ops.get_subscription(db, "neolock")
+    except DatabaseError:
+        return  # syncd_database_up (readiness) says so; the gauges keep their last values
+    metrics.inbox_pending.set(backlog.pending)
+    metrics.inbox_oldest.set(backlog.oldest_seconds or 0.0)
+    for job, run in latest.items():
+        if run.get("last_success_at") is not None:
+            metrics.job_last_success.labels(job=job).set(run["last_success_at"].timestamp())
+    if app[keys.SETTINGS].neolock is not None:
+        metrics.set_subscription("neolock", sub.status if sub else None)
 
 
 def _dumps(value: Any) -> str:
