@@ -79,6 +79,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
+        structlog.contextvars.bind_contextvars(event_id=event.event_id)  # for the access line
         item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type, event.subject, text)
         try:
             new = await app[COMMITTER].submit(item)
