@@ -6,6 +6,7 @@ import asyncio
 import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -88,6 +89,64 @@ async def test_openapi_documents_every_route(client: TestClient[web.Request, web
                and r.method.lower() not in doc["paths"].get(r.resource.canonical, {})]
     assert missing == []
     assert {"/healthz", "/readyz", "/metrics", "/api/v1/status", "/openapi.json"} <= set(doc["paths"])
+
+
+def _conforms(value: Any, schema: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
+    """Where `value` breaks `schema` (required keys, types, enums, nested refs): a small checker."""
+    if "$ref" in schema:
+        schema = schemas[str(schema["$ref"]).rsplit("/", 1)[-1]]
+    kinds = schema.get("type")
+    types: dict[str, Any] = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+             "boolean": bool, "null": type(None)}
+    if kinds is not None:
+        allowed = kinds if isinstance(kinds, list) else [kinds]
+        if not isinstance(value, tuple(types[k] for k in allowed)):
+            return [f"{value!r} is not {kinds}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{value!r} not in {schema['enum']}"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                problems.append(f"missing {key}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                problems += _conforms(value[key], sub, schemas)
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            problems += _conforms(item, schema["items"], schemas)
+    return problems
+
+
+async def test_openapi_has_operation_ids_request_id_and_a_schema_for_every_response(
+        client: TestClient[web.Request, web.Application]) -> None:
+    """Each operation: a unique operationId, the X-Request-ID header, typed content per response;
+    the live status, readiness and error bodies conform to their schemas."""
+    doc = await (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    operations = [op for methods in doc["paths"].values() for op in methods.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(ids)
+    for op in operations:
+        assert any(p["name"] == "X-Request-ID" and p["in"] == "header" for p in op["parameters"])
+        for code, response in op["responses"].items():
+            assert "X-Request-ID" in response["headers"]
+            (_ctype, media), = response["content"].items()
+            assert media["schema"], (op["operationId"], code)
+            if int(code) >= 400:
+                assert media["schema"] == {"$ref": "#/components/schemas/Error"} or \
+                    op["operationId"] == "readyz"
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4"]
+    status_schema = doc["paths"]["/api/v1/status"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    body = await (await client.get("/api/v1/status")).json()
+    assert _conforms(body, status_schema, schemas) == []
+    ready = await (await client.get("/readyz")).json()
+    assert _conforms(ready, {"$ref": "#/components/schemas/Readiness"}, schemas) == []
+    error = await (await client.get("/no-such-route")).json()
+    assert _conforms(error, {"$ref": "#/components/schemas/Error"}, schemas) == []
+    assert _conforms({"error": 1}, {"$ref": "#/components/schemas/Error"}, schemas) != []
 
 
 def test_openapi_omits_undocumented_handlers() -> None:

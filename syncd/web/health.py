@@ -17,7 +17,8 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
-@openapi.documented("Liveness: the process answers HTTP", {200: "alive"}, tags=["operations"])
+@openapi.documented("Liveness: the process answers HTTP", {200: "alive"}, tags=["operations"],
+                    schemas={200: "Liveness"})
 async def healthz(request: web.Request) -> web.Response:
     """Answer 200 while the process and its event loop are alive."""
     return web.json_response({"status": "ok"})
@@ -26,7 +27,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 @openapi.documented("Readiness: database reachable and migrations current",
                     {200: "ready", 503: "not ready; body says which check failed"},
-                    tags=["operations"])
+                    tags=["operations"], schemas={200: "Readiness", 503: "Readiness"})
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the database answers and every migration is applied, else 503."""
     db = request.app[keys.DB]
@@ -49,7 +50,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"])
+@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"],
+                    content_type="text/plain; version=0.0.4")
 async def metrics(request: web.Request) -> web.Response:
     """Serve the process's Prometheus metrics, database-backed gauges refreshed first."""
     await _refresh(request.app)
@@ -59,7 +61,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/status")
 @openapi.documented("JSON status: jobs, their last runs, health", {200: "status"},
-                    tags=["operations"])
+                    tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
     """Serve jobs, last runs and health as JSON."""
     app = request.app
