@@ -96,8 +96,8 @@ def _conforms(value: Any, schema: dict[str, Any], schemas: dict[str, Any]) -> li
     if "$ref" in schema:
         schema = schemas[str(schema["$ref"]).rsplit("/", 1)[-1]]
     kinds = schema.get("type")
-    types: dict[str, Any] = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
-             "boolean": bool, "null": type(None)}
+    types: dict[str, Any] = {"object": dict, "array": list, "string": str, "integer": int,
+                             "number": (int, float), "boolean": bool, "null": type(None)}
     if kinds is not None:
         allowed = kinds if isinstance(kinds, list) else [kinds]
         if not isinstance(value, tuple(types[k] for k in allowed)):
