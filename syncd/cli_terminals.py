@@ -36,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action.add_argument("sns", nargs="+", metavar="SN", help="terminal serial numbers")
         action.add_argument("--requested-by", default=None,
                             help="who asks, for the command ledger (default: cli:<user>)")
+        action.add_argument("--dry-run", action="store_true",
+                            help="say which terminals would get the command, send nothing")
+        action.add_argument("--yes", action="store_true",
+                            help="no confirmation (asked for clear-commands and bulk reboots)")
         action.set_defaults(func=send, terminal_command=command)
 
 
@@ -70,6 +74,12 @@ async def list_terminals(args: argparse.Namespace, settings: config.Settings,
     return 0
 
 
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 def _user() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -86,6 +96,15 @@ async def send(args: argparse.Namespace, settings: config.Settings, redactor: Re
     if settings.biotime is None:
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
         return 2
+    what = f"{args.terminal_command.value} to {len(args.sns)} terminal(s): {' '.join(args.sns)}"
+    if args.dry_run:
+        print(f"dry run: would send {_clean(what)}")
+        return 0
+    destructive = args.terminal_command is TerminalCommand.CLEAR_COMMAND or (
+        args.terminal_command is TerminalCommand.REBOOT and len(args.sns) > 1)
+    if destructive and not args.yes and not _confirm(f"Send {_clean(what)}?"):
+        print("syncd terminals: nothing sent (confirm, or pass --yes)", file=sys.stderr)
+        return 1
     async with open_database(settings) as db, open_http() as http:
         outcomes = await send_command(db, biotime_client(settings.biotime, http),
                                       args.terminal_command, args.sns,
