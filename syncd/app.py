@@ -23,7 +23,7 @@ from syncd.web.middleware import INFLIGHT, InFlight, request_context
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[keys.SETTINGS]) as db:
+    async with open_database(app[keys.SETTINGS], borrow=False) as db:
         app[keys.DB] = db
         yield
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -146,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_guarded(func, args, settings, redactor))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `syncd status --json | head`: the reader left early, as is its right
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 128 + signal.SIGPIPE
     except SyncdError as err:
         print(f"syncd {args.command}: {redactor.scrub(str(err))}", file=sys.stderr)
         return 1

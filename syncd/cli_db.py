@@ -162,7 +162,10 @@ async def db_restore(args: argparse.Namespace, settings: config.Settings,
     if not args.yes and not _confirm("Replace the database's syncd data with this dump?"):
         print("syncd db restore: not restored (confirm, or pass --yes)", file=sys.stderr)
         return 1
+    from syncd.db.readers import ensure_group
+
     async with open_database(settings, apply_migrations=False) as db:
+        await ensure_group(db)  # a fresh cluster (a new PostgreSQL major) has no such role yet
         code = await _tool("pg_restore", "--clean", "--if-exists", "--no-owner",
                            "--single-transaction", "--exit-on-error", "--dbname", db.dsn,
                            str(args.file))

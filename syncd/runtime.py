@@ -10,7 +10,7 @@ import aiohttp
 import structlog
 
 import syncd
-from syncd.db.embedded import embedded_postgres
+from syncd.db.embedded import embedded_postgres, running_dsn
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable
@@ -41,14 +41,22 @@ async def _connect(dsn: str, settings: Settings, max_wait: float) -> Database:
 
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings, *, apply_migrations: bool = True,
-                        wait: float = STARTUP_DB_WAIT) -> AsyncIterator[Database]:
+                        wait: float = STARTUP_DB_WAIT,
+                        borrow: bool = True) -> AsyncIterator[Database]:
     """Connect to database.url (or start the embedded server), migrate, and yield the Database.
 
-    A database that is not up yet is retried for `wait` seconds.
+    A database that is not up yet is retried for `wait` seconds. With `borrow` (one-shot
+    commands), an embedded server that is already running (the daemon's) is used through its
+    socket without joining it: the command neither starts, reconfigures nor stops it, and does
+    not need to own its files (root running `syncd status` next to the service). The daemon
+    passes borrow=False: it must own the server it depends on.
     """
     async with contextlib.AsyncExitStack() as stack:
+        running = running_dsn(settings.data_dir) if borrow else None
         if settings.database.url is not None:
             dsn = settings.database.url.get_secret_value()
+        elif running is not None:
+            dsn = running
         else:
             dsn = await stack.enter_async_context(
                 embedded_postgres(settings.data_dir, settings.database.embedded_listen))

@@ -13,3 +13,18 @@ SELECT format('ALTER ROLE %I LOGIN PASSWORD %L; GRANT syncd_report TO %I', $1::t
 -- reader_group_exists --
 -- Whether migration 0007 could create the syncd_report group role.
 SELECT to_regrole('syncd_report') IS NOT NULL
+
+-- reader_group_ensure --
+-- Create the syncd_report group if missing (before restoring a dump into a fresh cluster, whose
+-- GRANTs name it); warn instead when syncd's user may not create roles.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'syncd_report') THEN
+        CREATE ROLE syncd_report NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+WHEN insufficient_privilege THEN
+    RAISE WARNING 'syncd: cannot create role syncd_report (needs CREATEROLE)';
+END
+$$

@@ -78,10 +78,26 @@ def _require_passwords_on_tcp(pgdata: Path) -> None:
     hba.write_text(text)
 
 
+def _is_pgserver_user(uid: int) -> bool:
+    # As root, pgserver runs PostgreSQL as its own "pgserver" account and owns the files so.
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name == "pgserver"
+    except KeyError:
+        return False
+
+
 def _start(pgdata: Path, listen: str | None) -> Any:
     pgserver = _pgserver()
     pgdata.mkdir(parents=True, exist_ok=True)
     check_major(pgdata)
+    owner = pgdata.stat().st_uid
+    if owner != os.geteuid() and not (os.geteuid() == 0 and _is_pgserver_user(owner)):
+        # Starting it would mean chown-ing another user's database (the service's).
+        raise DatabaseUnavailable(f"the embedded PostgreSQL under {pgdata} is not running and "
+                                  f"belongs to uid {owner}: start syncd (the service) or run this "
+                                  "command as that user")
     # cleanup_mode="stop": the server stops when the last process using this data dir exits, so
     # several syncd commands sharing one data_dir share one server (pgserver keeps the count).
     server = pgserver.get_server(pgdata, cleanup_mode="stop")

@@ -6,6 +6,11 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseError
 
 
+async def ensure_group(db: Database) -> None:
+    """Make sure the syncd_report group exists (a dump's GRANTs name it)."""
+    await db.execute("reader_group_ensure")
+
+
 async def ensure_reader(db: Database, name: str, password: str) -> bool:
     """Create login `name` in syncd_report with `password`, or set the password; True if created."""
     if not await db.fetchval("reader_group_exists"):
