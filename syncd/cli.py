@@ -18,7 +18,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import syncd
-from syncd import catalog, cli_completion, cli_config, cli_db, cli_jobs, cli_terminals
+from syncd import (
+    catalog,
+    cli_audit,
+    cli_completion,
+    cli_config,
+    cli_db,
+    cli_jobs,
+    cli_terminals,
+)
 from syncd import settings as config
 from syncd.cli_help import add_command, example
 from syncd.errors import ConfigError, SyncdError
@@ -69,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="state directory (default: a temp dir)")
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
+    cli_audit.add_parser(sub)
     cli_completion.add_parser(sub)
-    _add_common_options(parser)
+    _add_common_options(parser)  # last: every subcommand registered above gets --config etc.
     return parser
 
 

@@ -26,7 +26,10 @@ _COMMANDS = (
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `terminals list|reboot|upload-transactions|upload-all|clear-commands` to the CLI."""
-    parser = subparsers.add_parser("terminals", help="BioTime terminals: list them, send commands")
+    parser = subparsers.add_parser(
+        "terminals", help="BioTime terminals: list them, send commands",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd terminals list --json\n  syncd terminals reboot SN1 SN2 --dry-run")
     actions = parser.add_subparsers(dest="terminals_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="terminals with state, online and expected")
     listing.add_argument("--json", action="store_true", help="print JSON")
