@@ -13,6 +13,7 @@ from syncd import catalog
 from syncd import settings as config
 from syncd.cli_help import SubParsers, add_command
 from syncd.logs import Redactor
+from syncd.settings_checks import config_warnings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -36,7 +37,7 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
 
 def notices(settings: config.Settings) -> list[str]:
     """Warnings about a valid configuration: unused vendors, planned jobs, missing public_url."""
-    found = config.config_warnings(settings)
+    found = config_warnings(settings)
     for vendor in catalog.unused_vendors(settings):
         found.append(f"[{vendor}] is configured, but nothing in this version uses it yet")
     for name in settings.jobs:

@@ -17,7 +17,8 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
-from syncd.settings import Settings, SystemdEnv, config_warnings
+from syncd.settings import Settings, SystemdEnv
+from syncd.settings_checks import config_warnings
 from syncd.web import keys
 from syncd.web.middleware import INFLIGHT
 

@@ -5,13 +5,11 @@ This is the only module that reads the environment. Everything else is handed a 
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 import zoneinfo
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -30,6 +28,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from syncd import settings_checks as checks
 from syncd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
@@ -318,68 +317,14 @@ def config_path(explicit: str | Path | None, environ: dict[str, str] | None = No
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
-def _problem_line(err: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in err["loc"] if part != "function-after[_credentials()]")
-    msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling against syncd.toml.example)"
-    elif err["type"] == "missing":
-        msg = "missing: this key is required when its section is present"
-    elif err["type"] == "url_parsing" or err["type"] == "url_scheme":
-        msg = f"{msg}; expected an http(s) URL such as https://host/path"
-    if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
-        shown = err["input"]
-        if not any(word in loc for word in ("password", "secret", "token", "key", "url")) and \
-                isinstance(shown, str | int | float | bool) and repr(shown) not in msg:
-            msg = f"{msg} (got {shown!r})"
-    return f"{loc or 'config'}: {msg}"
-
-
-ENV_PREFIX = "SYNCD_"
-# SYNCD_ variables that are not settings: the config file path, and the test suite's own.
-_NOT_SETTINGS = ("SYNCD_CONFIG", "SYNCD_TEST_")
-
-
-def syncd_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def syncd_environ() -> dict[str, str]:
     """The SYNCD_* variables that configure settings (upper-cased names)."""
-    env = os.environ if environ is None else environ
-    return {k.upper(): v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)
-            and not k.upper().startswith(_NOT_SETTINGS)}
+    return checks.settings_variables(os.environ)
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def env_path(name: str, jobs: Collection[str] | None = None) -> tuple[str, ...] | str:
-    """`SYNCD_SERVER__PORT` → ("server", "port"); a string saying what is wrong if it names nothing."""
-    parts = name[len(ENV_PREFIX):].lower().split("__")
-    model: type[BaseModel] | None = Settings
-    path: list[str] = []
-    for part in parts:
-        if model is None:
-            return f"{'.'.join(path)} takes no sub-keys"
-        fields = model.model_fields
-        key = part[: -len("_file")] if part.endswith("_file") and part not in fields else part
-        if key not in fields:
-            near = difflib.get_close_matches(key, list(fields), n=1)
-            where = ".".join(path) or "the top level"
-            return f"no key {part!r} in {where}" + (f" (did you mean {near[0]!r}?)" if near else "")
-        if key != part and "SecretStr" not in repr(fields[key].annotation):
-            return f"{'.'.join([*path, key])} is not a secret, so it has no _file form"
-        path.append(part)
-        annotation = fields[key].annotation
-        if key == "jobs" and model is Settings:
-            return tuple(path)  # job names and their keys are checked with the TOML's
-        if get_origin(annotation) is list:
-            return tuple(path)  # a JSON list, validated as a value
-        model = _model_of(annotation)
-    return tuple(path)
+def env_path(name: str) -> tuple[str, ...] | str:
+    """`SYNCD_SERVER__PORT` → ("server", "port"), or what is wrong with the name."""
+    return checks.env_path(name, Settings)
 
 
 def _env_problems() -> list[str]:
@@ -391,18 +336,11 @@ def _env_problems() -> list[str]:
     return problems
 
 
-def _job_problems(jobs: Any, known: Collection[str] | None) -> list[str]:
-    if known is None or not isinstance(jobs, dict):
-        return []
-    return [f"jobs.{name}: unknown job; known jobs: {', '.join(known)}"
-            for name in jobs if name not in known]
-
-
 def _env_jobs() -> dict[str, Any]:
     """Job names mentioned as SYNCD_JOBS__<NAME>__<KEY> (for the unknown-job check)."""
     names: dict[str, Any] = {}
     for name in syncd_environ():
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(checks.ENV_PREFIX):].lower().split("__")
         if parts[0] == "jobs" and len(parts) > 1:
             names[parts[1]] = {}
     return names
@@ -415,20 +353,9 @@ def nothing_configured() -> bool:
 
 
 def read_toml(path: str | Path | None = None) -> tuple[Path | None, dict[str, Any]]:
-    """Which file is used and what it holds; ConfigError when it cannot be read or parsed."""
+    """Which file is used (--config, $SYNCD_CONFIG, the default) and what it holds."""
     source = config_path(path)
-    data: dict[str, Any] = {}
-    if source is not None:
-        try:
-            with source.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError([f"config: file {source} does not exist"]) from None
-        except OSError as err:
-            raise ConfigError([f"config: cannot read {source} ({err.strerror})"]) from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError([f"config: {source} is not valid TOML ({err})"]) from None
-    return source, data
+    return source, checks.read_toml(source)
 
 
 def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None = None) -> Settings:
@@ -438,24 +365,15 @@ def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None =
     """
     _, data = read_toml(path)
     lines = _env_problems()
-    lines += _job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
+    lines += checks.job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
     try:
         settings = Settings(**data)
     except ValidationError as err:
-        lines += [_problem_line(dict(e)) for e in err.errors(include_url=False)]
+        lines += [checks.problem_line(dict(e)) for e in err.errors(include_url=False)]
         raise ConfigError(sorted(set(lines), key=lines.index)) from None
     if lines:
         raise ConfigError(lines)
     return settings
-
-
-def config_warnings(settings: Settings) -> list[str]:
-    """What is valid but probably not what was meant."""
-    found = []
-    if settings.neolock is not None and settings.server.public_url is None:
-        found.append("server.public_url is not set: NeoLock cannot push events to syncd (no "
-                     "webhook subscription); pulls still run")
-    return found
 
 
 class SystemdEnv(BaseModel):

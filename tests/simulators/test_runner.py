@@ -16,6 +16,7 @@ from aiohttp import web
 
 from syncd import catalog
 from syncd import settings as config
+from syncd.settings_checks import config_warnings
 from syncd.simulators.common import serve
 from syncd.simulators.runner import (
     Simulators,
@@ -89,7 +90,7 @@ async def test_printed_config_loads_as_pasted(tmp_path: Path,
     assert str(settings.server.public_url) == "http://127.0.0.1:8099/"
     assert settings.server.port == 8099
     assert settings.biotime is not None and settings.biotime.timezone == "Asia/Tashkent"
-    assert config.config_warnings(settings) == []
+    assert config_warnings(settings) == []
 
 
 async def test_port_base_fixes_the_ports_and_push_reaches_the_subscriber() -> None:
