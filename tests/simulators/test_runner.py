@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import socket
 import sys
@@ -93,6 +94,20 @@ async def test_printed_config_loads_as_pasted(tmp_path: Path,
     assert config_warnings(settings) == []
 
 
+def five_free_ports() -> int:
+    """A port P such that P … P+4 could all be bound a moment ago (outside the ephemeral range)."""
+    for base in range(21000, 30000, 50):
+        with contextlib.ExitStack() as stack:
+            try:
+                for offset in range(5):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", base + offset))
+            except OSError:
+                continue
+            return base
+    raise AssertionError("no five consecutive free ports")
+
+
 async def test_port_base_fixes_the_ports_and_push_reaches_the_subscriber() -> None:
     """--port-base gives fixed ports; `simulate push` through the control API makes NeoLock push."""
     received: list[dict[str, object]] = []
@@ -103,10 +118,7 @@ async def test_port_base_fixes_the_ports_and_push_reaches_the_subscriber() -> No
 
     subscriber = web.Application()
     subscriber.router.add_post("/hooks/neolock/s", hook)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-    base = base if base < 60000 else 20000  # room for +4
+    base = five_free_ports()
     async with serve(subscriber) as running, \
             run_all(seed=4, devices=2, port_base=base) as sims, \
             serve(control_app(sims), port=base + 4):
