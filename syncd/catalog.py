@@ -18,8 +18,10 @@ from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import JobSettings, Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob
+from syncd.vendors.knoxguard.client import KnoxGuardClient
 from syncd.vendors.neolock.client import NeoLockClient
 
 VENDORS = ("neolock", "knoxguard", "codelocks", "biotime")
@@ -33,6 +35,7 @@ class Deps:
     db: Database
     http: aiohttp.ClientSession
     neolock: NeoLockClient | None = None  # pass the inbox worker's: one token, one rate limit
+    knoxguard: KnoxGuardClient | None = None
 
     def neolock_client(self) -> NeoLockClient:
         """The NeoLock client shared by every NeoLock job (and the inbox worker)."""
@@ -40,6 +43,18 @@ class Deps:
         if self.neolock is None:
             self.neolock = neolock_client(self.settings.neolock, self.http)
         return self.neolock
+
+    def knoxguard_client(self) -> KnoxGuardClient:
+        """One Knox Guard client for both Knox jobs: one token and one rate limit."""
+        assert self.settings.knoxguard is not None
+        if self.knoxguard is None:
+            self.knoxguard = knoxguard_client(self.settings.knoxguard, self.http)
+        return self.knoxguard
+
+    def knoxguard_page_size(self) -> int:
+        """[knoxguard] page_size."""
+        assert self.settings.knoxguard is not None
+        return self.settings.knoxguard.page_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +102,12 @@ JOBS: tuple[JobSpec, ...] = (
             lambda d: NeoLockUploadsJob(d.db, d.neolock_client()), "pull NeoLock uploads"),
     JobSpec("neolock-devices", "neolock", 3600.0,
             lambda d: NeoLockDevicesJob(d.db, d.neolock_client()), "pull NeoLock device details"),
-    JobSpec("knox-uploads", "knoxguard", 900.0, None, "pull Knox Guard uploads"),
-    JobSpec("knox-devices", "knoxguard", 3600.0, None, "pull Knox Guard devices"),
+    JobSpec("knox-uploads", "knoxguard", 900.0,
+            lambda d: KnoxUploadsJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
+            "pull Knox Guard uploads"),
+    JobSpec("knox-devices", "knoxguard", 3600.0,
+            lambda d: KnoxDevicesJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
+            "pull Knox Guard devices"),
     JobSpec("k3-locks", "codelocks", 3600.0, None, "pull Codelocks K3Connect locks"),
     JobSpec("k3-audit", "codelocks", 3600.0, None, "pull Codelocks audit trails"),
     JobSpec("k3-clients", "codelocks", 3600.0, None, "pull Codelocks smartphone clients"),

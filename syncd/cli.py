@@ -25,6 +25,7 @@ from syncd import (
     cli_config,
     cli_db,
     cli_jobs,
+    cli_phones,
     cli_terminals,
 )
 from syncd import settings as config
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_phones.add_parser(sub)
     cli_completion.add_parser(sub)
     _add_common_options(parser)  # last: every subcommand registered above gets --config etc.
     return parser

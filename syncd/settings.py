@@ -5,11 +5,13 @@ This is the only module that reads the environment. Everything else is handed a 
 
 from __future__ import annotations
 
+import json
 import os
 import zoneinfo
 from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -169,12 +171,68 @@ class NeoLockSettings(Section):
         return value
 
 
-class KnoxGuardSettings(Section):
-    """`[knoxguard]`: the Samsung Knox Guard tenant API."""
+KNOX_HOSTS = {"eu": "https://eu-kcs-api.samsungknox.com", "us": "https://us-kcs-api.samsungknox.com"}
+KNOX_PATHS = {"production": "/kcs/v1.1/kg", "development": "/integration"}
+KNOX_TOKEN_PATH = "/ams/v1/users/accesstoken"  # noqa: S105 - a path, not a secret
 
-    base_url: AnyHttpUrl
-    api_token: SecretStr
+
+class KnoxGuardSettings(Section):
+    """`[knoxguard]`: the Samsung Knox Guard tenant API (static api_token, or keys + client id).
+
+    The API base is `base_url`, else derived from `region` and `environment` (knox-guard-api.md);
+    the token exchange is at `auth_url`, else at the API base's origin + /ams/v1/users/accesstoken.
+    """
+
+    region: Literal["eu", "us"] = "eu"
+    environment: Literal["production", "development"] = "production"
+    base_url: AnyHttpUrl | None = None
+    auth_url: AnyHttpUrl | None = None
+    api_token: SecretStr | None = None
+    keys: SecretStr | None = None  # the tenant's keys.json (give keys_file)
+    client_identifier: SecretStr | None = None
+    token_validity_minutes: int = Field(default=30, ge=1, le=30)
     rate_limit: PositiveFloat = 90.0
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KnoxGuardSettings:
+        flow = self.keys is not None or self.client_identifier is not None
+        if (self.api_token is not None) == flow:
+            raise ValueError("give exactly one of api_token (static token) or keys_file and "
+                             "client_identifier (signed-token flow)")
+        if flow and (self.keys is None or self.client_identifier is None):
+            raise ValueError("the signed-token flow needs both keys_file and client_identifier")
+        if self.keys is not None:
+            try:
+                pair = json.loads(self.keys.get_secret_value())
+            except ValueError:
+                pair = None
+            if not (isinstance(pair, dict) and isinstance(pair.get("Public"), str)
+                    and isinstance(pair.get("Private"), str)):
+                raise ValueError("keys: not a Knox keys.json (a JSON object with base64 "
+                                 "\"Public\" and \"Private\" keys)")
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """The API base: base_url, else the documented URL of region and environment."""
+        if self.base_url is not None:
+            return str(self.base_url).rstrip("/")
+        return KNOX_HOSTS[self.region] + KNOX_PATHS[self.environment]
+
+    @property
+    def token_url(self) -> str:
+        """Where the access-token exchange is sent."""
+        if self.auth_url is not None:
+            return str(self.auth_url).rstrip("/") + KNOX_TOKEN_PATH
+        origin = url_origin(self.api_url)
+        return origin + KNOX_TOKEN_PATH
+
+
+def url_origin(url: str) -> str:
+    """scheme://host[:port] of `url`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class CodelocksSettings(Section):

@@ -70,7 +70,8 @@ def job_problems(jobs: Any, known: Collection[str] | None) -> list[str]:
 
 def problem_line(err: dict[str, Any]) -> str:
     """One `key: what is wrong` line for a pydantic error, secret values never shown."""
-    loc = ".".join(str(part) for part in err["loc"] if part != "function-after[_credentials()]")
+    loc = ".".join(str(part) for part in err["loc"]
+                   if not str(part).startswith("function-after[_credentials"))
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
