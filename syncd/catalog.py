@@ -9,7 +9,7 @@ clear warning, never a crash. What is scheduled, what `syncd status` lists and w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -18,6 +18,8 @@ from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import JobSettings, Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
+from syncd.sync.k3_audit import K3AuditJob
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob
@@ -36,6 +38,8 @@ class Deps:
     http: aiohttp.ClientSession
     neolock: NeoLockClient | None = None  # pass the inbox worker's: one token, one rate limit
     knoxguard: KnoxGuardClient | None = None
+    once: bool = False  # `syncd sync --once`: quota-planned jobs run now, not when due
+    k3: K3Context | None = None
 
     def neolock_client(self) -> NeoLockClient:
         """The NeoLock client shared by every NeoLock job (and the inbox worker)."""
@@ -50,6 +54,13 @@ class Deps:
         if self.knoxguard is None:
             self.knoxguard = knoxguard_client(self.settings.knoxguard, self.http)
         return self.knoxguard
+
+    def k3_context(self) -> K3Context:
+        """What the three K3 jobs share: one quota ledger and planner."""
+        assert self.settings.codelocks is not None
+        if self.k3 is None:
+            self.k3 = K3Context(self.db, self.settings.codelocks, self.http)
+        return self.k3
 
     def knoxguard_page_size(self) -> int:
         """[knoxguard] page_size."""
@@ -82,6 +93,10 @@ def _subscription_interval(settings: Settings) -> float:
     return settings.neolock.subscription_check_seconds if settings.neolock else 3600.0
 
 
+def _k3_interval(settings: Settings) -> float:
+    return settings.codelocks.min_interval_seconds if settings.codelocks else 3600.0
+
+
 def _biotime_terminals(d: Deps) -> Job:
     assert d.settings.biotime is not None  # a client per BioTime job: each counts its requests
     return BioTimeTerminalsJob(d.db, biotime_client(d.settings.biotime, d.http), d.settings.biotime)
@@ -108,9 +123,16 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("knox-devices", "knoxguard", 3600.0,
             lambda d: KnoxDevicesJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
             "pull Knox Guard devices"),
-    JobSpec("k3-locks", "codelocks", 3600.0, None, "pull Codelocks K3Connect locks"),
-    JobSpec("k3-audit", "codelocks", 3600.0, None, "pull Codelocks audit trails"),
-    JobSpec("k3-clients", "codelocks", 3600.0, None, "pull Codelocks smartphone clients"),
+    # Quota-planned: the interval is how often a run may *ask* the budget planner whether it is
+    # due; `syncd sync --once` (Deps.once) runs them regardless.
+    JobSpec("k3-locks", "codelocks", _k3_interval,
+            lambda d: K3LocksJob(d.k3_context(), gated=not d.once),
+            "pull Codelocks K3Connect locks"),
+    JobSpec("k3-audit", "codelocks", _k3_interval,
+            lambda d: K3AuditJob(d.k3_context(), gated=not d.once), "pull Codelocks audit trails"),
+    JobSpec("k3-clients", "codelocks", _k3_interval,
+            lambda d: K3ClientsJob(d.k3_context(), gated=not d.once),
+            "pull Codelocks smartphone clients"),
     JobSpec("biotime-terminals", "biotime", 300.0, _biotime_terminals,
             "pull BioTime terminal states"),
     JobSpec("biotime-punches", "biotime", 300.0, _biotime_punches, "pull BioTime punches"),
@@ -118,20 +140,23 @@ JOBS: tuple[JobSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in JOBS}
 
 
-def built() -> list[str]:
+Table = Sequence[JobSpec]  # the functions below take another table only in tests
+
+
+def built(table: Table = JOBS) -> list[str]:
     """Names of the jobs this version can run."""
-    return [spec.name for spec in JOBS if spec.factory is not None]
+    return [spec.name for spec in table if spec.factory is not None]
 
 
-def planned() -> list[str]:
+def planned(table: Table = JOBS) -> list[str]:
     """Names DESIGN.md promises that this version does not build yet."""
-    return [spec.name for spec in JOBS if spec.factory is None]
+    return [spec.name for spec in table if spec.factory is None]
 
 
-def schedule(settings: Settings) -> dict[str, float | None]:
+def schedule(settings: Settings, table: Table = JOBS) -> dict[str, float | None]:
     """Every job this configuration makes available → its interval, or None when disabled."""
     result: dict[str, float | None] = {}
-    for spec in JOBS:
+    for spec in table:
         if spec.available(settings):
             conf = settings.jobs.get(spec.name) or JobSettings()
             result[spec.name] = (conf.interval_seconds or spec.interval(settings)) \
@@ -139,25 +164,26 @@ def schedule(settings: Settings) -> dict[str, float | None]:
     return result
 
 
-def used_vendors(settings: Settings) -> list[str]:
+def used_vendors(settings: Settings, table: Table = JOBS) -> list[str]:
     """Configured vendors that something in this version uses (a built job)."""
     return [v for v in VENDORS if getattr(settings, v) is not None and any(
-        spec.section == v and spec.factory is not None for spec in JOBS)]
+        spec.section == v and spec.factory is not None for spec in table)]
 
 
-def unused_vendors(settings: Settings) -> list[str]:
+def unused_vendors(settings: Settings, table: Table = JOBS) -> list[str]:
     """Configured vendors that no built job uses yet (their section is only validated)."""
-    used = used_vendors(settings)
+    used = used_vendors(settings, table)
     return [v for v in VENDORS if getattr(settings, v) is not None and v not in used]
 
 
 def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               neolock: NeoLockClient | None = None) -> dict[str, Job]:
+               neolock: NeoLockClient | None = None, once: bool = False) -> dict[str, Job]:
     """Every job this configuration makes available (enabled or not), by name.
 
-    Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker.
+    Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker;
+    `once` for `syncd sync --once` (quota-planned jobs run now rather than when due).
     """
-    deps = Deps(settings, db, http, neolock)
+    deps = Deps(settings, db, http, neolock, once=once)
     jobs: dict[str, Job] = {}
     for spec in JOBS:
         if spec.available(settings):

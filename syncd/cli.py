@@ -25,7 +25,9 @@ from syncd import (
     cli_config,
     cli_db,
     cli_jobs,
+    cli_netcode,
     cli_phones,
+    cli_quota,
     cli_terminals,
 )
 from syncd import settings as config
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_phones.add_parser(sub)
+    cli_netcode.add_parser(sub)
+    cli_quota.add_parser(sub)
     cli_completion.add_parser(sub)
     _add_common_options(parser)  # last: every subcommand registered above gets --config etc.
     return parser

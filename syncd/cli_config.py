@@ -35,13 +35,14 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     show.set_defaults(func=show_config)
 
 
-def notices(settings: config.Settings) -> list[str]:
+def notices(settings: config.Settings, table: catalog.Table = catalog.JOBS) -> list[str]:
     """Warnings about a valid configuration: unused vendors, planned jobs, missing public_url."""
     found = config_warnings(settings)
-    for vendor in catalog.unused_vendors(settings):
+    for vendor in catalog.unused_vendors(settings, table):
         found.append(f"[{vendor}] is configured, but nothing in this version uses it yet")
+    by_name = {spec.name: spec for spec in table}
     for name in settings.jobs:
-        spec = catalog.BY_NAME.get(name)
+        spec = by_name.get(name)
         if spec is not None and spec.factory is None:
             found.append(f"[jobs.{name}]: this job is not built in this version yet; "
                          "the section is ignored")

@@ -40,15 +40,17 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=subscriptions)
 
 
-def select_jobs(requested: list[str], settings: config.Settings) -> tuple[list[str], list[str]]:
+def select_jobs(requested: list[str], settings: config.Settings,
+                table: catalog.Table = catalog.JOBS) -> tuple[list[str], list[str]]:
     """The jobs to run for `requested` (with `all` = every enabled job), and problems."""
-    schedule = catalog.schedule(settings)
+    schedule = catalog.schedule(settings, table)
+    by_name = {spec.name: spec for spec in table}
     enabled = [name for name, interval in schedule.items() if interval is not None]
     disabled = [name for name, interval in schedule.items() if interval is None]
     names: list[str] = []
     problems: list[str] = []
     for name in requested:
-        spec = catalog.BY_NAME.get(name)
+        spec = by_name.get(name)
         if name == "all":
             names += [n for n in enabled if n not in names]
         elif spec is None:
@@ -86,7 +88,7 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
     terminal: Terminal = getattr(args, "terminal", None) or Terminal(sys.stderr)
     failed = 0
     async with open_database(settings) as db, open_http() as http:
-        jobs = catalog.build_jobs(settings, db, http)
+        jobs = catalog.build_jobs(settings, db, http, once=True)
         runner = JobRunner(db, scrub=redactor.scrub)
         for name in names:
             with terminal.task(name) as bar:
@@ -116,6 +118,8 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
                     raise DatabaseError("no syncd schema yet: run `syncd migrate` (or `syncd run`)")
                 body = await collect_status(db, catalog.schedule(settings),
                                             neolock_configured=settings.neolock is not None)
+                if settings.codelocks is not None:  # from the ledger: no vendor call
+                    body["codelocks_quota"] = await _quota(db, settings.codelocks)
                 if pending:
                     body["problems"].append(f"{len(pending)} migration(s) pending: "
                                             + ", ".join(pending))
@@ -133,6 +137,14 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     else:
         _print_status(body)
     return int(Health[body["health"].upper()])
+
+
+async def _quota(db: Any, codelocks: config.CodelocksSettings) -> dict[str, Any]:
+    from syncd.cli_quota import quota_of
+    from syncd.runtime import open_http
+
+    async with open_http() as http:  # K3Context wants one; the quota status sends nothing
+        return await quota_of(db, codelocks, http)
 
 
 def _when(value: Any) -> str:
@@ -157,6 +169,10 @@ def _print_status(body: dict[str, Any]) -> None:
     sub = body["subscriptions"]["neolock"]
     print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked "
                                       f"{_when(sub['checked_at'])})" if sub else "none"))
+    if "codelocks_quota" in body:
+        from syncd.sync.k3_status import format_quota
+
+        print("\n" + "\n".join(format_quota(body["codelocks_quota"])))
 
 
 def _confirm(question: str) -> bool:

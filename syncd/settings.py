@@ -235,8 +235,21 @@ def url_origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+class CodelocksQuota(Section):
+    """A monthly call quota per category (a custom plan, or a bolt-on for one period)."""
+
+    netcode: int = Field(default=0, ge=0)
+    utility: int = Field(default=0, ge=0)
+
+
+class CodelocksBoltOn(CodelocksQuota):
+    """Extra calls bought for one quota period ("YYYY-MM")."""
+
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
 class CodelocksSettings(Section):
-    """`[codelocks]`: Codelocks Connect (K3Connect locks, NetCodes)."""
+    """`[codelocks]`: Codelocks Connect (K3Connect locks, NetCodes) and its monthly quota."""
 
     base_url: AnyHttpUrl
     api_key: SecretStr
@@ -244,11 +257,53 @@ class CodelocksSettings(Section):
     plan: Literal[
         "Business 1", "Business 2", "Pro 1", "Pro 2", "Pro 3", "Enterprise 1", "Enterprise 2"
     ] = "Business 1"
+    quota: CodelocksQuota | None = None  # a custom plan's quota; overrides `plan`
+    bolt_ons: list[CodelocksBoltOn] = Field(default_factory=list)
+    reserve_percent: float = Field(default=20.0, ge=0, le=100)  # kept for operator actions
+    period_timezone: str = "UTC"  # where the monthly quota period starts and ends
+    rate_limit: PositiveFloat = 5.0
+    max_retries: int = Field(default=2, ge=0, le=10)
+    job_weights: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"k3-locks": 1.0, "k3-audit": 6.0, "k3-clients": 1.0})
+    min_interval_seconds: PositiveFloat = 900.0
+    max_interval_seconds: PositiveFloat = 7 * 86400.0
+    audit_page_size: int = Field(default=100, ge=1, le=1000)
+    audit_lookback_hours: float = Field(default=72.0, ge=0)
+    audit_lookback_pages: int = Field(default=1, ge=0, le=100)
+    audit_backfill_days: PositiveFloat = 30.0
+    clients_page_size: int = Field(default=50, ge=1, le=1000)
+    battery_low: list[str] = Field(default_factory=lambda: ["Low", "Critical"])
+    silent_days: PositiveFloat = 7.0
 
     @field_validator("access_keys", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("period_timezone")
+    @classmethod
+    def _period_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name like 'UTC'"
+                             ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _intervals(self) -> CodelocksSettings:
+        if self.max_interval_seconds < self.min_interval_seconds:
+            raise ValueError("max_interval_seconds must be at least min_interval_seconds")
+        return self
+
+    @field_validator("job_weights")
+    @classmethod
+    def _known_jobs(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"k3-locks", "k3-audit", "k3-clients"}
+        if unknown:
+            raise ValueError(f"unknown job(s) {sorted(unknown)}; expected k3-locks, k3-audit, "
+                             "k3-clients")
+        return value
 
 
 class BioTimeSettings(Section):

@@ -27,14 +27,14 @@ def test_schedule_comes_from_the_table_and_settings_alone(
         make_settings: Callable[..., Settings]) -> None:
     """Intervals: configured, else the entry's default (the subscription's from its section);
     disabled jobs map to None; jobs of unconfigured or unbuilt vendors are absent."""
-    settings = make_settings(neolock=NEOLOCK, codelocks={
-        "base_url": "https://c", "api_key": "key-1234", "access_keys": ["ak-1234"]},
+    settings = make_settings(neolock=NEOLOCK, biotime={
+        "base_url": "https://b", "token": "token-1234"},
         jobs={"housekeeping": {"enabled": False}, "neolock-uploads": {"interval_seconds": 60}})
     assert catalog.schedule(settings) == {
         "housekeeping": None, "neolock-subscription": 120.0, "neolock-uploads": 60.0,
-        "neolock-devices": 3600.0}
-    assert catalog.used_vendors(settings) == ["neolock"]
-    assert catalog.unused_vendors(settings) == ["codelocks"]
+        "neolock-devices": 3600.0, "biotime-terminals": 300.0, "biotime-punches": 300.0}
+    assert catalog.used_vendors(settings) == ["neolock", "biotime"]
+    assert catalog.unused_vendors(settings) == []
 
 
 async def test_build_jobs_builds_what_schedule_lists_sharing_one_neolock_client(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,9 +15,14 @@ import pytest
 from syncd import catalog
 from syncd import settings as config
 from syncd.cli import main
+from syncd.cli_config import notices
 from syncd.cli_jobs import select_jobs
 from syncd.errors import ConfigError
 from syncd.settings import Settings
+
+# The registry as it was before Codelocks landed: the K3 jobs named, not built.
+PLANNED_K3 = tuple(dataclasses.replace(spec, factory=None) if spec.section == "codelocks" else spec
+                   for spec in catalog.JOBS)
 
 
 def cli(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -93,7 +99,7 @@ def test_sync_all_skips_disabled_jobs_and_names_them_apart(make_settings: Callab
     _, problems = select_jobs(["nope"], settings)
     assert problems == ["nope: unknown job; enabled: neolock-subscription, neolock-uploads; "
                         "disabled: housekeeping, neolock-devices"]
-    _, problems = select_jobs(["k3-locks", "biotime-terminals"], settings)
+    _, problems = select_jobs(["k3-locks", "biotime-terminals"], settings, PLANNED_K3)
     assert problems == ["k3-locks: not built in syncd 0.1.0 yet",
                         "biotime-terminals: needs a [biotime] section, which is not configured"]
     assert select_jobs(["neolock-devices"], settings) == (["neolock-devices"], [])
@@ -122,16 +128,21 @@ def test_every_problem_is_reported_in_one_pass(tmp_path: Path,
 
 def test_a_planned_job_section_is_a_warning_and_unused_vendors_are_not_enabled(
         tmp_path: Path) -> None:
-    """[jobs.k3-locks] (DESIGN.md, not built) warns; [codelocks] alone is configured, not enabled."""
+    """With K3 jobs only planned (a registry entry without factory), [jobs.k3-locks] loads with a
+    warning and [codelocks] counts as configured, not enabled; built, check-config says enabled."""
     path = tmp_path / "c.toml"
-    path.write_text('[jobs.k3-locks]\ninterval_seconds = 60\n[codelocks]\n'
+    path.write_text('[jobs.k3-locks]\ninterval_seconds = 600\n[codelocks]\n'
                     'base_url = "https://api-connect.codelocks.io"\napi_key = "key-1234"\n'
                     'access_keys = ["ak-1234"]\n')
-    proc = cli("check-config", "--config", str(path))
-    assert proc.returncode == 0
-    assert "vendors enabled: none" in proc.stdout
-    assert "[codelocks] is configured, but nothing in this version uses it yet" in proc.stderr
-    assert "[jobs.k3-locks]: this job is not built in this version yet" in proc.stderr
+    settings = config.load(path, known_jobs=[spec.name for spec in PLANNED_K3])
+    assert catalog.used_vendors(settings, PLANNED_K3) == []
+    assert notices(settings, PLANNED_K3) == [
+        "[codelocks] is configured, but nothing in this version uses it yet",
+        "[jobs.k3-locks]: this job is not built in this version yet; the section is ignored"]
+    assert "k3-locks" not in catalog.schedule(settings, PLANNED_K3)
+    proc = cli("check-config", "--config", str(path))  # the real table: K3 jobs are built
+    assert proc.returncode == 0, proc.stderr
+    assert "vendors enabled: codelocks" in proc.stdout and "warning" not in proc.stderr
 
 
 def test_no_configuration_at_all_creates_nothing(tmp_path: Path) -> None:

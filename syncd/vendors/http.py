@@ -238,7 +238,8 @@ class VendorHttp:
     def __init__(self, session: aiohttp.ClientSession, vendor: str, *,
                  rate: float | None = None, concurrency: int | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 30.0,
-                 max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None) -> None:
+                 max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None,
+                 before_send: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.session = session
@@ -251,14 +252,18 @@ class VendorHttp:
         self._pacer = Pacer(rate) if rate else None
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # Awaited just before each attempt is sent (method, path); may raise to refuse it.
+        self._before_send = before_send
 
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
-                      idempotent: bool | None = None, auth: AuthHeaders | None = None) -> Reply:
+                      idempotent: bool | None = None, auth: AuthHeaders | None = None,
+                      data: Mapping[str, str] | None = None) -> Reply:
         """Send a request with retries; raise for transport errors, final 5xx and 429.
 
         `auth` is awaited for each attempt once its turn has come (after pacing and any
         Retry-After wait), so a token that expired while the request queued is never sent.
+        `data` is sent as an application/x-www-form-urlencoded body (instead of `json`).
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
@@ -266,7 +271,7 @@ class VendorHttp:
         attempt = 0
         while True:
             try:
-                reply = await self._send(method, url, path, params, json, headers, auth)
+                reply = await self._send(method, url, path, params, json, headers, auth, data)
             except (aiohttp.ClientError, TimeoutError) as err:
                 may_retry = (safe or isinstance(err, _NOT_SENT)) and \
                     not isinstance(err, _PERMANENT)
@@ -306,15 +311,18 @@ class VendorHttp:
 
     async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
                     body: Any, headers: Mapping[str, str] | None,
-                    auth: AuthHeaders | None = None) -> Reply:
+                    auth: AuthHeaders | None = None, form: Mapping[str, str] | None = None) -> Reply:
         async with self._slot():
             if self._pacer is not None:
                 await self._pacer.wait()
             if auth is not None:
                 headers = {**(headers or {}), **await auth()}
+            if self._before_send is not None:
+                await self._before_send(method, path)
             self.requests += 1
             async with self.session.request(
                 method, url, params=params, json=body, headers=headers, allow_redirects=False,
+                data=None if form is None else dict(form),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
                 data = await self._read(resp, method, path)
