@@ -60,9 +60,18 @@ async def check_config(args: argparse.Namespace, settings: config.Settings,
         return 0
     failed = 0
     async for name, problem in _connect_checks(settings, args.timeout):
-        print(f"{name}: {'ok' if problem is None else redactor.scrub(problem)}")
-        failed += problem is not None
+        if problem is None:
+            print(f"{name}: ok")
+        elif name in BILLED:
+            print(f"{name}: {problem}")  # a deliberate skip, not a failure
+        else:
+            print(f"{name}: {redactor.scrub(problem)}")
+            failed += 1
     return 1 if failed else 0
+
+
+# Vendors whose every call is billed (Codelocks Connect): --connect does not call them.
+BILLED = ("codelocks",)
 
 
 async def _connect_checks(settings: config.Settings,
@@ -79,6 +88,10 @@ async def _connect_checks(settings: config.Settings,
         yield "database", f"unreachable: {err or 'timed out'}"
     async with open_http() as http:
         for vendor in catalog.used_vendors(settings):
+            if vendor in BILLED:
+                yield vendor, "not called: its calls are billed against the quota " \
+                    "(`syncd quota` shows the ledger)"
+                continue
             try:
                 async with asyncio.timeout(timeout):
                     await _vendor_call(settings, vendor, http)
@@ -91,15 +104,23 @@ async def _connect_checks(settings: config.Settings,
 
 async def _vendor_call(settings: config.Settings, vendor: str, http: Any) -> None:
     """One cheap authenticated call to `vendor`."""
+    from syncd.errors import SyncdError
+
     if vendor == "neolock" and settings.neolock is not None:
         from syncd.sync.neolock import neolock_client
 
         await neolock_client(settings.neolock, http).token()
+    elif vendor == "knoxguard" and settings.knoxguard is not None:
+        from syncd.sync.knoxguard import knoxguard_client
+
+        await knoxguard_client(settings.knoxguard, http).authorization()
     elif vendor == "biotime" and settings.biotime is not None:
         from syncd.sync.biotime import biotime_client
 
         async for _ in biotime_client(settings.biotime, http).iter_terminals():
             break  # the first page proves the login and the API
+    else:
+        raise SyncdError(f"no connection check for {vendor} in this version")
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -68,8 +68,9 @@ def test_migrate_status_and_dry_run_change_nothing(empty_db_dsn: str, tmp_path: 
 async def test_check_config_connect_reaches_database_and_each_vendor_in_use(
         db_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         make_settings: Callable[..., Settings]) -> None:
-    """--connect: one line per check; a wrong NeoLock password fails that line and exits 1,
-    without printing the password; Codelocks (billed per call) is never called."""
+    """--connect: one line per check (NeoLock, Knox Guard, BioTime each log in); a wrong NeoLock
+    password fails that line and exits 1, without printing the password; Codelocks (billed per
+    call) is named as not called, and its simulator sees no call."""
     async with run_all(seed=5, devices=2, terminals=2) as sims:
         def config(password: str) -> Path:
             path = tmp_path / f"{uuid.uuid4().hex}.toml"
@@ -81,6 +82,8 @@ async def test_check_config_connect_reaches_database_and_each_vendor_in_use(
                 f'[biotime]\nbase_url = "{sims.biotime.url}"\n'
                 f'username = "{sims.biotime.sim.username}"\n'
                 f'password = "{sims.biotime.sim.password}"\n'
+                f'[knoxguard]\nbase_url = "{sims.knoxguard.url}"\n'
+                f'api_token = "{sims.knoxguard.sim.api_token}"\n'
                 f'[codelocks]\nbase_url = "{sims.codelocks.url}"\n'
                 f'api_key = "{sims.codelocks.sim.api_key}"\n'
                 f'access_keys = ["{sims.codelocks.sim.access_keys[0]}"]\n')
@@ -91,7 +94,8 @@ async def test_check_config_connect_reaches_database_and_each_vendor_in_use(
         out = capsys.readouterr().out
         assert good == 0, out
         assert "database: ok" in out and "neolock: ok" in out and "biotime: ok" in out
-        assert "codelocks:" not in out
+        assert "knoxguard: ok" in out
+        assert "codelocks: not called: its calls are billed" in out
         wrong = "wrong-password-never-printed"
         bad = await asyncio.to_thread(main, ["check-config", "--connect", "--config",
                                              str(config(wrong))])
