@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.alerts.service import alerts_ctx
 from syncd.catalog import build_jobs
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
@@ -15,6 +16,7 @@ from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
+from syncd.reconcile.job import after_sync
 from syncd.runtime import open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
@@ -62,6 +64,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
     scheduler = Scheduler(runner, jobs, settings.jobs)
     app[keys.SCHEDULER] = scheduler
+    runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
     scheduler.start()
     yield
     await scheduler.stop(settings.server.shutdown_timeout)
@@ -86,6 +89,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(alerts_ctx)
     app.on_shutdown.append(_begin_stop)
     app.add_routes(health.routes)
     app.add_routes(intake.routes)

@@ -16,6 +16,7 @@ import aiohttp
 from syncd.db.pool import Database
 from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
+from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings import JobSettings, Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
 from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
@@ -77,6 +78,7 @@ class JobSpec:
     default_interval: float | Callable[[Settings], float]
     factory: Callable[[Deps], Job] | None  # None: promised by DESIGN.md, not built yet
     summary: str = ""
+    when: Callable[[Settings], bool] | None = None  # a further condition on the settings
 
     def interval(self, settings: Settings) -> float:
         """The default interval under this configuration (seconds)."""
@@ -86,7 +88,8 @@ class JobSpec:
     def available(self, settings: Settings) -> bool:
         """Built, and its vendor section is configured."""
         return self.factory is not None and (
-            self.section is None or getattr(settings, self.section) is not None)
+            self.section is None or getattr(settings, self.section) is not None) and (
+            self.when is None or self.when(settings))
 
 
 def _subscription_interval(settings: Settings) -> float:
@@ -136,6 +139,12 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("biotime-terminals", "biotime", 300.0, _biotime_terminals,
             "pull BioTime terminal states"),
     JobSpec("biotime-punches", "biotime", 300.0, _biotime_punches, "pull BioTime punches"),
+    # Last: its remediators share the NeoLock client the jobs above made.
+    JobSpec("reconcile", None, 300.0,
+            lambda d: ReconcileJob(d.db, d.settings, build_remediators(
+                d.settings, d.db, d.http, neolock=d.neolock)),
+            "evaluate drift rules, merge cases, act in apply mode",
+            when=lambda s: s.reconcile.mode != "off"),
 )
 BY_NAME = {spec.name: spec for spec in JOBS}
 

@@ -24,6 +24,7 @@ from syncd import (
     cli_completion,
     cli_config,
     cli_db,
+    cli_drift,
     cli_jobs,
     cli_netcode,
     cli_phones,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_drift.add_parser(sub)
     cli_phones.add_parser(sub)
     cli_netcode.add_parser(sub)
     cli_quota.add_parser(sub)

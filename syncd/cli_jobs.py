@@ -173,6 +173,10 @@ def _print_status(body: dict[str, Any]) -> None:
         from syncd.sync.k3_status import format_quota
 
         print("\n" + "\n".join(format_quota(body["codelocks_quota"])))
+    print("open drift: " + (", ".join(f"{k} {v}" for k, v in body["drift_open"].items())
+                            or "none"))
+    print("alert deliveries: " + (", ".join(f"{k} {v}" for k, v in
+                                            body["alert_deliveries"].items()) or "none"))
 
 
 def _confirm(question: str) -> bool:

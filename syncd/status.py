@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import syncd
-from syncd.db import ops
+from syncd.db import alerts, drift, ops
 from syncd.db.pool import Database
 
 
@@ -80,13 +80,21 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
         problems.append("NeoLock subscription " + (sub.status if sub else "not registered"))
     if inbox.get("failed"):
         problems.append(f"{inbox['failed']} pushed event(s) failed")
+    open_drift = {f"{kind}/{severity}": n for (kind, severity), n in
+                  sorted((await drift.open_counts(db)).items())}
+    deliveries = {f"{hook}/{state}": n for (hook, state), n in
+                  sorted((await alerts.counts(db)).items())}
+    if any(key.endswith("/dead") for key in deliveries):
+        problems.append("alert deliveries gave up (dead): " + ", ".join(
+            k for k in deliveries if k.endswith("/dead")))
     health = Health.DEGRADED if problems else Health.OK
     return {"version": syncd.__version__, "checked_at": now,
             "health": health.name.lower(), "problems": problems,
             "jobs": jobs, "failing_jobs": failing, "inbox": inbox,
             "inbox_backlog": {"pending": backlog.pending,
                               "oldest_pending_seconds": backlog.oldest_seconds},
-            "subscriptions": {"neolock": subscription}}
+            "subscriptions": {"neolock": subscription}, "drift_open": open_drift,
+            "alert_deliveries": deliveries}
 
 
 def _job(name: str, interval: float | None, run: dict[str, Any] | None,

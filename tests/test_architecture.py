@@ -58,9 +58,19 @@ def package_graph() -> dict[str, set[str]]:
     return graph
 
 
+# Known, owned elsewhere: sync/biotime.py takes is_online/server_time from reconcile/ (issue 8,
+# item 5 moves time parsing beside the BioTime models). The test fails if any other cycle appears,
+# and also once this edge is gone, so that the allowance is deleted with it.
+KNOWN_EDGES = {("sync", "reconcile")}
+
+
 def test_package_import_graph_has_no_cycle() -> None:
-    """No package or top-level module of syncd imports, even lazily, one that imports it back."""
+    """No package or top-level module of syncd imports, even lazily, one that imports it back
+    (except the known edges above, each of which must still exist)."""
     graph = package_graph()
+    for source, target in KNOWN_EDGES:
+        assert target in graph[source], f"{source} -> {target} is gone: drop it from KNOWN_EDGES"
+        graph[source].discard(target)
     assert {"web", "jobs", "inbox", "db", "metrics"} <= graph.keys()  # the walk saw the tree
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())

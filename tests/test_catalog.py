@@ -26,13 +26,16 @@ def test_every_job_design_md_names_is_in_the_table() -> None:
 def test_schedule_comes_from_the_table_and_settings_alone(
         make_settings: Callable[..., Settings]) -> None:
     """Intervals: configured, else the entry's default (the subscription's from its section);
-    disabled jobs map to None; jobs of unconfigured or unbuilt vendors are absent."""
+    disabled jobs map to None; jobs of unconfigured or unbuilt vendors are absent, and so is
+    reconcile when reconcile.mode is off (an entry's `when`)."""
     settings = make_settings(neolock=NEOLOCK, biotime={
         "base_url": "https://b", "token": "token-1234"},
         jobs={"housekeeping": {"enabled": False}, "neolock-uploads": {"interval_seconds": 60}})
     assert catalog.schedule(settings) == {
         "housekeeping": None, "neolock-subscription": 120.0, "neolock-uploads": 60.0,
-        "neolock-devices": 3600.0, "biotime-terminals": 300.0, "biotime-punches": 300.0}
+        "neolock-devices": 3600.0, "biotime-terminals": 300.0, "biotime-punches": 300.0,
+        "reconcile": 300.0}
+    assert "reconcile" not in catalog.schedule(make_settings(reconcile={"mode": "off"}))
     assert catalog.used_vendors(settings) == ["neolock", "biotime"]
     assert catalog.unused_vendors(settings) == []
 

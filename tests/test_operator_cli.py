@@ -93,7 +93,8 @@ def test_sync_all_skips_disabled_jobs_and_names_them_apart(make_settings: Callab
     """`sync all` selects enabled jobs only; an unknown name lists enabled and disabled jobs apart."""
     settings = make_settings(
         neolock={"base_url": "https://x/api", "login": "l", "password": "pw-long-enough"},
-        jobs={"housekeeping": {"enabled": False}, "neolock-devices": {"enabled": False}})
+        jobs={"housekeeping": {"enabled": False}, "neolock-devices": {"enabled": False}},
+        reconcile={"mode": "off"})
     names, problems = select_jobs(["all"], settings)
     assert names == ["neolock-subscription", "neolock-uploads"] and problems == []
     _, problems = select_jobs(["nope"], settings)
