@@ -6,6 +6,11 @@
 #   docker run -d --name syncd -p 8080:8080 -v syncd-data:/var/lib/syncd \
 #       --stop-timeout 20 -v /etc/syncd:/etc/syncd:ro syncd
 #
+# Configuration is mounted one way, as on a systemd host: the directory /etc/syncd, read-only,
+# holding syncd.toml (read from there by default) and credentials/ (secret files, named
+# relatively in syncd.toml: `password_file = "neolock_password"`; CREDENTIALS_DIRECTORY
+# points there). SYNCD_* variables override single keys.
+#
 # linux/amd64 only: pgserver (the embedded PostgreSQL) publishes x86_64 wheels only, so on
 # an arm64 host build with `--platform linux/amd64`. Give `docker stop` / compose's
 # stop_grace_period at least 20 s: syncd drains for up to 10 s and then stops its
@@ -13,8 +18,13 @@
 #
 # Checked by tests/test_deploy_files.py.
 
+# The base image, pinned by digest so a rebuild gets the same bytes (tags move). This digest was
+# taken from public material that names it as a verified python:3.11-slim-bookworm digest; it
+# could not be checked against Docker Hub from the machine this was written on. Check or renew
+# it with `docker buildx imagetools inspect python:3.11-slim-bookworm` (the index digest) and
+# change both FROM lines and the base.digest label together.
 # ---- builder: a venv at /opt/syncd with syncd and its pinned dependencies ----------------
-FROM python:3.11-slim-bookworm AS builder
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS builder
 
 # No compilers: every pinned runtime dependency ships a manylinux x86_64 wheel, and syncd
 # itself is pure Python.
@@ -34,7 +44,15 @@ RUN /opt/syncd/bin/pip install --no-cache-dir -c constraints.txt . \
     && /opt/syncd/bin/python -c "import importlib.resources as r; assert any(r.files('syncd').joinpath('sql', 'migrations').iterdir())"
 
 # ---- final: the same Python minor, the venv, tini, an unprivileged user -------------------
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
+
+ARG SYNCD_VERSION=0.1.0
+LABEL org.opencontainers.image.title="syncd" \
+      org.opencontainers.image.description="Keeps PostgreSQL in step with device vendors (NeoLock, Knox Guard, Codelocks, BioTime) and alerts on drift" \
+      org.opencontainers.image.version="${SYNCD_VERSION}" \
+      org.opencontainers.image.licenses="LicenseRef-Proprietary" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm" \
+      org.opencontainers.image.base.digest="sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91"
 
 # tini runs as PID 1: pg_ctl starts the postmaster detached, so when it exits it is reparented
 # to PID 1, which must reap it. tini forwards SIGTERM to syncd only (no -g): syncd drains
@@ -60,6 +78,7 @@ ENV PATH=/opt/syncd/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     XDG_RUNTIME_DIR=/run/syncd \
+    CREDENTIALS_DIRECTORY=/etc/syncd/credentials \
     SYNCD_DATA_DIR=/var/lib/syncd \
     SYNCD_SERVER__HOST=0.0.0.0 \
     SYNCD_SERVER__PORT=8080

@@ -9,26 +9,24 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from syncd.alerts.service import alerts_ctx
+from syncd.catalog import build_jobs
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
+from syncd.metrics import Metrics
 from syncd.reconcile.job import after_sync
 from syncd.registry import routes as registry
-from syncd.runtime import build_jobs, open_database, open_http
+from syncd.runtime import open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
-from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import health, intake, keys
-from syncd.web.metrics import Metrics
 from syncd.web.middleware import INFLIGHT, InFlight, request_context
-
-NEOLOCK = web.AppKey("neolock_client", NeoLockClient)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[keys.SETTINGS]) as db:
+    async with open_database(app[keys.SETTINGS], borrow=False) as db:
         app[keys.DB] = db
         yield
 
@@ -49,7 +47,7 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     wakeup = app[intake.INBOX_WAKEUP] = asyncio.Event()
     task: asyncio.Task[None] | None = None
     if settings.neolock is not None:
-        client = app[NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
+        client = app[keys.NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
         worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
                              wakeup=wakeup)
         task = asyncio.create_task(run_worker(worker), name="inbox-worker")
@@ -64,9 +62,8 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
-    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(NEOLOCK))
+    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
     scheduler = Scheduler(runner, jobs, settings.jobs)
-    app[keys.RUNNER] = runner
     app[keys.SCHEDULER] = scheduler
     runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
     scheduler.start()

@@ -20,7 +20,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `drift …` and `reconcile` to the CLI."""
-    parser = subparsers.add_parser("drift", help="drift cases: list, show, suppress")
+    parser = subparsers.add_parser(
+        "drift", help="drift cases: list, show, suppress",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd drift list\n  syncd drift suppress 42 --until 7d "
+               "--reason 'contract renegotiated'")
     actions = parser.add_subparsers(dest="drift_action", required=True, metavar="ACTION")
     p = actions.add_parser("list", help="open cases (suppressed included), or --all / --status")
     p.add_argument("--status", choices=["open", "resolved", "suppressed"], default="open")
@@ -41,7 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = actions.add_parser("unsuppress", help="lift a case's suppression")
     p.add_argument("id", type=int)
     p.set_defaults(func=unsuppress_case)
-    p = subparsers.add_parser("reconcile", help="compute drift now; print open cases and the plan")
+    p = subparsers.add_parser(
+        "reconcile", help="compute drift now; print open cases and the plan",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd reconcile\n  syncd reconcile --apply --json")
     p.add_argument("--apply", action="store_true",
                    help="carry out allowed plans (re-read each subject first; capped)")
     p.add_argument("--json", action="store_true", help="print JSON")

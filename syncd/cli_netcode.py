@@ -13,8 +13,11 @@ from syncd.logs import Redactor
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `netcode issue` and `netcode list` to the CLI."""
-    parser = subparsers.add_parser("netcode", help="issue a Codelocks NetCode (recorded in the "
-                                   "ledger; a repeat costs no call)")
+    parser = subparsers.add_parser(
+        "netcode", help="issue a Codelocks NetCode (recorded in the ledger; a repeat costs no call)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd netcode issue --lock LOCK_ID --start '2026-01-31 09:00' "
+               "--duration 2h\n  syncd netcode list --json")
     actions = parser.add_subparsers(dest="netcode_action", required=True, metavar="ACTION")
     issue = actions.add_parser("issue", help="issue a NetCode and print it")
     issue.add_argument("--lock", required=True,

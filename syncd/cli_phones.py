@@ -51,7 +51,11 @@ def _pair(text: str) -> list[int]:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `phones show|lock|unlock|complete|message|approve|blink|upload` to the CLI."""
-    parser = subparsers.add_parser("phones", help="NeoLock and Knox Guard phones: show, act, upload")
+    parser = subparsers.add_parser(
+        "phones", help="NeoLock and Knox Guard phones: show, act, upload",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd phones show 356938035643809\n"
+               "  syncd phones lock 356938035643809 --message 'Payment overdue' --tel +998901234567")
     actions = parser.add_subparsers(dest="phones_action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="a phone as report.phones shows it, and its actions")
     show.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")

@@ -16,7 +16,10 @@ from syncd.logs import Redactor
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `quota` to the CLI."""
-    parser = subparsers.add_parser("quota", help="Codelocks call quota: use, projection, next runs")
+    parser = subparsers.add_parser(
+        "quota", help="Codelocks call quota: use, projection, next runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd quota\n  syncd quota --json | jq .")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=show_quota)
 

@@ -26,7 +26,10 @@ _COMMANDS = (
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `terminals list|reboot|upload-…|clear-commands|add|update|delete` to the CLI."""
-    parser = subparsers.add_parser("terminals", help="BioTime terminals: list them, send commands")
+    parser = subparsers.add_parser(
+        "terminals", help="BioTime terminals: list them, send commands",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  syncd terminals list --json\n  syncd terminals reboot SN1 SN2 --dry-run")
     actions = parser.add_subparsers(dest="terminals_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="terminals with state, online and expected")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -36,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action.add_argument("sns", nargs="+", metavar="SN", help="terminal serial numbers")
         action.add_argument("--requested-by", default=None,
                             help="who asks, for the command ledger (default: cli:<user>)")
+        action.add_argument("--dry-run", action="store_true",
+                            help="say which terminals would get the command, send nothing")
+        action.add_argument("--yes", action="store_true",
+                            help="no confirmation (asked for clear-commands and bulk reboots)")
         action.set_defaults(func=send, terminal_command=command)
     add = actions.add_parser("add", help="register a terminal in BioTime (logged)")
     add.add_argument("sn", metavar="SN")
@@ -53,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     update.set_defaults(func=manage, manage_action="update")
     delete = actions.add_parser("delete", help="delete a terminal from BioTime (logged)")
     delete.add_argument("sn", metavar="SN")
+    delete.add_argument("--yes", action="store_true", help="delete without asking")
     delete.set_defaults(func=manage, manage_action="delete")
 
 
@@ -87,6 +95,12 @@ async def list_terminals(args: argparse.Namespace, settings: config.Settings,
     return 0
 
 
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 async def manage(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """`terminals add|update|delete SN`: call BioTime, log the outcome in the action log."""
     from syncd.db.actions import record_action
@@ -98,6 +112,10 @@ async def manage(args: argparse.Namespace, settings: config.Settings, redactor: 
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
         return 2
     action = f"terminal.{args.manage_action}"
+    if args.manage_action == "delete" and not args.yes and not _confirm(
+            f"Delete terminal {_clean(args.sn)} from BioTime?"):
+        print("syncd terminals: not deleted (confirm, or pass --yes)", file=sys.stderr)
+        return 1
     asked = {k: v for k, v in (("alias", getattr(args, "alias", None)),
                                ("ip_address", getattr(args, "ip", None)),
                                ("area", getattr(args, "area_id", None)),
@@ -155,6 +173,15 @@ async def send(args: argparse.Namespace, settings: config.Settings, redactor: Re
     if settings.biotime is None:
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
         return 2
+    what = f"{args.terminal_command.value} to {len(args.sns)} terminal(s): {' '.join(args.sns)}"
+    if args.dry_run:
+        print(f"dry run: would send {_clean(what)}")
+        return 0
+    destructive = args.terminal_command is TerminalCommand.CLEAR_COMMAND or (
+        args.terminal_command is TerminalCommand.REBOOT and len(args.sns) > 1)
+    if destructive and not args.yes and not _confirm(f"Send {_clean(what)}?"):
+        print("syncd terminals: nothing sent (confirm, or pass --yes)", file=sys.stderr)
+        return 1
     async with open_database(settings) as db, open_http() as http:
         outcomes = await send_command(db, biotime_client(settings.biotime, http),
                                       args.terminal_command, args.sns,

@@ -11,16 +11,23 @@ import time
 import structlog
 from aiohttp import web
 
+import syncd
 from syncd.app import create_app
 from syncd.db.pool import Database
-from syncd.errors import DatabaseUnavailable
+from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings import Settings, SystemdEnv
+from syncd.settings_checks import config_warnings
 from syncd.web import keys
 from syncd.web.middleware import INFLIGHT
 
 log = structlog.get_logger(__name__)
+
+# Every signal that would stop the process drains it and stops the embedded PostgreSQL: SIGHUP's
+# default action would kill syncd silently and orphan its postmaster. (syncd has nothing to
+# reload: a config change is a restart.)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
@@ -56,11 +63,13 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
 
 
 async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> int:
-    """Serve until SIGTERM/SIGINT, then drain within server.shutdown_timeout; return the exit code."""
+    """Serve until a stopping signal, then drain within server.shutdown_timeout; return the exit code."""
     started = time.monotonic()
+    for warning in config_warnings(settings):
+        log.warning("config.warning", problem=warning)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier(systemd.notify_socket)
     app = create_app(settings, redactor)
@@ -71,10 +80,15 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port,
                            reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            raise SyncdError(f"cannot listen on {settings.server.host}:{settings.server.port}: "
+                             f"{err.strerror or err}") from None
         port = _bound_port(site) or settings.server.port
         seconds = round(time.monotonic() - started, 3)
-        log.info("syncd.ready", host=settings.server.host, port=port, seconds=seconds)
+        log.info("syncd.ready", version=syncd.__version__, host=settings.server.host, port=port,
+                 seconds=seconds)
         notifier.ready(f"serving on {settings.server.host}:{port}")
         interval = systemd.watchdog_interval(os.getpid())
         if interval:
@@ -89,7 +103,7 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog_task
         await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         notifier.close()
     log.info("syncd.stopped")

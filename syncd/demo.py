@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from syncd.app import NEOLOCK, create_app
+from syncd.app import create_app
+from syncd.catalog import build_jobs
 from syncd.demo_drift import drift_cycle, new_secret
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
-from syncd.runtime import build_jobs
 from syncd.settings import Settings
 from syncd.simulators.alert_receiver import AlertReceiver
 from syncd.simulators.alert_receiver import create_app as create_receiver
@@ -101,7 +101,7 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
     failures = 0
     try:
         db = app[keys.DB]
-        jobs = build_jobs(settings, db, app[keys.HTTP], neolock=app[NEOLOCK])
+        jobs = build_jobs(settings, db, app[keys.HTTP], neolock=app[keys.NEOLOCK])
         # The business's own records of its attendance terminals: those it knows, plus one that
         # BioTime has never heard of (so report.terminals shows ok/offline/unknown/missing).
         async with db.connection() as conn:

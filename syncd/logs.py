@@ -1,4 +1,7 @@
-"""structlog configuration: JSON lines in production, console on a terminal, secrets redacted."""
+"""structlog configuration: JSON lines in production, console on a terminal, secrets redacted.
+
+Logs go to stderr: stdout carries the data a command prints.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
               redactor: Redactor | None = None, stream: Any = None) -> Redactor:
     """Configure structlog once for the process; return the redactor so secrets can be added."""
     redactor = redactor or Redactor()
-    stream = stream or sys.stdout
+    stream = stream or sys.stderr  # stdout is for data (`syncd status --json | jq`)
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

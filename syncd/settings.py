@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 import zoneinfo
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +31,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from syncd import settings_checks as checks
 from syncd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
@@ -43,14 +45,28 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 def _read_secret_file(key: str, raw: Any) -> str:
     """Read a secret from a file; a relative path is taken from $CREDENTIALS_DIRECTORY (systemd)."""
     path = Path(str(raw))
+    hint = ""
     if not path.is_absolute():
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if creds:
             path = Path(creds) / path
+        else:
+            hint = ("; $CREDENTIALS_DIRECTORY is unset (it is set by systemd's LoadCredential=), "
+                    f"so the path is relative to the working directory {Path.cwd()}")
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as err:
-        raise ValueError(f"{key}_file: cannot read {path} ({err.strerror})") from None
+        raise ValueError(f"{key}_file: cannot read {path} ({err.strerror}){hint}") from None
+
+
+class _SecretFile(str):
+    """A `<key>_file` path waiting to be read by the field's own validator.
+
+    Reading it there, not in the model's before-validator, keeps one unreadable file from
+    hiding the section's other problems: every problem is reported in one pass.
+    """
+
+    __slots__ = ()
 
 
 class Section(BaseModel):
@@ -72,8 +88,15 @@ class Section(BaseModel):
             raw = data.pop(key)
             if data.get(name):
                 raise ValueError(f"give either {name} or {name}_file, not both")
-            data[name] = _read_secret_file(name, raw)
+            data[name] = _SecretFile(str(raw))
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _read_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, _SecretFile):
+            return _read_secret_file(info.field_name or "secret", value)
+        return value
 
 
 class DatabaseSettings(Section):
@@ -84,6 +107,17 @@ class DatabaseSettings(Section):
     pool_max_size: int = Field(default=10, ge=1, le=500)
     connect_timeout: PositiveFloat = 5.0
     command_timeout: PositiveFloat = 60.0
+    embedded_listen: str | None = None  # "host:port": the embedded server also listens on TCP
+
+    @field_validator("embedded_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:5433 (empty: unix socket only)")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -463,45 +497,63 @@ def config_path(explicit: str | Path | None, environ: dict[str, str] | None = No
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
-def _problem_line(err: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in err["loc"]
-                   if not str(part).startswith("function-after[_credentials"))
-    msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling against syncd.toml.example)"
-    elif err["type"] == "missing":
-        msg = "missing: this key is required when its section is present"
-    elif err["type"] == "url_parsing" or err["type"] == "url_scheme":
-        msg = f"{msg}; expected an http(s) URL such as https://host/path"
-    if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
-        shown = err["input"]
-        if not any(word in loc for word in ("password", "secret", "token", "key", "url")) and \
-                isinstance(shown, str | int | float | bool) and repr(shown) not in msg:
-            msg = f"{msg} (got {shown!r})"
-    return f"{loc or 'config'}: {msg}"
+def syncd_environ() -> dict[str, str]:
+    """The SYNCD_* variables that configure settings (upper-cased names)."""
+    return checks.settings_variables(os.environ)
 
 
-def load(path: str | Path | None = None) -> Settings:
-    """Load and validate settings; raise ConfigError with one line per problem."""
+def env_path(name: str) -> tuple[str, ...] | str:
+    """`SYNCD_SERVER__PORT` → ("server", "port"), or what is wrong with the name."""
+    return checks.env_path(name, Settings)
+
+
+def _env_problems() -> list[str]:
+    problems = []
+    for name in sorted(syncd_environ()):
+        found = env_path(name)
+        if isinstance(found, str):
+            problems.append(f"{name}: unknown setting in the environment: {found}")
+    return problems
+
+
+def _env_jobs() -> dict[str, Any]:
+    """Job names mentioned as SYNCD_JOBS__<NAME>__<KEY> (for the unknown-job check)."""
+    names: dict[str, Any] = {}
+    for name in syncd_environ():
+        parts = name[len(checks.ENV_PREFIX):].lower().split("__")
+        if parts[0] == "jobs" and len(parts) > 1:
+            names[parts[1]] = {}
+    return names
+
+
+def nothing_configured() -> bool:
+    """No config file, no SYNCD_* variable, no systemd state directory: nothing says where to work."""
+    return config_path(None) is None and not syncd_environ() and \
+        not os.environ.get("STATE_DIRECTORY")
+
+
+def read_toml(path: str | Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """Which file is used (--config, $SYNCD_CONFIG, the default) and what it holds."""
     source = config_path(path)
-    data: dict[str, Any] = {}
-    if source is not None:
-        try:
-            with source.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError([f"config: file {source} does not exist"]) from None
-        except OSError as err:
-            raise ConfigError([f"config: cannot read {source} ({err.strerror})"]) from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError([f"config: {source} is not valid TOML ({err})"]) from None
+    return source, checks.read_toml(source)
+
+
+def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError with one line for every problem at once.
+
+    `known_jobs` (from the job registry) makes `[jobs.<name>]` with any other name an error.
+    """
+    _, data = read_toml(path)
+    lines = _env_problems()
+    lines += checks.job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as err:
-        lines = [_problem_line(dict(e)) for e in err.errors(include_url=False)]
+        lines += [checks.problem_line(dict(e)) for e in err.errors(include_url=False)]
         raise ConfigError(sorted(set(lines), key=lines.index)) from None
+    if lines:
+        raise ConfigError(lines)
+    return settings
 
 
 class SystemdEnv(BaseModel):

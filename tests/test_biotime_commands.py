@@ -96,13 +96,17 @@ async def test_terminal_commands_from_the_cli(
         db: Database, db_dsn: str, running: Running, sim: BioTimeSim, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """`syncd terminals upload-transactions|upload-all|clear-commands SN…` reach the terminal, are
-    recorded, and the exit code says whether all succeeded."""
+    recorded, and the exit code says whether all succeeded; clear-commands is sent only once
+    confirmed (--yes here: tests have no terminal to answer a prompt)."""
     sn = sim.known_terminals()[0].sn
     cfg = tmp_path / "syncd.toml"
     cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{db_dsn}"\n'
                    f'[biotime]\nbase_url = "{running.url}"\ntoken = "{sim.api_token}"\n')
+    assert await asyncio.to_thread(
+        main, ["--config", str(cfg), "terminals", "clear-commands", sn]) == 1  # not confirmed
     for action in ("upload-transactions", "upload-all", "clear-commands"):
-        assert await asyncio.to_thread(main, ["--config", str(cfg), "terminals", action, sn]) == 0
+        assert await asyncio.to_thread(
+            main, ["--config", str(cfg), "terminals", action, sn, "--yes"]) == 0
     assert await asyncio.to_thread(main, ["--config", str(cfg), "terminals", "reboot", "BOGUS"]) == 1
     out = capsys.readouterr().out
     assert f"{sn}: upload_all ok" in out and "BOGUS: reboot failed: not a terminal" in out

@@ -273,7 +273,8 @@ def exec_form(args: str) -> list[str]:
 
 def python_minor(image: str) -> str:
     """'3.11' for python:3.11-slim-bookworm; fails for anything but an official slim tag."""
-    match = re.fullmatch(r"python:(3\.\d+)(?:\.\d+)?-slim(?:-[a-z]+)?", image)
+    match = re.fullmatch(r"python:(3\.\d+)(?:\.\d+)?-slim(?:-[a-z]+)?(?:@sha256:[0-9a-f]{64})?",
+                         image)
     assert match is not None, f"{image} is not a python:3.X-slim image"
     return match.group(1)
 
@@ -284,6 +285,30 @@ def test_dockerfile_is_multi_stage_on_one_slim_python() -> None:
 
     assert len(all_stages) >= 2
     assert len({python_minor(stage.image) for stage in all_stages}) == 1
+
+
+def test_every_stage_pins_one_base_image_by_digest_and_labels_it() -> None:
+    """Each FROM names a sha256 digest (the same one); the final stage has OCI labels naming it."""
+    images = {stage.image for stage in stages()}
+    assert len(images) == 1
+    image = images.pop()
+    assert re.fullmatch(r"python:[^@]+@sha256:[0-9a-f]{64}", image), image
+    labels = " ".join(stages()[-1].all("LABEL"))
+    for key in ("title", "description", "version", "licenses", "base.name", "base.digest"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+    assert f'base.digest="{image.split("@")[1]}"' in labels
+
+
+def test_config_is_mounted_as_on_systemd() -> None:
+    """One config mount: /etc/syncd (syncd.toml, credentials/), like the systemd unit's paths."""
+    final = stages()[-1]
+    env = dict(word.partition("=")[::2] for args in final.all("ENV") for word in shlex.split(args))
+    assert env["CREDENTIALS_DIRECTORY"] == "/etc/syncd/credentials"
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "-v /etc/syncd:/etc/syncd:ro" in text
+    readme = (DOCKERFILE.parent / "README.md").read_text(encoding="utf-8")
+    assert "-v /etc/syncd:/etc/syncd:ro" in readme
+    assert "/etc/syncd/syncd.toml:/etc/syncd/syncd.toml" not in readme
 
 
 def test_final_stage_copies_only_the_builders_venv() -> None:

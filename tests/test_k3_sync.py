@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.catalog import build_jobs
 from syncd.cli import main
 from syncd.db.pool import Database
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.runtime import build_jobs
 from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
 from syncd.simulators.common import Running, serve
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls

@@ -104,7 +104,8 @@ async def test_subscription_re_registers_when_url_or_secret_changes(
 async def test_subscriptions_cli_register_show_delete(
         sim: tuple[neosim.NeoLockSim, Running], make_settings: Callable[..., Settings],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`syncd subscriptions register|show|delete` manage the subscription; show hides the secret."""
+    """`syncd subscriptions register|show|delete` manage the subscription; show hides the secret;
+    delete needs --yes when there is no terminal to confirm on."""
     state, running = sim
     settings = make_settings()
     assert settings.database.url is not None
@@ -126,7 +127,10 @@ password = "{state.password}"
     out = capsys.readouterr().out
     assert "https://hooks.example.com/hooks/neolock/" in out and "registered" in out
     assert secret not in out
-    assert await asyncio.to_thread(main, ["--config", str(cfg), "subscriptions", "delete"]) == 0
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "subscriptions", "delete"]) == 1
+    assert state.subscription is not None  # not confirmed: nothing deleted
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "subscriptions", "delete",
+                                          "--yes"]) == 0
     assert state.subscription is None
 
 

@@ -16,7 +16,8 @@ from syncd.simulators.common import serve
 
 async def test_add_update_delete_a_terminal(db: Database, make_settings: Callable[..., Settings],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """add registers, update changes alias and area, delete removes; each logged by the operator."""
+    """add registers, update changes alias and area, delete (once confirmed) removes; each logged
+    by the operator."""
     sim = biosim.BioTimeSim(seed=2, terminals=2, unknown=0, timezone="UTC")
     async with serve(biosim.create_app(sim), prefix=biosim.BASE_PATH) as running:
         settings = make_settings(biotime={"base_url": running.url, "username": sim.username,
@@ -34,7 +35,8 @@ async def test_add_update_delete_a_terminal(db: Database, make_settings: Callabl
         assert (made.alias, made.ip_address, made.area_id) == ("Side door", "10.0.0.9", 4)
         assert await cli("update", "NOSUCH", "--alias", "x") == 1
         assert await cli("add", "NEW123", "--alias", "Dup", "--ip", "10.0.0.1") == 1
-        assert await cli("delete", "NEW123") == 0
+        assert await cli("delete", "NEW123") == 1  # not confirmed (no terminal): nothing deleted
+        assert await cli("delete", "NEW123", "--yes") == 0
         assert all(t.sn != "NEW123" for t in sim.terminals.values())
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT actor, action, outcome, detail FROM ops.remediation_log"

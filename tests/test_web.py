@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import syncd
 from syncd.app import create_app
 from syncd.settings import Settings
-from syncd.web import openapi
+from syncd.web import keys, openapi
 from tests.conftest import pg_ctl, pg_start
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
@@ -43,6 +46,29 @@ async def test_metrics_are_prometheus_text(client: TestClient[web.Request, web.A
     assert 'syncd_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
 
 
+async def test_metrics_describe_build_backlog_last_success_without_created_series(
+        client: TestClient[web.Request, web.Application]) -> None:
+    """/metrics has build info, inbox backlog and age, per-job last success; no `_created` series."""
+    db = client.app[keys.DB]
+    async with db.connection() as conn:
+        await conn.execute("INSERT INTO ops.sync_runs (job, status, runner, started_at, finished_at)"
+                           " VALUES ('neolock-devices', 'ok', 't', now(), "
+                           "'2026-01-01T00:00:00Z')")
+        await conn.execute("INSERT INTO ops.inbox (source, dedupe_key, event_type, subject, "
+                           "body, received_at) VALUES ('neolock', 'k1', 'x', 's', '{}', "
+                           "now() - interval '90 seconds')")
+    await client.get("/healthz")
+    text = await (await client.get("/metrics")).text()
+    assert f'syncd_build_info{{python="{platform.python_version()}",version="{syncd.__version__}"}}' \
+        ' 1.0' in text
+    assert "syncd_inbox_pending_events 1.0" in text
+    age = float(text.split("\nsyncd_inbox_oldest_pending_age_seconds ")[1].split()[0])
+    assert 90 <= age < 3600
+    assert 'syncd_job_last_success_timestamp_seconds{job="neolock-devices"} 1.7672256e+09' in text
+    assert "syncd_http_request_duration_seconds_bucket" in text
+    assert "_created" not in text
+
+
 async def test_status_lists_jobs_and_their_last_runs(
         client: TestClient[web.Request, web.Application]) -> None:
     """/api/v1/status names every job with its interval and latest run."""
@@ -63,6 +89,64 @@ async def test_openapi_documents_every_route(client: TestClient[web.Request, web
                and r.method.lower() not in doc["paths"].get(r.resource.canonical, {})]
     assert missing == []
     assert {"/healthz", "/readyz", "/metrics", "/api/v1/status", "/openapi.json"} <= set(doc["paths"])
+
+
+def _conforms(value: Any, schema: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
+    """Where `value` breaks `schema` (required keys, types, enums, nested refs): a small checker."""
+    if "$ref" in schema:
+        schema = schemas[str(schema["$ref"]).rsplit("/", 1)[-1]]
+    kinds = schema.get("type")
+    types: dict[str, Any] = {"object": dict, "array": list, "string": str, "integer": int,
+                             "number": (int, float), "boolean": bool, "null": type(None)}
+    if kinds is not None:
+        allowed = kinds if isinstance(kinds, list) else [kinds]
+        if not isinstance(value, tuple(types[k] for k in allowed)):
+            return [f"{value!r} is not {kinds}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{value!r} not in {schema['enum']}"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                problems.append(f"missing {key}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                problems += _conforms(value[key], sub, schemas)
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            problems += _conforms(item, schema["items"], schemas)
+    return problems
+
+
+async def test_openapi_has_operation_ids_request_id_and_a_schema_for_every_response(
+        client: TestClient[web.Request, web.Application]) -> None:
+    """Each operation: a unique operationId, the X-Request-ID header, typed content per response;
+    the live status, readiness and error bodies conform to their schemas."""
+    doc = await (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    operations = [op for methods in doc["paths"].values() for op in methods.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(ids)
+    for op in operations:
+        assert any(p["name"] == "X-Request-ID" and p["in"] == "header" for p in op["parameters"])
+        for code, response in op["responses"].items():
+            assert "X-Request-ID" in response["headers"]
+            (_ctype, media), = response["content"].items()
+            assert media["schema"], (op["operationId"], code)
+            if int(code) >= 400:
+                assert media["schema"] == {"$ref": "#/components/schemas/Error"} or \
+                    op["operationId"] == "readyz"
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4"]
+    status_schema = doc["paths"]["/api/v1/status"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]
+    body = await (await client.get("/api/v1/status")).json()
+    assert _conforms(body, status_schema, schemas) == []
+    ready = await (await client.get("/readyz")).json()
+    assert _conforms(ready, {"$ref": "#/components/schemas/Readiness"}, schemas) == []
+    error = await (await client.get("/no-such-route")).json()
+    assert _conforms(error, {"$ref": "#/components/schemas/Error"}, schemas) == []
+    assert _conforms({"error": 1}, {"$ref": "#/components/schemas/Error"}, schemas) != []
 
 
 def test_openapi_omits_undocumented_handlers() -> None:

@@ -26,9 +26,9 @@ from syncd.db import alerts as queue
 from syncd.db import drift
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
+from syncd.metrics import Metrics
 from syncd.settings import AlertSettings
 from syncd.vendors.http import RetryPolicy, parse_retry_after
-from syncd.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 GAUGE_EVERY = 15.0  # seconds between refreshes of the drift and delivery gauges

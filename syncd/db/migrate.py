@@ -7,6 +7,7 @@ migration's SHA-256 is recorded; if a file changes after it was applied, syncd r
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import itertools
 import re
@@ -96,6 +97,27 @@ async def pending(db: Database) -> list[Migration]:
     async with db.connection() as conn:
         with translate():
             return _check(discover(), await _applied(conn))
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationState:
+    """One shipped migration and when it was applied (None: pending)."""
+
+    migration: Migration
+    applied_at: dt.datetime | None
+
+
+async def status(db: Database) -> list[MigrationState]:
+    """Every shipped migration with when it was applied (raises if an applied one was edited)."""
+    async with db.connection() as conn:
+        with translate():
+            migrations = discover()
+            _check(migrations, await _applied(conn))
+            rows = [] if not await conn.fetchval(
+                "SELECT to_regclass('ops.schema_migrations') IS NOT NULL") else await conn.fetch(
+                "SELECT version, applied_at FROM ops.schema_migrations")
+    when = {r["version"]: r["applied_at"] for r in rows}
+    return [MigrationState(m, when.get(m.version)) for m in migrations]
 
 
 async def migrate(db: Database) -> list[str]:

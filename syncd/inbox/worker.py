@@ -17,9 +17,9 @@ from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.inbox.parse import ParsedEvent, parse_event
+from syncd.metrics import Metrics
 from syncd.sync import neolock
 from syncd.vendors.neolock.client import NeoLockClient
-from syncd.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from syncd.db import ops
 from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
-from syncd.web.metrics import Metrics
+from syncd.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

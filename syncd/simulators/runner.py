@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import aiohttp
+from aiohttp import web
+
 from . import biotime, codelocks, knoxguard, neolock
 from .biotime import BioTimeSim
 from .codelocks import CodelocksSim
@@ -49,21 +52,29 @@ class Simulators:
 
 @contextlib.asynccontextmanager
 async def run_all(*, seed: int = 0, devices: int = 20, locks: int = 10, terminals: int = 10,
-                  host: str = "127.0.0.1") -> AsyncIterator[Simulators]:
-    """Serve NeoLock, Knox Guard, Codelocks and BioTime simulators on free ports of `host`."""
+                  host: str = "127.0.0.1", port_base: int = 0) -> AsyncIterator[Simulators]:
+    """Serve NeoLock, Knox Guard, Codelocks and BioTime simulators on `host`.
+
+    Ports: free ones, or port_base, +1, +2, +3 in that order when port_base is given.
+    """
     neo = NeoLockSim(seed=seed, devices=devices)
     knox = KnoxGuardSim(seed=seed, devices=devices)
     locks_sim = CodelocksSim(seed=seed, locks=locks)
     bio = BioTimeSim(seed=seed, terminals=terminals)
+
+    def port(offset: int) -> int:
+        return port_base + offset if port_base else 0
+
     async with contextlib.AsyncExitStack() as stack:
         neo_run = await stack.enter_async_context(
-            serve(neolock.create_app(neo), host=host, prefix=neolock.BASE_PATH))
+            serve(neolock.create_app(neo), host=host, port=port(0), prefix=neolock.BASE_PATH))
         knox_run = await stack.enter_async_context(
-            serve(knoxguard.create_app(knox), host=host, prefix=knoxguard.BASE_PATH))
+            serve(knoxguard.create_app(knox), host=host, port=port(1), prefix=knoxguard.BASE_PATH))
         locks_run = await stack.enter_async_context(
-            serve(codelocks.create_app(locks_sim), host=host, prefix=codelocks.BASE_PATH))
+            serve(codelocks.create_app(locks_sim), host=host, port=port(2),
+                  prefix=codelocks.BASE_PATH))
         bio_run = await stack.enter_async_context(
-            serve(biotime.create_app(bio), host=host, prefix=biotime.BASE_PATH))
+            serve(biotime.create_app(bio), host=host, port=port(3), prefix=biotime.BASE_PATH))
         yield Simulators(neolock=Served(neo_run, neo), knoxguard=Served(knox_run, knox),
                          codelocks=Served(locks_run, locks_sim), biotime=Served(bio_run, bio))
 
@@ -73,8 +84,11 @@ def _toml(value: str | list[str]) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def config_toml(sims: Simulators) -> str:
-    """A syncd configuration snippet pointing every vendor section at the simulators."""
+def config_toml(sims: Simulators, *, syncd_port: int = 8080, data_dir: str = ".syncd-sim") -> str:
+    """A syncd configuration that works as pasted: every vendor section at the simulators, a
+    data_dir, the public URL the NeoLock simulator pushes to, BioTime's zone (Asia/Tashkent)."""
+    head = (f"data_dir = {_toml(data_dir)}\n\n[server]\nport = {syncd_port}\n"
+            f"public_url = {_toml(f'http://127.0.0.1:{syncd_port}')}\n\n")
     sections: dict[str, dict[str, str | list[str]]] = {
         "neolock": {"base_url": sims.neolock.url, "login": sims.neolock.sim.login,
                     "password": sims.neolock.sim.password},
@@ -83,14 +97,14 @@ def config_toml(sims: Simulators) -> str:
                       "access_keys": list(sims.codelocks.sim.access_keys),
                       "plan": sims.codelocks.sim.plan},
         "biotime": {"base_url": sims.biotime.url, "username": sims.biotime.sim.username,
-                    "password": sims.biotime.sim.password},
+                    "password": sims.biotime.sim.password, "timezone": sims.biotime.sim.timezone},
     }
-    return "\n".join(
+    return head + "\n".join(
         f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in keys.items())
         for name, keys in sections.items())
 
 
-def describe(sims: Simulators) -> str:
+def describe(sims: Simulators, *, syncd_port: int = 8080, control: str | None = None) -> str:
     """Human-readable lines: each simulator's URL and (fake) credentials, then the config snippet."""
     c, b = sims.codelocks.sim, sims.biotime.sim
     lines = [
@@ -101,8 +115,12 @@ def describe(sims: Simulators) -> str:
         f"access_keys={','.join(c.access_keys)} plan={c.plan!r}",
         f"biotime    {sims.biotime.url}  username={b.username} password={b.password}",
         "",
-        "# syncd configuration for these simulators (fake credentials):",
-        config_toml(sims),
+        *([f"control    {control}  (make NeoLock push: syncd simulate push --control {control})"]
+          if control else []),
+        "",
+        "# syncd configuration for these simulators (fake credentials); save it as sim.toml and",
+        "# run `syncd run --config sim.toml`: it subscribes, so NeoLock pushes reach it.",
+        config_toml(sims, syncd_port=syncd_port),
     ]
     return "\n".join(lines)
 
@@ -128,10 +146,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the simulated fleets (default 0)")
     parser.add_argument("--host", default="127.0.0.1", metavar="H",
                         help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port-base", type=int, default=0, metavar="P",
+                        help="fixed ports: NeoLock P, Knox Guard P+1, Codelocks P+2, BioTime P+3, "
+                        "control P+4 (default: free ports)")
+    parser.add_argument("--syncd-port", type=int, default=8080, metavar="P",
+                        help="the port syncd will listen on, for the printed public_url "
+                        "(default 8080)")
+    parser.add_argument("action", nargs="?", choices=["serve", "push"], default="serve",
+                        help="serve the simulators (default), or ask running ones to push")
+    parser.add_argument("--count", type=int, default=1, metavar="N",
+                        help="with push: how many NeoLock events to push (default 1)")
+    parser.add_argument("--control", metavar="URL",
+                        help="with push: the control URL `syncd simulate` printed "
+                        "(default: http://127.0.0.1:<port-base+4>)")
+
+
+SIMS = web.AppKey("simulators", Simulators)
+
+
+async def _push(request: web.Request) -> web.Response:
+    """`POST /neolock/push?count=N`: the NeoLock simulator pushes N events to its subscriber."""
+    sim = request.app[SIMS].neolock.sim
+    try:
+        count = int(request.query.get("count", "1"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="count must be an integer") from None
+    if sim.subscription is None:
+        return web.json_response({"error": "no subscription yet: run syncd with the printed "
+                                  "config (it subscribes at start), then push"}, status=409)
+    deliveries = sim.push_many(max(1, min(count, 10_000)))
+    return web.json_response({"queued": len(deliveries), "url": "<subscription>"})
+
+
+def control_app(sims: Simulators) -> web.Application:
+    """The playground's control API (loopback): make the NeoLock simulator push."""
+    app = web.Application()
+    app[SIMS] = sims
+    app.router.add_post("/neolock/push", _push)
+    return app
+
+
+async def push(args: argparse.Namespace) -> int:
+    """`syncd simulate push`: ask running simulators (their control URL) to push events."""
+    control = args.control or (f"http://127.0.0.1:{args.port_base + 4}" if args.port_base else None)
+    if control is None:
+        print("syncd simulate push: give --control URL (printed by `syncd simulate`) or "
+              "--port-base", file=sys.stderr)
+        return 2
+    try:
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{control.rstrip('/')}/neolock/push", params={"count": str(args.count)}) as resp:
+            body = await resp.json()
+    except aiohttp.ClientError as err:
+        print(f"syncd simulate push: cannot reach {control}: {err}", file=sys.stderr)
+        return 1
+    if resp.status != 200:
+        print(f"syncd simulate push: {body.get('error', resp.status)}", file=sys.stderr)
+        return 1
+    print(f"queued {body['queued']} NeoLock push(es)")
+    return 0
 
 
 async def simulate(args: argparse.Namespace) -> int:
     """Run all four simulators until SIGINT/SIGTERM, printing their URLs and a config snippet."""
+    if args.action == "push":
+        return await push(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -139,9 +218,12 @@ async def simulate(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with run_all(seed=args.seed, devices=args.devices, locks=args.locks,
-                           terminals=args.terminals, host=args.host) as sims:
+                           terminals=args.terminals, host=args.host,
+                           port_base=args.port_base) as sims, \
+                serve(control_app(sims), host="127.0.0.1",
+                      port=args.port_base + 4 if args.port_base else 0) as control:
             print(f"Vendor simulators running (seed {args.seed}); Ctrl+C stops them.")
-            print(describe(sims), flush=True)
+            print(describe(sims, syncd_port=args.syncd_port, control=control.url), flush=True)
             with tempfile.TemporaryDirectory(prefix="syncd-sim-") as tmp:
                 print(knox_key_flow(sims.knoxguard.sim, Path(tmp)), flush=True)
                 await stop.wait()

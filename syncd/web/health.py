@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
-import syncd
 from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
-from syncd.status import collect_status
+from syncd.status import collect_status, inbox_backlog, json_default
 from syncd.web import keys, openapi
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
-@openapi.documented("Liveness: the process answers HTTP", {200: "alive"}, tags=["operations"])
+@openapi.documented("Liveness: the process answers HTTP", {200: "alive"}, tags=["operations"],
+                    schemas={200: "Liveness"})
 async def healthz(request: web.Request) -> web.Response:
     """Answer 200 while the process and its event loop are alive."""
     return web.json_response({"status": "ok"})
@@ -26,7 +27,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 @openapi.documented("Readiness: database reachable and migrations current",
                     {200: "ready", 503: "not ready; body says which check failed"},
-                    tags=["operations"])
+                    tags=["operations"], schemas={200: "Readiness", 503: "Readiness"})
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the database answers and every migration is applied, else 503."""
     db = request.app[keys.DB]
@@ -49,21 +50,23 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"])
+@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"],
+                    content_type="text/plain; version=0.0.4")
 async def metrics(request: web.Request) -> web.Response:
-    """Serve the process's Prometheus metrics."""
+    """Serve the process's Prometheus metrics, database-backed gauges refreshed first."""
+    await _refresh(request.app)
     body = request.app[keys.METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 @routes.get("/api/v1/status")
 @openapi.documented("JSON status: jobs, their last runs, health", {200: "status"},
-                    tags=["operations"])
+                    tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
     """Serve jobs, last runs and health as JSON."""
     app = request.app
-    body: dict[str, Any] = {"version": syncd.__version__}
-    body.update(await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule))
+    body = await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule,
+                                neolock_configured=app[keys.SETTINGS].neolock is not None)
     return web.json_response(body, dumps=_dumps)
 
 
@@ -74,7 +77,24 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi.build(request.app))
 
 
-def _dumps(value: Any) -> str:
-    import json
+async def _refresh(app: web.Application) -> None:
+    """Set the gauges that describe the database: backlog, last successes, subscription."""
+    metrics = app[keys.METRICS]
+    db = app[keys.DB]
+    try:
+        backlog = await inbox_backlog(db)
+        latest = await ops.latest_runs(db)
+        sub = await ops.get_subscription(db, "neolock")
+    except DatabaseError:
+        return  # syncd_database_up (readiness) says so; the gauges keep their last values
+    metrics.inbox_pending.set(backlog.pending)
+    metrics.inbox_oldest.set(backlog.oldest_seconds or 0.0)
+    for job, run in latest.items():
+        if run.get("last_success_at") is not None:
+            metrics.job_last_success.labels(job=job).set(run["last_success_at"].timestamp())
+    if app[keys.SETTINGS].neolock is not None:
+        metrics.set_subscription("neolock", sub.status if sub else None)
 
-    return json.dumps(value, default=str)
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=json_default)

@@ -68,7 +68,7 @@ INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
     {200: "stored (or a duplicate of a stored event)", 400: "not JSON: kept in quarantine",
      404: "unknown hook secret: nothing stored", 413: "body too large",
      503: "database unavailable: retry (Retry-After)"},
-    tags=["intake"],
+    tags=["intake"], schemas={200: "Stored"},
     parameters=[{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}],
     request_body={"required": True, "content": {"application/json": {"schema": {}}}})
 async def neolock_hook(request: web.Request) -> web.Response:
@@ -82,6 +82,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
+        structlog.contextvars.bind_contextvars(event_id=event.event_id)  # for the access line
         item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type, event.subject, text)
         try:
             new = await app[COMMITTER].submit(item)

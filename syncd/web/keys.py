@@ -1,4 +1,8 @@
-"""Typed application keys: every shared resource lives under one of these."""
+"""Typed application keys of the resources the composition root (`syncd/app.py`) opens.
+
+A key private to one module lives next to its owner instead: `web.intake` (hook secrets, group
+committer, inbox wakeup) and `web.middleware` (requests in flight).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,16 @@ import aiohttp
 from aiohttp import web
 
 from syncd.db.pool import Database
-from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
+from syncd.metrics import Metrics
 from syncd.settings import Settings
-from syncd.web.metrics import Metrics
+from syncd.vendors.neolock.client import NeoLockClient
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 REDACTOR = web.AppKey("redactor", Redactor)
 DB = web.AppKey("db", Database)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-RUNNER = web.AppKey("runner", JobRunner)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+NEOLOCK = web.AppKey("neolock_client", NeoLockClient)  # shared by the inbox worker and the jobs

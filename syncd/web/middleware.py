@@ -85,8 +85,11 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
     """Run the handler with the request id bound; turn every failure into a JSON error.
 
     Logs name the route (/hooks/neolock/{secret}), never the path: a path can carry a secret.
+    One access line per request: at info for vendor pushes (with the `event_id` intake binds),
+    at debug for everything else (probes and scrapes every few seconds would drown the log).
     """
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id, event_id=None):
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -104,4 +107,7 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
             log.exception("http.unhandled", route=route, method=request.method)
             response = error_response(500, "internal error", request_id)
         response.headers["X-Request-ID"] = request_id
+        access = log.info if route.startswith("/hooks/") else log.debug
+        access("http.access", route=route, method=request.method, status=response.status,
+               seconds=round(time.perf_counter() - started, 4))
     return response

@@ -1,4 +1,9 @@
-"""OpenAPI 3.1 document built from the routes themselves: a handler documents itself."""
+"""OpenAPI 3.1 document built from the routes themselves: a handler documents itself.
+
+Every operation gets an operationId (the handler's name), the `X-Request-ID` request and
+response header, and a content type and schema for each response: error statuses use the one
+JSON error body every route answers with.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +16,98 @@ import syncd
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DOC_ATTR = "__openapi__"
+JSON = "application/json"
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object", "required": ["error", "status"],
+        "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
+                       "request_id": {"type": "string"}}},
+    "Liveness": {"type": "object", "required": ["status"],
+                 "properties": {"status": {"const": "ok"}}},
+    "Readiness": {
+        "type": "object", "required": ["status", "checks"],
+        "properties": {"status": {"enum": ["ready", "not ready"]},
+                       "checks": {"type": "object", "required": ["database", "migrations"],
+                                  "additionalProperties": {"type": "string"},
+                                  "description": "each check: 'ok' or why not"}}},
+    "Run": {
+        "type": ["object", "null"],
+        "properties": {"started_at": _TIME, "finished_at": _TIME,
+                       "status": {"enum": ["running", "ok", "failed"]},
+                       "items": {"type": "integer"}, "requests": {"type": "integer"},
+                       "error": {"type": ["string", "null"]}}},
+    "Job": {
+        "type": "object",
+        "required": ["job", "enabled", "interval_seconds", "last_run", "last_success_at",
+                     "next_run_at"],
+        "properties": {"job": {"type": "string"}, "enabled": {"type": "boolean"},
+                       "interval_seconds": {"type": ["number", "null"]},
+                       "last_run": {"$ref": "#/components/schemas/Run"},
+                       "last_success_at": _TIME, "next_run_at": _TIME}},
+    "Status": {
+        "type": "object",
+        "required": ["version", "checked_at", "health", "problems", "jobs", "failing_jobs",
+                     "inbox", "inbox_backlog", "subscriptions"],
+        "properties": {
+            "version": {"type": "string"}, "checked_at": _TIME,
+            "health": {"enum": ["ok", "degraded"]},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "failing_jobs": {"type": "array", "items": {"type": "string"}},
+            "inbox": {"type": "object", "additionalProperties": {"type": "integer"},
+                      "description": "pushed events by status"},
+            "inbox_backlog": {"type": "object", "properties": {
+                "pending": {"type": "integer"},
+                "oldest_pending_seconds": {"type": ["number", "null"]}}},
+            "subscriptions": {"type": "object"}}},
+    "Stored": {"type": "object", "required": ["status"],
+               "properties": {"status": {"enum": ["stored", "duplicate"]}}},
+}
+_REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
+               "description": "a request id to echo (1-64 of A-Z a-z 0-9 . _ -); else one is made",
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}
+_RESPONSE_HEADERS = {"X-Request-ID": {"description": "the request id (echoed or generated)",
+                                      "schema": {"type": "string"}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def documented(summary: str, responses: dict[int, str | dict[str, Any]] | None = None, *,
                tags: list[str] | None = None, request_body: dict[str, Any] | None = None,
-               parameters: list[dict[str, Any]] | None = None) -> Callable[[F], F]:
-    """Attach an OpenAPI operation description to a handler."""
+               parameters: list[dict[str, Any]] | None = None,
+               schemas: dict[int, str] | None = None,
+               content_type: str = JSON) -> Callable[[F], F]:
+    """Attach an OpenAPI operation description to a handler.
+
+    `schemas` names a component schema per status; error statuses default to `Error`, and
+    `content_type` is that of the success responses.
+    """
     def wrap(handler: F) -> F:
+        described: dict[str, Any] = {}
+        for code, text in (responses or {200: "OK"}).items():
+            if not isinstance(text, str):  # a whole OpenAPI response object, with its schemas
+                described[str(code)] = {"headers": _RESPONSE_HEADERS, **text}
+                continue
+            name = (schemas or {}).get(code) or ("Error" if code >= 400 else None)
+            ctype = JSON if code >= 400 or name else content_type
+            described[str(code)] = {
+                "description": text, "headers": _RESPONSE_HEADERS,
+                "content": {ctype: {"schema": _ref(name) if name else
+                                    {"type": "object" if ctype == JSON else "string"}}}}
         operation: dict[str, Any] = {
+            "operationId": handler.__name__,
             "summary": summary,
-            # a response is its description, or a whole OpenAPI response object (with schemas)
-            "responses": {str(code): {"description": text} if isinstance(text, str) else text
-                          for code, text in (responses or {200: "OK"}).items()},
+            "parameters": [*(parameters or []), _REQUEST_ID],
+            "responses": described,
         }
         if tags:
             operation["tags"] = tags
         if request_body:
             operation["requestBody"] = request_body
-        if parameters:
-            operation["parameters"] = parameters
         setattr(handler, _DOC_ATTR, operation)
         return handler
     return wrap
@@ -49,6 +127,8 @@ def build(app: web.Application) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "syncd", "version": syncd.__version__,
-                 "description": "syncd's HTTP interface: health, metrics, status, vendor intake."},
+                 "description": "syncd's HTTP interface: health, metrics, status, vendor intake. "
+                 "Every response carries X-Request-ID; every error is a JSON Error body."},
         "paths": dict(sorted(paths.items())),
+        "components": {"schemas": SCHEMAS},
     }

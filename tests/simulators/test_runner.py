@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
+import socket
 import sys
 import tomllib
+from pathlib import Path
 
 import aiohttp
+import pytest
+from aiohttp import web
 
-from syncd.simulators.runner import Simulators, add_arguments, config_toml, run_all
+from syncd import catalog
+from syncd import settings as config
+from syncd.settings_checks import config_warnings
+from syncd.simulators.common import serve
+from syncd.simulators.runner import (
+    Simulators,
+    add_arguments,
+    config_toml,
+    control_app,
+    push,
+    run_all,
+)
 
 
 async def test_run_all_starts_four_reachable_servers() -> None:
@@ -58,7 +74,63 @@ def assert_config_matches(config: dict[str, dict[str, object]], sims: Simulators
                                    "plan": "Business 1"}
     assert config["biotime"] == {"base_url": sims.biotime.url,
                                  "username": sims.biotime.sim.username,
-                                 "password": sims.biotime.sim.password}
+                                 "password": sims.biotime.sim.password,
+                                 "timezone": "Asia/Tashkent"}
+
+
+async def test_printed_config_loads_as_pasted(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snippet is a whole config: data_dir, the public_url syncd will listen on, every vendor,
+    BioTime's zone; syncd's loader accepts it as it is."""
+    async with run_all(seed=3) as sims:
+        path = tmp_path / "sim.toml"
+        path.write_text(config_toml(sims, syncd_port=8099))
+    monkeypatch.chdir(tmp_path)
+    settings = config.load(path, known_jobs=[spec.name for spec in catalog.JOBS])
+    assert settings.data_dir == Path(".syncd-sim")
+    assert str(settings.server.public_url) == "http://127.0.0.1:8099/"
+    assert settings.server.port == 8099
+    assert settings.biotime is not None and settings.biotime.timezone == "Asia/Tashkent"
+    assert config_warnings(settings) == []
+
+
+def five_free_ports() -> int:
+    """A port P such that P … P+4 could all be bound a moment ago (outside the ephemeral range)."""
+    for base in range(21000, 30000, 50):
+        with contextlib.ExitStack() as stack:
+            try:
+                for offset in range(5):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", base + offset))
+            except OSError:
+                continue
+            return base
+    raise AssertionError("no five consecutive free ports")
+
+
+async def test_port_base_fixes_the_ports_and_push_reaches_the_subscriber() -> None:
+    """--port-base gives fixed ports; `simulate push` through the control API makes NeoLock push."""
+    received: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"status": "stored"})
+
+    subscriber = web.Application()
+    subscriber.router.add_post("/hooks/neolock/s", hook)
+    base = five_free_ports()
+    async with serve(subscriber) as running, \
+            run_all(seed=4, devices=2, port_base=base) as sims, \
+            serve(control_app(sims), port=base + 4):
+        assert [s.url.split(":")[2].split("/")[0] for s in
+                (sims.neolock, sims.knoxguard, sims.codelocks, sims.biotime)] == \
+            [str(base + i) for i in range(4)]
+        args = argparse.Namespace(control=None, port_base=base, count=3)
+        assert await push(args) == 1  # no subscription yet: refused, says why
+        sims.neolock.sim.subscribe(running.url + "/hooks/neolock/s")
+        assert await push(args) == 0
+        await sims.neolock.sim.push.wait_idle()
+    assert len(received) == 3
 
 
 def test_add_arguments_defaults_and_overrides() -> None:

@@ -1,0 +1,174 @@
+"""`syncd check-config [--connect]` and `syncd config show`: configuration that tells the truth."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from syncd import catalog
+from syncd import settings as config
+from syncd.cli_help import SubParsers, add_command
+from syncd.logs import Redactor
+from syncd.settings_checks import config_warnings
+
+
+def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add `check-config` and `config show` to the CLI."""
+    p = add_command(sub, "check-config", "validate the configuration: one line per problem, exit 1",
+                    "syncd check-config --config /etc/syncd/syncd.toml",
+                    "syncd check-config --connect   # also the database and each vendor's login")
+    p.add_argument("--connect", action="store_true",
+                   help="also reach the database and make one cheap authenticated call per "
+                   "vendor in use (never a Codelocks call: those are billed)")
+    p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                   help="per check with --connect (default 15)")
+    p.set_defaults(func=check_config)
+    p = add_command(sub, "config", "show the effective configuration, secrets masked",
+                    "syncd config show", "SYNCD_SERVER__PORT=9000 syncd config show --json")
+    actions = p.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="each key's value and where it came from")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=show_config)
+
+
+def notices(settings: config.Settings, table: catalog.Table = catalog.JOBS) -> list[str]:
+    """Warnings about a valid configuration: unused vendors, planned jobs, missing public_url."""
+    found = config_warnings(settings)
+    for vendor in catalog.unused_vendors(settings, table):
+        found.append(f"[{vendor}] is configured, but nothing in this version uses it yet")
+    by_name = {spec.name: spec for spec in table}
+    for name in settings.jobs:
+        spec = by_name.get(name)
+        if spec is not None and spec.factory is None:
+            found.append(f"[jobs.{name}]: this job is not built in this version yet; "
+                         "the section is ignored")
+    return found
+
+
+async def check_config(args: argparse.Namespace, settings: config.Settings,
+                       redactor: Redactor) -> int:
+    """Print notices and which vendors are in use; with --connect, reach each of them."""
+    for line in notices(settings):
+        print(f"config warning: {line}", file=sys.stderr)
+    used = catalog.used_vendors(settings)
+    print(f"configuration OK; vendors enabled: {', '.join(used) or 'none'}")
+    if not args.connect:
+        return 0
+    failed = 0
+    async for name, problem in _connect_checks(settings, args.timeout):
+        if problem is None:
+            print(f"{name}: ok")
+        elif name in BILLED:
+            print(f"{name}: {problem}")  # a deliberate skip, not a failure
+        else:
+            print(f"{name}: {redactor.scrub(problem)}")
+            failed += 1
+    return 1 if failed else 0
+
+
+# Vendors whose every call is billed (Codelocks Connect): --connect does not call them.
+BILLED = ("codelocks",)
+
+
+async def _connect_checks(settings: config.Settings,
+                          timeout: float) -> AsyncIterator[tuple[str, str | None]]:
+    from syncd.errors import SyncdError
+    from syncd.runtime import open_database, open_http
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with open_database(settings, apply_migrations=False, wait=timeout) as db:
+                await db.ping(timeout=timeout)
+        yield "database", None
+    except (TimeoutError, SyncdError) as err:
+        yield "database", f"unreachable: {err or 'timed out'}"
+    async with open_http() as http:
+        for vendor in catalog.used_vendors(settings):
+            if vendor in BILLED:
+                yield vendor, "not called: its calls are billed against the quota " \
+                    "(`syncd quota` shows the ledger)"
+                continue
+            try:
+                async with asyncio.timeout(timeout):
+                    await _vendor_call(settings, vendor, http)
+                yield vendor, None
+            except TimeoutError:
+                yield vendor, f"no answer within {timeout:g}s"
+            except SyncdError as err:
+                yield vendor, str(err)
+
+
+async def _vendor_call(settings: config.Settings, vendor: str, http: Any) -> None:
+    """One cheap authenticated call to `vendor`."""
+    from syncd.errors import SyncdError
+
+    if vendor == "neolock" and settings.neolock is not None:
+        from syncd.sync.neolock import neolock_client
+
+        await neolock_client(settings.neolock, http).token()
+    elif vendor == "knoxguard" and settings.knoxguard is not None:
+        from syncd.sync.knoxguard import knoxguard_client
+
+        await knoxguard_client(settings.knoxguard, http).authorization()
+    elif vendor == "biotime" and settings.biotime is not None:
+        from syncd.sync.biotime import biotime_client
+
+        async for _ in biotime_client(settings.biotime, http).iter_terminals():
+            break  # the first page proves the login and the API
+    else:
+        raise SyncdError(f"no connection check for {vendor} in this version")
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict) and (value or not prefix):  # lists (alerts.hooks) are values
+        for key, item in value.items():
+            yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def origins(path: str | None) -> dict[str, str]:
+    """Dotted key → where its value came from: an environment variable or the TOML file."""
+    source, data = config.read_toml(path)
+    found: dict[str, str] = {}
+    for key, _ in _flatten(data):
+        name = key[: -len("_file")] if key.endswith("_file") else key
+        found[name] = f"file {source}" + (f" ({key.rsplit('.', 1)[-1]})" if name != key else "")
+    for var in config.syncd_environ():
+        where = config.env_path(var)
+        if isinstance(where, tuple):
+            dotted = ".".join(where)
+            base = dotted[: -len("_file")] if dotted.endswith("_file") else dotted
+            found[base] = f"env {var}"
+    return found
+
+
+def effective(settings: config.Settings, path: str | None) -> list[dict[str, Any]]:
+    """Every key with its value (secrets masked) and origin."""
+    known = origins(path)
+    rows = []
+    for key, value in _flatten(settings.model_dump(mode="json")):
+        origin = known.get(key) or next((o for k, o in known.items() if key.startswith(k + ".")),
+                                        "default")
+        rows.append({"key": key, "value": value, "origin": origin})
+    return rows
+
+
+async def show_config(args: argparse.Namespace, settings: config.Settings,
+                      redactor: Redactor) -> int:
+    """Print `key = value  # origin` for every key (or JSON); secrets as `**********`."""
+    rows = effective(settings, args.config)
+    for row in rows:
+        row["value"] = redactor.scrub(row["value"])  # a secret inside a URL, say
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(f"{r['key']} = {json.dumps(r['value'])}") for r in rows)
+    for row in rows:
+        text = f"{row['key']} = {json.dumps(row['value'])}"
+        print(f"{text:<{width}}  # {row['origin']}")
+    return 0

@@ -1,0 +1,228 @@
+"""`syncd sync`, `syncd status` and `syncd subscriptions`: jobs and their health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from syncd import catalog
+from syncd import settings as config
+from syncd.cli_help import SubParsers, add_command
+from syncd.logs import Redactor
+from syncd.status import Health, json_default
+
+
+def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add `sync`, `status` and `subscriptions` to the CLI."""
+    p = add_command(sub, "sync", "run pull jobs now and exit",
+                    "syncd sync all --once", "syncd sync neolock-uploads biotime-terminals --once")
+    p.add_argument("jobs", nargs="+", metavar="JOB",
+                   help="job names, or 'all' for every enabled job; known: "
+                   + ", ".join(catalog.built()))
+    p.add_argument("--once", action="store_true", help="run once and exit (required)")
+    p.set_defaults(func=sync)
+    p = add_command(sub, "status", "jobs, last runs, health; exit 0 ok, 1 degraded, 2 down",
+                    "syncd status", "syncd status --json --timeout 5 | jq .health")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="give up on the database after this long: exit 2 (default 10)")
+    p.set_defaults(func=status)
+    p = add_command(sub, "subscriptions", "manage the NeoLock webhook subscription",
+                    "syncd subscriptions show", "syncd subscriptions register --force",
+                    "syncd subscriptions delete --dry-run")
+    p.add_argument("action", choices=["register", "show", "delete"])
+    p.add_argument("--force", action="store_true", help="register even if current")
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.add_argument("--dry-run", action="store_true", help="say what delete would do, do nothing")
+    p.set_defaults(func=subscriptions)
+
+
+def select_jobs(requested: list[str], settings: config.Settings,
+                table: catalog.Table = catalog.JOBS) -> tuple[list[str], list[str]]:
+    """The jobs to run for `requested` (with `all` = every enabled job), and problems."""
+    schedule = catalog.schedule(settings, table)
+    by_name = {spec.name: spec for spec in table}
+    enabled = [name for name, interval in schedule.items() if interval is not None]
+    disabled = [name for name, interval in schedule.items() if interval is None]
+    names: list[str] = []
+    problems: list[str] = []
+    for name in requested:
+        spec = by_name.get(name)
+        if name == "all":
+            names += [n for n in enabled if n not in names]
+        elif spec is None:
+            problems.append(f"{name}: unknown job; enabled: {', '.join(enabled) or 'none'}"
+                            + (f"; disabled: {', '.join(disabled)}" if disabled else ""))
+        elif spec.factory is None:
+            problems.append(f"{name}: not built in syncd {_version()} yet")
+        elif name not in schedule:
+            problems.append(f"{name}: needs a [{spec.section}] section, which is not configured")
+        elif name not in names:
+            names.append(name)  # named explicitly: runs even if disabled for the scheduler
+    return names, problems
+
+
+def _version() -> str:
+    import syncd
+
+    return syncd.__version__
+
+
+async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
+    """Run the named jobs once; a line per finished job on stdout; exit 1 if any failed."""
+    from syncd.jobs.runner import JobRunner, Outcome
+    from syncd.progress import Terminal
+    from syncd.runtime import open_database, open_http
+
+    if not args.once:
+        print("syncd sync: only --once is supported (the daemon schedules jobs)", file=sys.stderr)
+        return 2
+    names, problems = select_jobs(args.jobs, settings)
+    for line in problems:
+        print(f"syncd sync: {line}", file=sys.stderr)
+    if problems:
+        return 2
+    terminal: Terminal = getattr(args, "terminal", None) or Terminal(sys.stderr)
+    failed = 0
+    async with open_database(settings) as db, open_http() as http:
+        jobs = catalog.build_jobs(settings, db, http, once=True)
+        runner = JobRunner(db, scrub=redactor.scrub)
+        for name in names:
+            with terminal.task(name) as bar:
+                result = await runner.run(jobs[name], on_progress=bar.update)
+            line = f"{name}: {result.outcome.value} items={result.items} " \
+                   f"requests={result.requests} {result.seconds:.2f}s"
+            if result.error:
+                line += f" error={result.error}"
+            print(line, flush=True)  # one line per finished job, on stdout
+            failed += result.outcome is Outcome.FAILED
+    return 1 if failed else 0
+
+
+async def status(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
+    """Print the status; exit 0 ok, 1 degraded, 2 down (database unreachable in --timeout)."""
+    from syncd.db import migrate as migrations
+    from syncd.errors import DatabaseError
+    from syncd.runtime import open_database
+    from syncd.status import collect_status
+
+    body: dict[str, Any]
+    try:
+        async with asyncio.timeout(args.timeout):
+            async with open_database(settings, wait=args.timeout, apply_migrations=False) as db:
+                pending = [m.name for m in await migrations.pending(db)]
+                if len(pending) == len(migrations.discover()):
+                    raise DatabaseError("no syncd schema yet: run `syncd migrate` (or `syncd run`)")
+                body = await collect_status(db, catalog.schedule(settings),
+                                            neolock_configured=settings.neolock is not None)
+                if settings.codelocks is not None:  # from the ledger: no vendor call
+                    body["codelocks_quota"] = await _quota(db, settings.codelocks)
+                if pending:
+                    body["problems"].append(f"{len(pending)} migration(s) pending: "
+                                            + ", ".join(pending))
+                    body["health"] = "degraded"
+    except (TimeoutError, DatabaseError) as err:
+        reason = f"database unreachable within {args.timeout:g}s" \
+            if isinstance(err, TimeoutError) else f"database unavailable: {redactor.scrub(str(err))}"
+        if args.json:
+            print(json.dumps({"version": _version(), "health": "down", "problems": [reason]}))
+        else:
+            print(f"health: down ({reason})")
+        return int(Health.DOWN)
+    if args.json:
+        print(json.dumps(body, default=json_default, indent=2))
+    else:
+        _print_status(body)
+    return int(Health[body["health"].upper()])
+
+
+async def _quota(db: Any, codelocks: config.CodelocksSettings) -> dict[str, Any]:
+    from syncd.cli_quota import quota_of
+    from syncd.runtime import open_http
+
+    async with open_http() as http:  # K3Context wants one; the quota status sends nothing
+        return await quota_of(db, codelocks, http)
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _print_status(body: dict[str, Any]) -> None:
+    print(f"syncd {body['version']}: {body['health']}"
+          + "".join(f"\n  - {p}" for p in body["problems"]))
+    print(f"\n{'JOB':<21} {'EVERY':>6} {'LAST RUN':<25} {'STATUS':<8} {'ITEMS':>6} "
+          f"{'LAST SUCCESS':<25} {'NEXT RUN':<25} ERROR")
+    for job in body["jobs"]:
+        run = job["last_run"] or {}
+        every = f"{job['interval_seconds']:.0f}s" if job["interval_seconds"] else "off"
+        print(f"{job['job']:<21} {every:>6} {_when(run.get('started_at')):<25} "
+              f"{run.get('status', '-'):<8} {run.get('items', 0):>6} "
+              f"{_when(job['last_success_at']):<25} {_when(job['next_run_at']):<25} "
+              f"{run.get('error') or ''}")
+    inbox = ", ".join(f"{k} {v}" for k, v in sorted(body["inbox"].items())) or "empty"
+    oldest = body["inbox_backlog"]["oldest_pending_seconds"]
+    print(f"\ninbox: {inbox}" + (f" (oldest pending {oldest:.0f}s)" if oldest else ""))
+    sub = body["subscriptions"]["neolock"]
+    print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked "
+                                      f"{_when(sub['checked_at'])})" if sub else "none"))
+    if "codelocks_quota" in body:
+        from syncd.sync.k3_status import format_quota
+
+        print("\n" + "\n".join(format_quota(body["codelocks_quota"])))
+    print("open drift: " + (", ".join(f"{k} {v}" for k, v in body["drift_open"].items())
+                            or "none"))
+    print("alert deliveries: " + (", ".join(f"{k} {v}" for k, v in
+                                            body["alert_deliveries"].items()) or "none"))
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    answer = input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def subscriptions(args: argparse.Namespace, settings: config.Settings,
+                        redactor: Redactor) -> int:
+    """register/show/delete the NeoLock subscription; delete asks first (or --yes/--dry-run)."""
+    from syncd.db import ops
+    from syncd.runtime import open_database, open_http
+    from syncd.sync import subscription
+    from syncd.sync.neolock import neolock_client
+
+    if settings.neolock is None:
+        print("syncd subscriptions: no [neolock] section is configured", file=sys.stderr)
+        return 1
+    if args.action == "delete" and args.dry_run:
+        print("dry run: would delete the NeoLock webhook subscription at the vendor; "
+              "NeoLock would stop pushing events until `syncd subscriptions register`")
+        return 0
+    if args.action == "delete" and not args.yes and not _confirm(
+            "Delete the NeoLock webhook subscription (pushes stop)?"):
+        print("syncd subscriptions: not deleted (confirm, or pass --yes)", file=sys.stderr)
+        return 1
+    async with open_database(settings) as db, open_http() as http:
+        client = neolock_client(settings.neolock, http)
+        if args.action == "register":
+            state = await subscription.ensure(db, client, settings, force=args.force)
+            if state.action == "skipped":
+                print(f"not registered: {state.reason}", file=sys.stderr)
+                return 1
+            print(f"{state.action}: {state.public_url}<secret>")
+        elif args.action == "delete":
+            await subscription.delete(db, client)
+            print("deleted")
+        row = await ops.get_subscription(db, subscription.PROVIDER)
+    if args.action == "show":
+        if row is None:
+            print("no subscription registered by syncd")
+            return 1
+        print(f"url:           {row.public_url}<secret>\nstatus:        {row.status}\n"
+              f"secret:        {row.secret_source}\nregistered at: {_when(row.registered_at)}\n"
+              f"checked at:    {_when(row.checked_at)}" +
+              (f"\nlast error:    {row.last_error}" if row.last_error else ""))
+    return 0

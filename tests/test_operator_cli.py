@@ -1,0 +1,225 @@
+"""The CLI as an operator meets it: streams, exit codes, job selection, config that tells the truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from syncd import catalog
+from syncd import settings as config
+from syncd.cli import main
+from syncd.cli_config import notices
+from syncd.cli_jobs import select_jobs
+from syncd.errors import ConfigError
+from syncd.settings import Settings
+
+# The registry as it was before Codelocks landed: the K3 jobs named, not built.
+PLANNED_K3 = tuple(dataclasses.replace(spec, factory=None) if spec.section == "codelocks" else spec
+                   for spec in catalog.JOBS)
+
+
+def cli(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m syncd …` in a subprocess, with no SYNCD_* variable but those in `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "syncd", *argv], capture_output=True, text=True,
+                          env=clean, cwd=cwd, timeout=timeout, check=False)
+
+
+def db_config(tmp_path: Path, dsn: str, extra: str = "") -> Path:
+    """A config file for the test database."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{dsn}"\n{extra}')
+    return path
+
+
+def test_status_json_is_alone_on_stdout_and_logs_go_to_stderr(db_dsn: str, tmp_path: Path) -> None:
+    """Data on stdout, logs on stderr: `sync` at info level and `status --json` stay parseable."""
+    cfg = db_config(tmp_path, db_dsn)
+    synced = cli("sync", "housekeeping", "--once", "--config", str(cfg), "--log-level", "info")
+    assert synced.returncode == 0
+    assert synced.stdout.startswith("housekeeping: ok items=0") and synced.stdout.count("\n") == 1
+    assert '"event": "job.run"' in synced.stderr and '"status": "ok"' in synced.stderr
+    proc = cli("status", "--json", "--config", str(cfg), "--log-level", "debug")
+    body = json.loads(proc.stdout)  # nothing but the JSON document on stdout
+    assert body["version"] and body["health"] == "ok" and proc.returncode == 0
+    assert body["checked_at"].endswith("+00:00")  # ISO 8601 with its zone
+    assert body["jobs"][0]["last_success_at"].endswith("+00:00")
+
+
+def test_quiet_leaves_only_errors_on_stderr(db_dsn: str, tmp_path: Path) -> None:
+    """--quiet (after the subcommand) drops the info lines --log-level info would print."""
+    cfg = db_config(tmp_path, db_dsn)
+    proc = cli("sync", "housekeeping", "--once", "--log-level", "info", "--quiet",
+               "--config", str(cfg))
+    assert proc.returncode == 0 and proc.stdout.startswith("housekeeping: ok")
+    assert proc.stderr == ""
+
+
+def test_status_exit_codes_ok_degraded_down(db_dsn: str, tmp_path: Path) -> None:
+    """status exits 0 when healthy, 1 when an enabled job's last run failed, 2 when no database."""
+    cfg = db_config(tmp_path, db_dsn)
+    assert cli("status", "--config", str(cfg)).returncode == 0
+    import asyncio
+
+    import asyncpg
+
+    async def fail_a_run() -> None:
+        conn = await asyncpg.connect(db_dsn)
+        await conn.execute("INSERT INTO ops.sync_runs (job, status, runner, finished_at, error) "
+                           "VALUES ('housekeeping', 'failed', 't', now(), 'boom')")
+        await conn.close()
+
+    asyncio.run(fail_a_run())
+    degraded = cli("status", "--json", "--config", str(cfg))
+    assert degraded.returncode == 1
+    assert json.loads(degraded.stdout)["problems"] == ["job housekeeping failing"]
+    down_cfg = db_config(tmp_path, "postgresql://nobody@127.0.0.1:9/none")
+    down = cli("status", "--json", "--timeout", "1", "--config", str(down_cfg))
+    assert down.returncode == 2
+    assert json.loads(down.stdout)["health"] == "down"
+
+
+def test_sync_all_skips_disabled_jobs_and_names_them_apart(make_settings: Callable[..., Settings]
+                                                           ) -> None:
+    """`sync all` selects enabled jobs only; an unknown name lists enabled and disabled jobs apart."""
+    settings = make_settings(
+        neolock={"base_url": "https://x/api", "login": "l", "password": "pw-long-enough"},
+        jobs={"housekeeping": {"enabled": False}, "neolock-devices": {"enabled": False}},
+        reconcile={"mode": "off"})
+    names, problems = select_jobs(["all"], settings)
+    assert names == ["neolock-subscription", "neolock-uploads"] and problems == []
+    _, problems = select_jobs(["nope"], settings)
+    assert problems == ["nope: unknown job; enabled: neolock-subscription, neolock-uploads; "
+                        "disabled: housekeeping, neolock-devices"]
+    _, problems = select_jobs(["k3-locks", "biotime-terminals"], settings, PLANNED_K3)
+    assert problems == ["k3-locks: not built in syncd 0.1.0 yet",
+                        "biotime-terminals: needs a [biotime] section, which is not configured"]
+    assert select_jobs(["neolock-devices"], settings) == (["neolock-devices"], [])
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An env typo, an unknown job, an unreadable secret file and a bad value come out together."""
+    monkeypatch.setenv("SYNCD_SERVR__PORT", "9000")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nport = -1\n[jobs.neolock-uplods]\nenabled = false\n'
+                    '[neolock]\nbase_url = "nope"\nlogin = "l"\npassword_file = "neolock_password"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(path, known_jobs=[spec.name for spec in catalog.JOBS])
+    problems = info.value.problems
+    assert any(p.startswith("SYNCD_SERVR__PORT: unknown setting") and "'server'" in p
+               for p in problems)
+    assert any(p.startswith("jobs.neolock-uplods: unknown job") for p in problems)
+    assert any(p.startswith("neolock.password: password_file: cannot read")
+               and "$CREDENTIALS_DIRECTORY is unset" in p for p in problems)
+    assert any(p.startswith("neolock.base_url:") for p in problems)
+    assert any(p.startswith("server.port:") for p in problems)
+    assert len(problems) == 5
+
+
+def test_a_planned_job_section_is_a_warning_and_unused_vendors_are_not_enabled(
+        tmp_path: Path) -> None:
+    """With K3 jobs only planned (a registry entry without factory), [jobs.k3-locks] loads with a
+    warning and [codelocks] counts as configured, not enabled; built, check-config says enabled."""
+    path = tmp_path / "c.toml"
+    path.write_text('[jobs.k3-locks]\ninterval_seconds = 600\n[codelocks]\n'
+                    'base_url = "https://api-connect.codelocks.io"\napi_key = "key-1234"\n'
+                    'access_keys = ["ak-1234"]\n')
+    settings = config.load(path, known_jobs=[spec.name for spec in PLANNED_K3])
+    assert catalog.used_vendors(settings, PLANNED_K3) == []
+    assert notices(settings, PLANNED_K3) == [
+        "[codelocks] is configured, but nothing in this version uses it yet",
+        "[jobs.k3-locks]: this job is not built in this version yet; the section is ignored"]
+    assert "k3-locks" not in catalog.schedule(settings, PLANNED_K3)
+    proc = cli("check-config", "--config", str(path))  # the real table: K3 jobs are built
+    assert proc.returncode == 0, proc.stderr
+    assert "vendors enabled: codelocks" in proc.stdout and "warning" not in proc.stderr
+
+
+def test_no_configuration_at_all_creates_nothing(tmp_path: Path) -> None:
+    """Without any config, a command refuses (exit 1, one line) and creates no ./.syncd."""
+    proc = cli("status", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".syncd").exists()
+
+
+def test_config_show_masks_secrets_and_names_origins(tmp_path: Path) -> None:
+    """config show prints each key with where it came from; secret values never appear."""
+    path = tmp_path / "c.toml"
+    path.write_text('[neolock]\nbase_url = "https://x/api"\nlogin = "shop"\n'
+                    'password = "very-secret-password"\n')
+    proc = cli("config", "show", "--config", str(path),
+               env={"SYNCD_SERVER__PORT": "9001", "SYNCD_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("server.port = 9001") and "# env SYNCD_SERVER__PORT" in line
+               for line in lines)
+    assert any(line.startswith('neolock.login = "shop"') and f"# file {path}" in line
+               for line in lines)
+    assert any(line.startswith("server.host =") and "# default" in line for line in lines)
+    assert "very-secret-password" not in proc.stdout + proc.stderr
+    assert any(line.startswith('neolock.password = "**********"') for line in lines)
+
+
+def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
+    """`python -m syncd check-config --config FILE` works (option after the subcommand)."""
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 8089\n")
+    proc = cli("check-config", "--config", str(path))
+    assert proc.returncode == 0 and "configuration OK" in proc.stdout
+
+
+def test_every_subcommand_help_has_an_example() -> None:
+    """Each top-level subcommand's --help ends with at least one example command line."""
+    from syncd.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    missing = [name for name, child in sub.choices.items()  # type: ignore[union-attr]
+               if "examples:\n  syncd " not in (child.epilog or "")
+               and "Example: syncd " not in (child.description or "")]
+    assert missing == []
+
+
+def test_bash_completion_knows_subcommands_options_and_jobs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`syncd completion bash` prints a script that completes commands, actions, options, jobs."""
+    assert main(["completion", "bash"]) == 0
+    text = capsys.readouterr().out
+    assert "complete -o default -F _syncd syncd" in text
+
+    def complete(*words: str) -> list[str]:
+        """What bash offers after `syncd WORDS…` (the last word is the one being completed)."""
+        script = (text + f"COMP_WORDS=(syncd {' '.join(repr(w) for w in words)}); "
+                  f"COMP_CWORD={len(words)}; _syncd; printf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert {"status", "sync", "db", "config", "--config"} <= set(complete(""))
+    assert complete("st") == ["status"]
+    assert complete("db", "")[:5] == ["--help", "url", "psql", "dump", "restore"]
+    assert complete("--quiet", "db", "re") == ["restore", "reader"]
+    assert "neolock-uploads" in complete("sync", "")
+    assert complete("status", "--ti") == ["--timeout"]
+
+
+def test_destructive_subscription_delete_needs_confirmation(tmp_path: Path, db_dsn: str) -> None:
+    """`subscriptions delete` without --yes on a non-terminal refuses; --dry-run says what it would do."""
+    cfg = db_config(tmp_path, db_dsn, '[neolock]\nbase_url = "http://127.0.0.1:9/api"\n'
+                    'login = "l"\npassword = "pw-long-enough"\n')
+    refused = cli("subscriptions", "delete", "--config", str(cfg))
+    assert refused.returncode == 1 and "pass --yes" in refused.stderr
+    dry = cli("subscriptions", "delete", "--dry-run", "--config", str(cfg))
+    assert dry.returncode == 0 and dry.stdout.startswith("dry run: would delete")
