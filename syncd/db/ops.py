@@ -77,14 +77,20 @@ class LeasedEvent:
 
     id: int
     source: str
-    body: Any
+    body: str  # the stored jsonb as text: decoding is the worker's, event by event
     attempts: int
 
 
-async def lease_events(db: Database, limit: int, lease_seconds: float) -> list[LeasedEvent]:
-    """Lease up to `limit` due events (FOR UPDATE SKIP LOCKED) for `lease_seconds`."""
-    rows = await db.fetch("inbox_claim", limit, lease_seconds)
+async def lease_events(db: Database, limit: int, lease_seconds: float,
+                       max_attempts: int) -> list[LeasedEvent]:
+    """Lease up to `limit` due events with attempts left (FOR UPDATE SKIP LOCKED)."""
+    rows = await db.fetch("inbox_claim", limit, lease_seconds, max_attempts)
     return [LeasedEvent(r["id"], r["source"], r["body"], r["attempts"]) for r in rows]
+
+
+async def give_up_events(db: Database, max_attempts: int) -> list[int]:
+    """Mark failed the due events that used all their attempts; return their ids."""
+    return [int(r["id"]) for r in await db.fetch("inbox_give_up", max_attempts)]
 
 
 async def settle_event(db: Database, event_id: int, status: str, error: str | None,

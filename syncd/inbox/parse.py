@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import hashlib
+import json
 from typing import Any
 
 _ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
@@ -104,6 +105,20 @@ def parse_event(doc: Any) -> ParsedEvent:
                 break
     return ParsedEvent(_first(doc, _ID_KEYS), event_type,
                        tuple(dict.fromkeys(_devices(doc)))[:MAX_DEVICES])
+
+
+def loads_exact(text: str) -> Any:
+    """Decode JSON with every number as an exact Decimal: no float rounding, no digit limit.
+
+    The inbox worker reads stored bodies back with this, so whatever intake accepted (PostgreSQL
+    prints `1e131071` as a 131,072-digit integer) decodes again. Raises ValueError or RecursionError.
+    """
+    return json.loads(text, parse_constant=_no_constants, parse_float=decimal.Decimal,
+                      parse_int=decimal.Decimal)
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def unstorable(doc: Any) -> str | None:

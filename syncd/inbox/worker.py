@@ -16,7 +16,7 @@ import structlog
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.inbox.parse import ParsedEvent, parse_event
+from syncd.inbox.parse import ParsedEvent, loads_exact, parse_event
 from syncd.sync import neolock
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web.metrics import Metrics
@@ -69,17 +69,47 @@ class InboxWorker:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_interval)
 
     async def process_due(self) -> int:
-        """Lease and handle one batch of due events; return how many were handled."""
-        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS)
+        """Lease and handle one batch of due events; return how many were handled.
+
+        Every event settles on its own: a body that cannot be decoded fails alone at once, and an
+        unforeseen error while refreshing a batch is retried event by event, so one poison event
+        never holds back the others. Events out of attempts are failed before the lease.
+        """
+        for event_id in await ops.give_up_events(self.db, MAX_ATTEMPTS):
+            self._count("failed")
+            log.warning("inbox.gave_up", event_id=event_id, attempts=MAX_ATTEMPTS)
+        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS, MAX_ATTEMPTS)
         if not rows:
             return 0
-        parsed = {r.id: parse_event(r.body) for r in rows}  # jsonb arrives decoded
-        uids = list(dict.fromkeys(u for p in parsed.values() for u in p.device_uids))
-        found = await neolock.refresh(self.client, uids, self.concurrency)
-        await neolock.store(self.db, found)
+        readable: list[tuple[ops.LeasedEvent, ParsedEvent]] = []
         for row in rows:
-            await self._settle(row, parsed[row.id], found.failed)
+            try:
+                readable.append((row, parse_event(loads_exact(row.body))))
+            except (ValueError, RecursionError) as err:
+                await self._fail(row, f"unreadable body: {type(err).__name__}: {err}"[:500])
+        await self._handle(readable)
         return len(rows)
+
+    async def _handle(self, events: list[tuple[ops.LeasedEvent, ParsedEvent]]) -> None:
+        """Refresh the devices the events name, then settle each; isolate unforeseen errors."""
+        if not events:
+            return
+        try:
+            uids = list(dict.fromkeys(u for _, p in events for u in p.device_uids))
+            found = await neolock.refresh(self.client, uids, self.concurrency)
+            await neolock.store(self.db, found)
+            for row, event in events:
+                await self._settle(row, event, found.failed)
+        except (DatabaseUnavailable, asyncio.CancelledError):
+            raise  # the leases expire and the events come back: nothing to settle
+        except Exception as err:
+            if len(events) > 1:  # find the culprit: one event at a time
+                for one in events:
+                    await self._handle([one])
+                return
+            row, _ = events[0]
+            log.warning("inbox.event_error", event_id=row.id, error=self.scrub(repr(err))[:200])
+            await self._retry_or_fail(row, f"{type(err).__name__}: {err}")
 
     async def _settle(self, row: ops.LeasedEvent, event: ParsedEvent,
                       failed: dict[str, str]) -> None:
@@ -95,14 +125,25 @@ class InboxWorker:
             await ops.settle_event(self.db, event_id, "processed", None, subject, event_type)
             self._count("processed")
             return
-        error = self.scrub(errors[0])[:500]
+        await self._retry_or_fail(row, errors[0], subject, event_type)
+
+    async def _retry_or_fail(self, row: ops.LeasedEvent, error: str, subject: str | None = None,
+                             event_type: str | None = None) -> None:
+        """Retry later with backoff, or fail the event once it has used its attempts."""
+        error = self.scrub(error)[:500]
         if row.attempts >= MAX_ATTEMPTS:
-            await ops.settle_event(self.db, event_id, "failed", error, subject, event_type)
+            await ops.settle_event(self.db, row.id, "failed", error, subject, event_type)
             self._count("failed")
-            log.warning("inbox.gave_up", event_id=event_id, attempts=row.attempts, error=error)
+            log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
         else:
-            await ops.retry_event_later(self.db, event_id, retry_delay(row.attempts), error)
+            await ops.retry_event_later(self.db, row.id, retry_delay(row.attempts), error)
             self._count("retried")
+
+    async def _fail(self, row: ops.LeasedEvent, error: str) -> None:
+        """Fail an event no retry can help (its body cannot be read)."""
+        await ops.settle_event(self.db, row.id, "failed", self.scrub(error)[:500], None, None)
+        self._count("failed")
+        log.warning("inbox.poison", event_id=row.id, error=self.scrub(error)[:200])
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
