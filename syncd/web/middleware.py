@@ -17,6 +17,7 @@ from syncd.web import keys
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before its answer
 
 
 def error_response(status: int, message: str, request_id: str | None = None,
@@ -96,6 +97,9 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
                                       exc.text.startswith(f"{exc.status}:") else exc.text,
                                       request_id, headers={k: v for k, v in exc.headers.items()
                                                            if k.lower() in ("retry-after", "allow")})
+        except ConnectionResetError:  # the client disconnected (mid-body, most often)
+            log.info("http.client_closed", route=route, method=request.method)
+            response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
         except DatabaseUnavailable:
             log.warning("http.database_unavailable", route=route)
             response = error_response(503, "database unavailable; retry later", request_id,
