@@ -16,6 +16,7 @@ from syncd.logs import Redactor
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
+from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import health, intake, keys
 from syncd.web.metrics import Metrics
@@ -31,7 +32,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
-    async with open_http() as session:
+    metrics = app[keys.METRICS]
+    async with open_http([usage.trace_config(metrics.vendor_request)]) as session:
         app[keys.HTTP] = session
         yield
 

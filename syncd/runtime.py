@@ -62,12 +62,14 @@ async def open_database(settings: Settings, *, apply_migrations: bool = True
 
 
 @contextlib.asynccontextmanager
-async def open_http() -> AsyncIterator[aiohttp.ClientSession]:
+async def open_http(trace_configs: list[aiohttp.TraceConfig] | None = None
+                    ) -> AsyncIterator[aiohttp.ClientSession]:
     """One client session for every vendor, with bounded timeouts and connection pool."""
     timeout = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
     connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
     async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, raise_for_status=False,
+            trace_configs=trace_configs,
             headers={"User-Agent": f"syncd/{syncd.__version__}"}) as session:
         yield session
 

@@ -17,6 +17,7 @@ from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.jobs.scheduler import Scheduler
 from syncd.settings import JobSettings, Settings
+from syncd.vendors import usage
 
 
 class ScriptedJob:
@@ -33,7 +34,8 @@ class ScriptedJob:
     async def run(self, ctx: RunContext) -> None:
         ok = self.script[min(self.runs, len(self.script) - 1)]
         self.runs += 1
-        ctx.add_requests(3)
+        for _ in range(3):  # as VendorHttp does for each attempt it sends
+            usage.record("testvendor", "/things/{id}")
         ctx.add_items(5)
         if self.hold:
             await asyncio.sleep(self.hold)

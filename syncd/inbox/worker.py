@@ -18,7 +18,9 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.inbox.parse import ParsedEvent, loads_exact, parse_event
 from syncd.sync import neolock
+from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
+from syncd.vendors.usage import Usage
 from syncd.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -48,6 +50,7 @@ class InboxWorker:
         self.scrub = scrub
         self.wakeup = wakeup or asyncio.Event()  # set by intake when it stores an event
         self._db_down = False
+        self.usage = Usage()  # vendor requests of every batch so far, by route
 
     async def run_forever(self) -> None:
         """Process events as they arrive (woken by intake) or every poll_interval."""
@@ -81,6 +84,15 @@ class InboxWorker:
         rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS, MAX_ATTEMPTS)
         if not rows:
             return 0
+        with usage.counting(Usage()) as batch:  # the batch is the unit of work
+            try:
+                await self._process(rows)
+            finally:
+                self.usage.requests += batch.requests
+                self.usage.by_route.update(batch.by_route)
+        return len(rows)
+
+    async def _process(self, rows: list[ops.LeasedEvent]) -> None:
         readable: list[tuple[ops.LeasedEvent, ParsedEvent]] = []
         for row in rows:
             try:
@@ -88,7 +100,6 @@ class InboxWorker:
             except (ValueError, RecursionError) as err:
                 await self._fail(row, f"unreadable body: {type(err).__name__}: {err}"[:500])
         await self._handle(readable)
-        return len(rows)
 
     async def _handle(self, events: list[tuple[ops.LeasedEvent, ParsedEvent]]) -> None:
         """Refresh the devices the events name, then settle each; isolate unforeseen errors."""

@@ -19,6 +19,8 @@ from syncd.db import ops
 from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
+from syncd.vendors import usage
+from syncd.vendors.usage import Usage
 from syncd.web.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -44,6 +46,7 @@ class RunResult:
     requests: int = 0
     error: str | None = None
     seconds: float = 0.0
+    usage: Usage | None = None  # the run's vendor requests by route (None when skipped)
 
 
 class JobRunner:
@@ -80,7 +83,8 @@ class JobRunner:
         run_id = await ops.start_run(self.db, job.name, RUNNER_ID)
         ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
         error: str | None = None
-        with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id):
+        with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id), \
+                usage.counting(ctx.usage):
             try:
                 await job.run(ctx)
             except DatabaseUnavailable:
@@ -98,7 +102,7 @@ class JobRunner:
         bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
                    seconds=round(seconds, 3))
         self._count(job.name, outcome, seconds)
-        return RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds)
+        return RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds, ctx.usage)
 
     @staticmethod
     def _log_transition(bound: structlog.typing.FilteringBoundLogger, previous: str | None,

@@ -112,12 +112,8 @@ class BioTimeTerminalsJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Read every terminal, confirm the ones that vanished, then write it all at once."""
-        before = self.client.requests
-        try:
-            listing = await self._read_listing(ctx)
-            confirmed = await self._recheck_missing(listing)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        listing = await self._read_listing(ctx)
+        confirmed = await self._recheck_missing(listing)
         seen_at = _now()
         records = [terminal_record(t, self.zone) for t in listing.values()]
         async with self.db.transaction() as conn:
@@ -191,25 +187,21 @@ class BioTimePunchesJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Read punches after the cursor and store them batch by batch."""
-        before = self.client.requests
         cursor = await queries.punch_cursor(self.db)
         start = None if cursor is None else max(cursor - self.lookback_ids, 0)
         # The cursor advances with each batch only while ids arrive in ascending order; a server
         # that ignores `ordering=id` gets its cursor moved once, at the end of a complete read.
         ascending, highest, last = True, cursor or 0, 0
         pending: list[Transaction] = []
-        try:
-            async for punch in self.client.iter_transactions(after_id=start):
-                ascending = ascending and punch.id > last
-                last = punch.id
-                highest = max(highest, punch.id)
-                pending.append(punch)
-                if len(pending) >= self.batch:
-                    await self._store(pending, highest if ascending else cursor, ctx)
-                    pending = []
-            await self._store(pending, highest or None, ctx)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        async for punch in self.client.iter_transactions(after_id=start):
+            ascending = ascending and punch.id > last
+            last = punch.id
+            highest = max(highest, punch.id)
+            pending.append(punch)
+            if len(pending) >= self.batch:
+                await self._store(pending, highest if ascending else cursor, ctx)
+                pending = []
+        await self._store(pending, highest or None, ctx)
 
     async def _store(self, punches: list[Transaction], cursor: int | None, ctx: RunContext) -> None:
         async with self.db.transaction() as conn:

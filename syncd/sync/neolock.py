@@ -115,24 +115,20 @@ class NeoLockUploadsJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Resume at the stored page; a page shorter than page_size ends the listing."""
-        before = self.client.requests
         page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
-        try:
-            for _ in range(100_000):
-                page = await self.client.get_uploads(page_num, self.page_size)
-                last = page.is_last
-                next_cursor = {"next_page": 0 if last else page_num + 1}
-                async with self.db.transaction() as conn:
-                    await upsert(conn, UPLOADS, [upload_record(u) for u in page.items], _now())
-                    await ops.set_cursor(conn, self.name, next_cursor)
-                ctx.add_items(len(page.items))
-                ctx.progress(ctx.items, None)
-                if last:
-                    return
-                page_num += 1
-            raise VendorFault(PROVIDER, "uploads did not end within 100000 pages")
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        for _ in range(100_000):
+            page = await self.client.get_uploads(page_num, self.page_size)
+            last = page.is_last
+            next_cursor = {"next_page": 0 if last else page_num + 1}
+            async with self.db.transaction() as conn:
+                await upsert(conn, UPLOADS, [upload_record(u) for u in page.items], _now())
+                await ops.set_cursor(conn, self.name, next_cursor)
+            ctx.add_items(len(page.items))
+            ctx.progress(ctx.items, None)
+            if last:
+                return
+            page_num += 1
+        raise VendorFault(PROVIDER, "uploads did not end within 100000 pages")
 
 
 class NeoLockDevicesJob:
@@ -154,26 +150,22 @@ class NeoLockDevicesJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Refresh every known device; devices that fail are left as they were, never gone."""
-        before = self.client.requests
         after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
         total = await phones.known_neolock_devices(self.db)
         failed: dict[str, str] = {}
-        try:
-            while True:
-                uids = await phones.known_neolock_devices_after(self.db, after, self.batch)
-                if not uids:
-                    break
-                found = await refresh(self.client, uids, self.concurrency)
-                failed.update(found.failed)
-                last = len(uids) < self.batch
-                after = "" if last else uids[-1]
-                result = await store(self.db, found, cursor=(self.name, {"after": after}))
-                ctx.add_items(len(found.devices) + result.gone)
-                ctx.progress(ctx.items + len(failed), total)
-                if last:
-                    break
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        while True:
+            uids = await phones.known_neolock_devices_after(self.db, after, self.batch)
+            if not uids:
+                break
+            found = await refresh(self.client, uids, self.concurrency)
+            failed.update(found.failed)
+            last = len(uids) < self.batch
+            after = "" if last else uids[-1]
+            result = await store(self.db, found, cursor=(self.name, {"after": after}))
+            ctx.add_items(len(found.devices) + result.gone)
+            ctx.progress(ctx.items + len(failed), total)
+            if last:
+                break
         if failed:
             sample = "; ".join(f"{uid}: {err}" for uid, err in list(failed.items())[:3])
             raise VendorFault(PROVIDER, f"{len(failed)} device(s) could not be read ({sample})")

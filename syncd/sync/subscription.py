@@ -105,11 +105,7 @@ class NeoLockSubscriptionJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Register if needed."""
-        before = self.client.requests
-        try:
-            state = await ensure(self.db, self.client, self.settings)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        state = await ensure(self.db, self.client, self.settings)
         ctx.add_items(1 if state.action == "registered" else 0)
         if state.action == "skipped" and not self._told_skipped:  # say it once, not hourly
             self._told_skipped = True

@@ -48,10 +48,12 @@ from syncd.errors import (
     VendorRateLimited,
     VendorTransportError,
 )
+from syncd.vendors import usage
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 AuthHeaders = Callable[[], Awaitable[dict[str, str]]]
+BeforeSend = Callable[[str, str], Awaitable[None]]  # (method, route): may raise a SyncdError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -232,13 +234,18 @@ class VendorHttp:
     """Sends one vendor's requests: paced, concurrency-limited, retried, errors translated.
 
     `requests` counts every HTTP request actually sent (retries and token calls included);
-    `retries` counts the repeats alone.
+    `retries` counts the repeats alone. Each attempt is also counted against the unit of work
+    bound in the sending context (`syncd.vendors.usage`), by route template.
+
+    `before_send(method, route)` is awaited right before each attempt goes out (after pacing):
+    a quota ledger can refuse the attempt by raising a `SyncdError`, which reaches the caller.
     """
 
     def __init__(self, session: aiohttp.ClientSession, vendor: str, *,
                  rate: float | None = None, concurrency: int | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 30.0,
-                 max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None) -> None:
+                 max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None,
+                 before_send: BeforeSend | None = None) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.session = session
@@ -251,22 +258,27 @@ class VendorHttp:
         self._pacer = Pacer(rate) if rate else None
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._before_send = before_send
 
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
-                      idempotent: bool | None = None, auth: AuthHeaders | None = None) -> Reply:
+                      idempotent: bool | None = None, auth: AuthHeaders | None = None,
+                      route: str | None = None) -> Reply:
         """Send a request with retries; raise for transport errors, final 5xx and 429.
 
         `auth` is awaited for each attempt once its turn has come (after pacing and any
         Retry-After wait), so a token that expired while the request queued is never sent.
+        `route` names the call for accounting (e.g. "/devices/{deviceUid}"); by default it is
+        the path with every segment that looks like an id replaced by "{id}".
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         path = yarl.URL(url).path
+        route = route or usage.route_template(path)
         attempt = 0
         while True:
             try:
-                reply = await self._send(method, url, path, params, json, headers, auth)
+                reply = await self._send(method, url, path, params, json, headers, auth, route)
             except (aiohttp.ClientError, TimeoutError) as err:
                 may_retry = (safe or isinstance(err, _NOT_SENT)) and \
                     not isinstance(err, _PERMANENT)
@@ -306,16 +318,20 @@ class VendorHttp:
 
     async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
                     body: Any, headers: Mapping[str, str] | None,
-                    auth: AuthHeaders | None = None) -> Reply:
+                    auth: AuthHeaders | None = None, route: str = "") -> Reply:
         async with self._slot():
             if self._pacer is not None:
                 await self._pacer.wait()
+            if self._before_send is not None:
+                await self._before_send(method, route)
             if auth is not None:
                 headers = {**(headers or {}), **await auth()}
             self.requests += 1
+            usage.record(self.vendor, route)
             async with self.session.request(
                 method, url, params=params, json=body, headers=headers, allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trace_request_ctx=usage.trace_request_ctx(self.vendor, route),
             ) as resp:
                 data = await self._read(resp, method, path)
                 return Reply(self.vendor, method, path, resp.status, resp.headers, data)

@@ -23,6 +23,14 @@ class Metrics:
                            registry=r)
         self.events = Counter("syncd_events_total", "Pushed vendor events by outcome",
                               ["source", "outcome"], registry=r)
+        self.vendor_requests = Counter(
+            "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
+            "calls included), by route template and outcome", ["vendor", "route", "outcome"],
+            registry=r)
+
+    def vendor_request(self, vendor: str, route: str, outcome: str) -> None:
+        """Count one attempt sent to a vendor."""
+        self.vendor_requests.labels(vendor=vendor, route=route, outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

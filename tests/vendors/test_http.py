@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.errors import VendorFault, VendorRateLimited, VendorTransportError
+from syncd.errors import SyncdError, VendorFault, VendorRateLimited, VendorTransportError
 from syncd.simulators.common import serve
+from syncd.vendors import usage
 from syncd.vendors.http import (
     Pacer,
     Reply,
@@ -25,6 +26,7 @@ from syncd.vendors.http import (
     jwt_expiry,
     parse_retry_after,
 )
+from syncd.vendors.usage import Usage
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -366,3 +368,30 @@ def test_reply_recognises_html_pages() -> None:
     plain = Reply("t", "GET", "/", 200, {"Content-Type": "application/json"}, b"{}")
     assert html.looks_like_html() and sniffed.looks_like_html()
     assert not plain.looks_like_html()
+
+
+class QuotaSpent(SyncdError):
+    """What a quota ledger raises to refuse a call."""
+
+
+async def test_before_send_sees_every_attempt_and_can_refuse_one(
+        session: aiohttp.ClientSession) -> None:
+    """`before_send(method, route)` is awaited before each attempt (retries included); raising a
+    SyncdError refuses the attempt: it is not sent, not counted, and reaches the caller."""
+    server = Server(statuses(503))
+    seen: list[tuple[str, str]] = []
+
+    async def before_send(method: str, route: str) -> None:
+        seen.append((method, route))
+        if len(seen) > 2:
+            raise QuotaSpent("monthly quota spent")
+
+    async with serve(server.app()) as running:
+        http = VendorHttp(session, "t", retry=FAST, before_send=before_send)
+        with usage.counting(Usage()) as counted:
+            reply = await http.request("GET", running.url + "/locks/K3-000123/audit")
+            with pytest.raises(QuotaSpent):
+                await http.request("GET", running.url + "/locks")
+    assert reply.status == 200
+    assert seen == [("GET", "/locks/{id}/audit")] * 2 + [("GET", "/locks")]
+    assert len(server.arrivals) == http.requests == counted.requests == 2

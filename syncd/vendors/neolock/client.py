@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 from pydantic import BaseModel, SecretStr
 
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
@@ -94,6 +95,7 @@ class NeoLockClient(TokenClient):
                  token_max_age: float | None = None, max_pages: int = 10_000,
                  clock: Callable[[], float] = time.time) -> None:
         self._base = base_url.rstrip("/")
+        self._base_path = yarl.URL(self._base).path.rstrip("/")
         self._login = login
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self._token_max_age = token_max_age
@@ -157,7 +159,7 @@ class NeoLockClient(TokenClient):
     async def get_device(self, device_uid: str) -> Device:
         """A device's details (GET /clients/devices/{deviceUid}); `VendorNotFound` if unknown."""
         path = f"/clients/devices/{quote(device_uid, safe='')}"
-        body = await self._request("GET", path)
+        body = await self._request("GET", path, route="/clients/devices/{deviceUid}")
         data = body.get("device") if isinstance(body, dict) else None
         if not isinstance(data, dict):  # the code/message/data style: the device is `data`
             inner = body.get("data") if isinstance(body, dict) else None
@@ -230,13 +232,14 @@ class NeoLockClient(TokenClient):
 
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None,
-                       idempotent: bool | None = None) -> Any:
+                       idempotent: bool | None = None, route: str | None = None) -> Any:
         """Send one authenticated call; renew the token once if it is refused; decode the body."""
         for attempt in (1, 2):
             sent: list[str] = []
             reply = await self._http.request(
                 method, self._url(path), json=body, params=params, idempotent=idempotent,
-                headers={"Accept": "application/json"}, auth=self._auth(sent))
+                headers={"Accept": "application/json"}, auth=self._auth(sent),
+                route=self._base_path + route if route else None)
             try:
                 return self._decode(reply)
             except VendorAuthError:
