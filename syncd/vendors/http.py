@@ -49,10 +49,10 @@ from syncd.errors import (
     VendorTransportError,
 )
 from syncd.vendors import usage
+from syncd.vendors.auth import AuthHeaders, Token, TokenAuth, TokenKeeper
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
-AuthHeaders = Callable[[], Awaitable[dict[str, str]]]
 BeforeSend = Callable[[str, str], Awaitable[None]]  # (method, route): may raise a SyncdError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -369,50 +369,7 @@ class VendorHttp:
                                     f"{where}: {type(err).__name__}: {vendor_text(err, 200)}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Token:
-    """An access token and, when known, its expiry as a Unix time."""
-
-    value: str = dataclasses.field(repr=False)
-    expires_at: float | None = None
-
-
-class TokenKeeper:
-    """Caches one access token: fetched on first use, renewed shortly before it expires.
-
-    The renewal margin is `margin` seconds, or a fifth of the token's lifetime if that is shorter.
-    A token whose expiry is unknown (or already past by our clock: skew) lives until a 401, when
-    the client calls `invalidate()` with the token that was refused.
-    """
-
-    def __init__(self, fetch: Callable[[], Awaitable[Token]], *, margin: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._fetch = fetch
-        self._margin = margin
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token: Token | None = None
-        self._renew_at: float | None = None
-        self.fetches = 0
-
-    async def get(self) -> str:
-        """The current token, fetching a fresh one if there is none or it is about to expire."""
-        async with self._lock:
-            if self._token is None or (self._renew_at is not None
-                                       and self._clock() >= self._renew_at):
-                token = await self._fetch()
-                self.fetches += 1
-                now = self._clock()
-                self._token, self._renew_at = token, None
-                if token.expires_at is not None and token.expires_at > now:
-                    lifetime = token.expires_at - now
-                    self._renew_at = token.expires_at - min(self._margin, lifetime / 5)
-            return self._token.value
-
-    def invalidate(self, value: str) -> None:
-        """Drop `value` if it is still the cached token (another caller may have renewed it)."""
-        if self._token is not None and self._token.value == value:
-            self._token = None
+__all__ = ["AuthHeaders", "Token", "TokenAuth", "TokenKeeper"]  # their home is vendors.auth
 
 
 class TokenClient:

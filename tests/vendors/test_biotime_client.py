@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from syncd.errors import (
     VendorNotFound,
 )
 from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import Running, serve
+from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
 
@@ -297,3 +298,24 @@ async def test_an_absurd_count_is_a_fault(session: aiohttp.ClientSession) -> Non
         client = make_client(session, running.url, username="u", password="p")
         with pytest.raises(VendorFault, match="count"):
             _ = [t async for t in client.iter_terminals()]
+
+
+async def test_concurrent_401s_cost_one_login_and_lose_no_call(
+        session: aiohttp.ClientSession) -> None:
+    """Twenty calls in flight when the server stops accepting the JWT: all twenty complete, and
+    the refusals cost exactly one new login, even for refusals that arrive after the renewal
+    (the token each call was sent with is recorded per call, so a late refusal of the old token
+    never drops the new one). Calls start 50 ms apart and each answer takes 200 ms."""
+    clock = Clock()
+    sim = BioTimeSim(seed=2, terminals=20, now=clock.now)
+    async with serve(create_app(sim), prefix=BASE_PATH) as running:
+        client = make_client(session, running.url, username=sim.username,
+                             password=sim.password, concurrency=20, rate=20)
+        ids = sorted(t.id for t in [t async for t in client.iter_terminals()])
+        running.faults.set(TERMINALS_ROUTE + "{id}/", FaultSpec(latency=0.2))
+        clock.offset += sim.token_lifetime + 60  # the server now refuses the JWT we hold
+        got = await asyncio.gather(*(client.get_terminal(i) for i in ids))
+    assert [t.id for t in got] == ids
+    assert running.counters[LOGIN_ROUTE].requests == 2  # the first login and one renewal
+    refused = running.counters[TERMINALS_ROUTE + "{id}/"].requests - len(ids)
+    assert 2 <= refused < len(ids)  # several calls were refused; each was repeated once

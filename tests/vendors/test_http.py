@@ -8,12 +8,19 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.errors import SyncdError, VendorFault, VendorRateLimited, VendorTransportError
+from syncd.errors import (
+    SyncdError,
+    VendorAuthError,
+    VendorFault,
+    VendorRateLimited,
+    VendorTransportError,
+)
 from syncd.simulators.common import serve
 from syncd.vendors import usage
 from syncd.vendors.http import (
@@ -21,6 +28,7 @@ from syncd.vendors.http import (
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenKeeper,
     VendorHttp,
     jwt_expiry,
@@ -395,3 +403,45 @@ async def test_before_send_sees_every_attempt_and_can_refuse_one(
     assert reply.status == 200
     assert seen == [("GET", "/locks/{id}/audit")] * 2 + [("GET", "/locks")]
     assert len(server.arrivals) == http.requests == counted.requests == 2
+
+
+async def test_token_auth_renews_once_for_refusals_arriving_before_and_after_the_renewal(
+        session: aiohttp.ClientSession) -> None:
+    """Ten calls sent 30 ms apart with a token the server has just revoked, each answered after
+    200 ms: refusals keep arriving after the first one renewed the token, yet there is exactly one
+    renewal, every call is repeated at most once, and every call succeeds."""
+    valid = {"t1"}
+    issued: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        token = request.headers.get("X-Token", "")
+        await asyncio.sleep(0.2)
+        if token not in valid:
+            return web.json_response({"error": "expired"}, status=401)
+        return web.json_response({"ok": True})
+
+    server = Server(handler)
+
+    async def fetch() -> Token:
+        issued.append(f"t{len(issued) + 1}")
+        valid.clear()
+        valid.add(issued[-1])
+        return Token(issued[-1])
+
+    def accept(reply: Reply) -> Any:
+        if reply.status == 401:
+            raise VendorAuthError("t", "refused")
+        return reply.json()
+
+    keeper = TokenKeeper(fetch)
+    auth = TokenAuth(keeper, lambda token: {"X-Token": token})
+    async with serve(server.app()) as running:
+        http = VendorHttp(session, "t", rate=1 / 0.03)
+        await auth.call(lambda a: http.request("GET", running.url + "/x", auth=a), accept)
+        valid.clear()  # the vendor revokes t1
+        answers = await asyncio.gather(*(
+            auth.call(lambda a: http.request("GET", running.url + "/x", auth=a), accept)
+            for _ in range(10)))
+    assert answers == [{"ok": True}] * 10
+    assert issued == ["t1", "t2"]
+    assert 1 + 10 < len(server.arrivals) <= 1 + 2 * 10

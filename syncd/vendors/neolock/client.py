@@ -22,10 +22,10 @@ from pydantic import BaseModel, SecretStr
 
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
 from syncd.vendors.http import (
-    AuthHeaders,
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenClient,
     TokenKeeper,
     VendorHttp,
@@ -105,7 +105,7 @@ class NeoLockClient(TokenClient):
                                 retry=retry or RetryPolicy(max_retries=max_retries),
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._fetch_token, margin=token_margin, clock=clock)
-        self._current: str | None = None
+        self._auth = TokenAuth(self._tokens, lambda token: {"x-knox-apitoken": token})
 
     # --- documented calls -------------------------------------------------------------------
 
@@ -233,33 +233,13 @@ class NeoLockClient(TokenClient):
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None,
                        idempotent: bool | None = None, route: str | None = None) -> Any:
-        """Send one authenticated call; renew the token once if it is refused; decode the body."""
-        for attempt in (1, 2):
-            sent: list[str] = []
-            reply = await self._http.request(
+        """Send one authenticated call (renewing a refused token once); decode the body."""
+        return await self._auth.call(
+            lambda auth: self._http.request(
                 method, self._url(path), json=body, params=params, idempotent=idempotent,
-                headers={"Accept": "application/json"}, auth=self._auth(sent),
-                route=self._base_path + route if route else None)
-            try:
-                return self._decode(reply)
-            except VendorAuthError:
-                if attempt == 2:
-                    raise
-                if sent:
-                    self._tokens.invalidate(sent[-1])
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _auth(self, sent: list[str]) -> AuthHeaders:
-        """Headers for one attempt, with the token taken when the request's turn comes (after
-        pacing and any Retry-After wait), not when it joined the queue; `sent` records it."""
-
-        async def auth() -> dict[str, str]:
-            token = await self._tokens.get()
-            sent.append(token)
-            self._current = token
-            return {"x-knox-apitoken": token}
-
-        return auth
+                headers={"Accept": "application/json"}, auth=auth,
+                route=self._base_path + route if route else None),
+            self._decode)
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or in the body) raised."""
@@ -310,7 +290,7 @@ class NeoLockClient(TokenClient):
         return status_error(VENDOR, status, label, code)
 
     def _text(self, value: object, limit: int = 300) -> str:
-        secrets = (self._password.get_secret_value(), self._current)
+        secrets = (self._password.get_secret_value(), self._tokens.current)
         return vendor_text(value, limit, secrets)
 
     def _parse(self, model: type[M], data: Any, where: str) -> M:
