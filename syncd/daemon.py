@@ -17,6 +17,7 @@ from syncd.errors import DatabaseUnavailable
 from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings import Settings, SystemdEnv
+from syncd.transition import Transition
 from syncd.web import keys
 from syncd.web.middleware import INFLIGHT
 
@@ -32,7 +33,7 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
     restart would not help.
     """
     loop = asyncio.get_running_loop()
-    wedged = False
+    health = Transition(log, "watchdog.withheld", "watchdog.resumed", level="error")
     while True:
         before = loop.time()
         await asyncio.sleep(interval)
@@ -47,12 +48,9 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
                     healthy, reason = False, "database probe timed out"
         if healthy:
             notifier.watchdog()
-        if healthy == wedged:  # log transitions only
-            wedged = not healthy
-            if wedged:
-                log.error("watchdog.withheld", reason=reason)
-            else:
-                log.info("watchdog.resumed")
+            health.ok()
+        else:
+            health.fail(reason=reason)
 
 
 async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> int:

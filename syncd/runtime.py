@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 
 import syncd
+from syncd.backoff import DATABASE_WAIT
 from syncd.db.embedded import embedded_postgres
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
@@ -29,7 +30,7 @@ STARTUP_DB_WAIT = 30.0  # seconds to keep trying a database that is not up yet a
 
 async def _connect(dsn: str, settings: Settings) -> Database:
     conf = settings.database
-    delay, waited = 0.25, 0.0
+    waited, attempt = 0.0, 0
     while True:
         try:
             return await Database.connect(
@@ -40,9 +41,9 @@ async def _connect(dsn: str, settings: Settings) -> Database:
                 raise DatabaseUnavailable(f"gave up after {waited:.0f}s: {err}") from err
             if waited == 0:
                 log.warning("db.waiting", error=str(err))
+            delay = DATABASE_WAIT.delay(attempt)
             await asyncio.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 5.0)
+            waited, attempt = waited + delay, attempt + 1
 
 
 @contextlib.asynccontextmanager

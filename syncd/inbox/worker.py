@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import structlog
 
+from syncd.backoff import INBOX_RETRY
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.inbox.parse import ParsedEvent, loads_exact, parse_event
 from syncd.sync import neolock
+from syncd.transition import Transition
 from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.vendors.usage import Usage
@@ -27,11 +29,6 @@ log = structlog.get_logger(__name__)
 
 LEASE_SECONDS = 60.0
 MAX_ATTEMPTS = 12
-
-
-def retry_delay(attempts: int) -> float:
-    """Seconds before the next attempt: 2, 4, 8 … capped at 10 minutes."""
-    return float(min(2 ** attempts, 600))
 
 
 class InboxWorker:
@@ -49,7 +46,7 @@ class InboxWorker:
         self.poll_interval = poll_interval
         self.scrub = scrub
         self.wakeup = wakeup or asyncio.Event()  # set by intake when it stores an event
-        self._db_down = False
+        self._database = Transition(log, "inbox.database_unavailable", "inbox.database_recovered")
         self.usage = Usage()  # vendor requests of every batch so far, by route
 
     async def run_forever(self) -> None:
@@ -57,14 +54,10 @@ class InboxWorker:
         while True:
             try:
                 handled = await self.process_due()
-                if self._db_down:
-                    self._db_down = False
-                    log.info("inbox.database_recovered")
+                self._database.ok()
             except DatabaseUnavailable as err:
                 handled = 0
-                if not self._db_down:
-                    self._db_down = True
-                    log.warning("inbox.database_unavailable", error=str(err))
+                self._database.fail(error=str(err))
             if handled:
                 continue  # more may be due
             self.wakeup.clear()
@@ -147,7 +140,7 @@ class InboxWorker:
             self._count("failed")
             log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
         else:
-            await ops.retry_event_later(self.db, row.id, retry_delay(row.attempts), error)
+            await ops.retry_event_later(self.db, row.id, INBOX_RETRY.delay(row.attempts - 1), error)
             self._count("retried")
 
     async def _fail(self, row: ops.LeasedEvent, error: str) -> None:

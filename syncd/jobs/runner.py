@@ -19,6 +19,7 @@ from syncd.db import ops
 from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
+from syncd.transition import Transition
 from syncd.vendors import usage
 from syncd.vendors.usage import Usage
 from syncd.web.metrics import Metrics
@@ -98,20 +99,17 @@ class JobRunner:
         seconds = time.monotonic() - started
         await ops.finish_run(self.db, run_id, outcome.value, ctx.items, ctx.requests, error)
         previous = await ops.previous_status(self.db, job.name, run_id)
-        self._log_transition(bound, previous, outcome, error)
+        # Log transitions, not every failure: the previous run (by any replica) is the state.
+        health = Transition(bound, "job.failing", "job.recovered",
+                            already_failing=previous == Outcome.FAILED.value)
+        if outcome is Outcome.FAILED:
+            health.fail(error=error)
+        else:
+            health.ok()
         bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
                    seconds=round(seconds, 3))
         self._count(job.name, outcome, seconds)
         return RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds, ctx.usage)
-
-    @staticmethod
-    def _log_transition(bound: structlog.typing.FilteringBoundLogger, previous: str | None,
-                        outcome: Outcome, error: str | None) -> None:
-        # Log transitions, not every failure: once on healthy → failing, once on recovery.
-        if outcome is Outcome.FAILED and previous != Outcome.FAILED.value:
-            bound.warning("job.failing", error=error)
-        elif outcome is Outcome.OK and previous == Outcome.FAILED.value:
-            bound.info("job.recovered")
 
     def _count(self, job: str, outcome: Outcome, seconds: float) -> None:
         if self.metrics is not None:

@@ -19,6 +19,7 @@ from syncd.db.pool import Database
 from syncd.errors import VendorError, VendorNotFound
 from syncd.jobs.base import RunContext
 from syncd.settings import Settings
+from syncd.transition import Transition
 from syncd.vendors.neolock.client import NeoLockClient
 
 log = structlog.get_logger(__name__)
@@ -101,12 +102,13 @@ class NeoLockSubscriptionJob:
         self.settings = settings
         assert settings.neolock is not None
         self.default_interval = settings.neolock.subscription_check_seconds
-        self._told_skipped = False
+        self._skipped = Transition(log, "subscription.skipped", "subscription.unskipped")
 
     async def run(self, ctx: RunContext) -> None:
         """Register if needed."""
         state = await ensure(self.db, self.client, self.settings)
         ctx.add_items(1 if state.action == "registered" else 0)
-        if state.action == "skipped" and not self._told_skipped:  # say it once, not hourly
-            self._told_skipped = True
-            log.warning("subscription.skipped", reason=state.reason)
+        if state.action == "skipped":  # say it once, not hourly
+            self._skipped.fail(reason=state.reason)
+        else:
+            self._skipped.ok()

@@ -39,6 +39,7 @@ import structlog
 import yarl
 from pydantic import BaseModel, ValidationError
 
+from syncd.backoff import Backoff
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -112,8 +113,8 @@ class RetryPolicy:
     max_retry_after: float = 60.0  # a longer Retry-After is raised to the caller, not slept
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full-jitter delay before retry number `attempt` (0-based)."""
-        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** min(attempt, 30)))
+        """Full-jitter delay before retry number `attempt` (0-based), by syncd's one policy."""
+        return Backoff(self.base_delay, self.max_delay).delay(attempt, rng)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
