@@ -24,7 +24,7 @@ MAX_TEXT = 256
 class ParsedEvent:
     """What syncd could read from a push."""
 
-    event_id: str | None
+    event_id: tuple[str, str, str] | None  # (field, "s" or "n", exact text): see dedupe_key
     event_type: str | None
     device_uids: tuple[str, ...]
 
@@ -39,11 +39,23 @@ class ParsedEvent:
         return bool(self.device_uids)
 
 
+MAX_KEY_TEXT = 200  # longer ids are hashed: the key stays short enough for its unique index
+
+
 def dedupe_key(event: ParsedEvent, body: bytes) -> str:
-    """The event's own id when it has one, else a SHA-256 of the exact body."""
-    if event.event_id:
-        return f"id:{event.event_id}"
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+    """The event's own id when it has one, else a SHA-256 of the exact body.
+
+    Distinct ids stay distinct: the field, the JSON type and the exact text all count (`1`,
+    `"1"`, `1.0`, `" 1 "` and `{"eventId": "1"}` are five keys), and long ids are hashed whole,
+    never cut. The common case, a short string under "id", keeps the plain form `id:<text>`.
+    Prefixes never collide: "id:" (plain), "idk:" (field and type), "idh:" (hashed), "sha256:".
+    """
+    if event.event_id is None:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    field, kind, text = event.event_id
+    if len(text) <= MAX_KEY_TEXT and text.isprintable():
+        return f"id:{text}" if (field, kind) == ("id", "s") else f"idk:{field}:{kind}:{text}"
+    return f"idh:{field}:{kind}:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text(value: Any) -> str | None:
@@ -56,6 +68,19 @@ def _text(value: Any) -> str | None:
     if isinstance(value, str | int):
         text = str(value).strip()
         return text[:MAX_TEXT] if text else None
+    return None
+
+
+def _event_id(doc: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The first id field holding a non-blank string or a finite number, exactly as sent."""
+    for key in _ID_KEYS:
+        value = doc.get(key)
+        if isinstance(value, str) and value.strip():
+            return key, "s", value
+        if isinstance(value, decimal.Decimal) and value.is_finite():
+            return key, "n", str(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return key, "n", str(value)
     return None
 
 
@@ -103,7 +128,7 @@ def parse_event(doc: Any) -> ParsedEvent:
             nested = doc.get(key)
             if isinstance(nested, dict) and (event_type := _first(nested, _TYPE_KEYS)):
                 break
-    return ParsedEvent(_first(doc, _ID_KEYS), event_type,
+    return ParsedEvent(_event_id(doc), event_type,
                        tuple(dict.fromkeys(_devices(doc)))[:MAX_DEVICES])
 
 
