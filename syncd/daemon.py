@@ -22,6 +22,7 @@ from syncd.web import keys
 from syncd.web.middleware import INFLIGHT
 
 log = structlog.get_logger(__name__)
+AIOHTTP_GRACE = 0.5  # seconds aiohttp may still wait for handlers once our drain is over
 
 
 async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
@@ -62,8 +63,10 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier(systemd.notify_socket)
     app = create_app(settings, redactor)
+    # aiohttp's own wait for handlers comes *after* our drain, which already gave them
+    # server.shutdown_timeout: a short grace, so the whole stop stays within one deadline.
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=settings.server.shutdown_timeout)
+                           shutdown_timeout=AIOHTTP_GRACE)
     watchdog_task: asyncio.Task[None] | None = None
     try:
         await runner.setup()
