@@ -18,11 +18,10 @@ from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings import Settings, SystemdEnv
 from syncd.transition import Transition
-from syncd.web import keys
+from syncd.web import keys, server
 from syncd.web.middleware import INFLIGHT
 
 log = structlog.get_logger(__name__)
-AIOHTTP_GRACE = 0.5  # seconds aiohttp may still wait for handlers once our drain is over
 
 
 async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
@@ -63,15 +62,11 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier(systemd.notify_socket)
     app = create_app(settings, redactor)
-    # aiohttp's own wait for handlers comes *after* our drain, which already gave them
-    # server.shutdown_timeout: a short grace, so the whole stop stays within one deadline.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=AIOHTTP_GRACE)
+    runner = server.app_runner(app, settings.server)
     watchdog_task: asyncio.Task[None] | None = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port,
-                           reuse_address=True)
+        site = server.site(runner, settings.server)
         await site.start()
         port = _bound_port(site) or settings.server.port
         seconds = round(time.monotonic() - started, 3)

@@ -28,6 +28,7 @@ from syncd.db.pool import Database
 from syncd.settings import Settings
 
 TEMPLATE = f"syncd_tpl_{os.getpid()}"
+pytest_plugins = ["tests.served"]  # the serve_syncd fixture
 
 
 def dsn_for(admin_dsn: str, dbname: str) -> str:

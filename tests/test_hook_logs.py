@@ -7,93 +7,22 @@ requests (a disconnect mid-body) reach aiohttp exactly as a network would delive
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from syncd import logs
-from syncd.app import create_app
-from syncd.settings import Settings
+from tests.served import ServeSyncd, head, raw
 
 SECRETS = {22: "k" * 10 + "Q7x_Zp2-Lm9w"[:12], 64: ("S3cr3t-" * 10)[:64],
            200: ("long-hook-secret_" * 12)[:200]}
 BODY_MARK = "body-marker-that-must-never-be-logged"
 
 
-class Served:
-    """syncd's app listening on a real port, with its log output captured."""
-
-    def __init__(self, port: int, output: io.StringIO, app: web.Application) -> None:
-        self.port = port
-        self.output = output
-        self.app = app
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """Every JSON log line written so far."""
-        return [json.loads(line) for line in self.output.getvalue().splitlines() if line]
-
-
-@pytest.fixture
-def serve_syncd(make_settings: Callable[..., Settings]
-                ) -> Callable[..., contextlib.AbstractAsyncContextManager[Served]]:
-    """Start syncd's app with a given hook secret on a free port, logging JSON into a buffer."""
-
-    @contextlib.asynccontextmanager
-    async def start(secret: str, **server: Any) -> AsyncIterator[Served]:
-        settings = make_settings(
-            neolock={"base_url": "http://127.0.0.1:9/api", "login": "shop",
-                     "password": "never-logged-password-42", "webhook_secret": secret},
-            jobs={n: {"enabled": False} for n in ("neolock-subscription", "neolock-uploads",
-                                                  "neolock-devices")},
-            server=server)
-        output = io.StringIO()
-        redactor = logs.configure(fmt="json", stream=output,
-                                  redactor=logs.Redactor(settings.secrets()))
-        app = create_app(settings, redactor)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            yield Served(port, output, app)
-        finally:
-            await runner.cleanup()
-
-    return start
-
-
-async def raw(port: int, data: bytes, *, close_early: bool = False, timeout: float = 5.0) -> bytes:
-    """Send raw bytes; read the answer, or close the connection right away when `close_early`."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    if close_early:
-        await asyncio.sleep(0.2)  # the server has the headers and part of the body
-        writer.transport.abort()  # RST: a client that vanished
-        await asyncio.sleep(0.2)
-        return b""
-    try:
-        return await asyncio.wait_for(reader.read(65536), timeout)
-    finally:
-        writer.close()
-
-
-def head(path: str, length: int, extra: str = "") -> bytes:
-    """A POST request head."""
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n{extra}\r\n").encode()
-
-
 @pytest.mark.parametrize("size", sorted(SECRETS))
 async def test_no_log_line_carries_a_hook_path_a_secret_or_a_body(
-        serve_syncd: Callable[..., Any], size: int) -> None:
+        serve_syncd: ServeSyncd, size: int) -> None:
     """With secrets of 22, 64 and 200 characters, a client disconnecting mid-body, a body that is
     not JSON, and a wrong secret leave no hook path, no part of the secret and no body in the logs."""
     secret = SECRETS[size]
@@ -113,7 +42,7 @@ async def test_no_log_line_carries_a_hook_path_a_secret_or_a_body(
 
 
 async def test_a_client_disconnecting_mid_body_is_counted_as_client_closed_not_as_an_error(
-        serve_syncd: Callable[..., Any]) -> None:
+        serve_syncd: ServeSyncd) -> None:
     """A push whose client goes away mid-body is counted as status 499 (client closed), never as a
     500, and logged once at info level without a traceback; nothing is stored."""
     secret = SECRETS[22]

@@ -141,8 +141,12 @@ class Daemons:
         self.notify = Notify(directory)
         self.started: list[Daemon] = []
 
-    def start(self, db_url: str, shutdown_timeout: float = 5) -> Daemon:
-        """Start `syncd run` on `db_url` with a free port, and wait for READY=1."""
+    def start(self, db_url: str, shutdown_timeout: float = 5,
+              preexec_fn: Callable[[], None] | None = None) -> Daemon:
+        """Start `syncd run` on `db_url` with a free port, and wait for READY=1.
+
+        `preexec_fn` runs in the child before syncd starts (e.g. to lower a resource limit).
+        """
         n = len(self.started)
         port = free_port()
         cfg = self.directory / f"syncd-{n}.toml"
@@ -161,7 +165,7 @@ class Daemons:
         out, err = self.directory / f"stdout-{n}.log", self.directory / f"stderr-{n}.log"
         with out.open("wb") as fout, err.open("wb") as ferr:
             proc = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "run"],
-                                    stdout=fout, stderr=ferr, env=env)
+                                    stdout=fout, stderr=ferr, env=env, preexec_fn=preexec_fn)
         daemon = Daemon(proc, port, out, err)
         self.started.append(daemon)
         self.notify.wait_for("READY=1", proc)
