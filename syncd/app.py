@@ -20,7 +20,7 @@ from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import health, intake, keys
 from syncd.web.metrics import Metrics
-from syncd.web.middleware import INFLIGHT, InFlight, request_context
+from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
 
 NEOLOCK = web.AppKey("neolock_client", NeoLockClient)
 
@@ -87,6 +87,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.METRICS] = Metrics()
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
     app[INFLIGHT] = InFlight()
+    app[DB_REFUSALS] = db_refusals()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
