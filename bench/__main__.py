@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "rate": ("bench.rate", "rate_vs_limit", 120),
     "memory": ("bench.memory", "rss_100k_vs_10k", 420),
     "ready": ("bench.ready", "ready_cold_warm", 120),
+    "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
 }
 
 Runner = Callable[[Postgres], Awaitable[Report]]

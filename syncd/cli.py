@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_terminals
+from syncd import cli_audit, cli_netcode, cli_phones, cli_quota, cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -47,7 +47,7 @@ async def _sync(args: argparse.Namespace, settings: config.Settings, redactor: R
         print("syncd sync: only --once is supported (the daemon schedules jobs)", file=sys.stderr)
         return 2
     async with open_database(settings) as db, open_http() as http:
-        jobs = build_jobs(settings, db, http)
+        jobs = build_jobs(settings, db, http, once=True)
         names = list(jobs) if "all" in args.jobs else args.jobs
         unknown = [n for n in names if n not in jobs]
         if unknown:
@@ -76,6 +76,10 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
     async with open_database(settings) as db, open_http() as http:
         schedule = schedule_of(build_jobs(settings, db, http).values(), settings.jobs)
         status = await collect_status(db, schedule)
+        if settings.codelocks is not None:
+            from syncd.cli_quota import quota_of
+
+            status["codelocks_quota"] = await quota_of(db, settings.codelocks, http)
     if args.json:
         print(json.dumps(status, default=str, indent=2))
         return 0
@@ -90,6 +94,10 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
     sub = status["subscriptions"]["neolock"]
     print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked {sub['checked_at']})"
                                       if sub else "none"))
+    if "codelocks_quota" in status:
+        from syncd.sync.k3_status import format_quota
+
+        print("\n" + "\n".join(format_quota(status["codelocks_quota"])))
     return 0
 
 
@@ -166,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="state directory (default: a temp dir)")
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
+    cli_audit.add_parser(sub)
+    cli_phones.add_parser(sub)
+    cli_netcode.add_parser(sub)
+    cli_quota.add_parser(sub)
     return parser
 
 

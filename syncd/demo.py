@@ -30,6 +30,7 @@ from syncd.web import keys
 def _settings(data_dir: Path, port: int, sims: Simulators) -> Settings:
     neo = sims.neolock.sim
     bt = sims.biotime.sim
+    ck = sims.codelocks.sim
     return Settings(
         data_dir=data_dir,
         server={"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
@@ -37,10 +38,12 @@ def _settings(data_dir: Path, port: int, sims: Simulators) -> Settings:
         neolock={"base_url": sims.neolock.url, "login": neo.login, "password": neo.password},
         biotime={"base_url": sims.biotime.url, "username": bt.username, "password": bt.password,
                  "timezone": "Asia/Tashkent"},
+        codelocks={"base_url": sims.codelocks.url, "api_key": ck.api_key,
+                   "access_keys": list(ck.access_keys), "plan": ck.plan},
         # The demo drives every job itself, in order; the scheduler runs none of them.
         jobs={name: {"enabled": False} for name in (
             "housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices",
-            "biotime-terminals", "biotime-punches")},
+            "biotime-terminals", "biotime-punches", "k3-locks", "k3-audit", "k3-clients")},
     )
 
 
@@ -97,7 +100,7 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor) -> int:
                 + [("CKPF000000LOST", "Warehouse back door")])
         job_runner = JobRunner(db, scrub=redactor.scrub)
         for name in ("neolock-subscription", "neolock-uploads", "neolock-devices",
-                     "biotime-terminals"):
+                     "biotime-terminals", "k3-locks", "k3-audit", "k3-clients"):
             if name not in jobs:
                 continue
             result = await job_runner.run(jobs[name])
@@ -143,6 +146,9 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor) -> int:
                 terms = await conn.fetch("SELECT status, count(*) AS n FROM report.terminals "
                                          "GROUP BY 1 ORDER BY 1")
                 print("  report.terminals: " + ", ".join(f"{r['status']} {r['n']}" for r in terms))
+            usage = await conn.fetch("SELECT category, calls, quota FROM report.api_usage")
+            print("  Codelocks calls this month: " + (", ".join(
+                f"{r['category']} {r['calls']}/{r['quota']}" for r in usage) or "none"))
         async with aiohttp.ClientSession() as session:
             ready = await session.get(f"http://127.0.0.1:{port}/readyz")
             status = await (await session.get(f"http://127.0.0.1:{port}/api/v1/status")).json()

@@ -19,6 +19,9 @@ from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.settings import Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
+from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
+from syncd.sync.k3_audit import K3AuditJob
+from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob
 from syncd.vendors.neolock.client import NeoLockClient
@@ -76,17 +79,26 @@ async def open_http(trace_configs: list[aiohttp.TraceConfig] | None = None
 
 
 def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               neolock: NeoLockClient | None = None) -> dict[str, Job]:
+               neolock: NeoLockClient | None = None, once: bool = False) -> dict[str, Job]:
     """Every job this configuration enables, by name.
 
     Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker.
+    `once`: for `syncd sync --once`, run quota-planned jobs now rather than when they are due.
     """
     jobs: list[Job] = [HousekeepingJob()]
     if settings.neolock is not None:
         client = neolock or neolock_client(settings.neolock, http)
         jobs += [NeoLockSubscriptionJob(db, client, settings), NeoLockUploadsJob(db, client),
                  NeoLockDevicesJob(db, client)]
+    if settings.knoxguard is not None:  # one client: one token and one rate limit for both jobs
+        knox = knoxguard_client(settings.knoxguard, http)
+        jobs += [KnoxUploadsJob(db, knox, settings.knoxguard.page_size),
+                 KnoxDevicesJob(db, knox, settings.knoxguard.page_size)]
     if settings.biotime is not None:  # a client per job, so that each run counts its own requests
         jobs += [BioTimeTerminalsJob(db, biotime_client(settings.biotime, http), settings.biotime),
                  BioTimePunchesJob(db, biotime_client(settings.biotime, http), settings.biotime)]
+    if settings.codelocks is not None:  # quota-planned: each run asks the budget planner first
+        k3 = K3Context(db, settings.codelocks, http)
+        jobs += [K3LocksJob(k3, gated=not once), K3AuditJob(k3, gated=not once),
+                 K3ClientsJob(k3, gated=not once)]
     return {job.name: job for job in jobs}

@@ -15,6 +15,12 @@ CONTRACT = {
                  "last_seen_at",
     "sync_runs": "job, started_at, finished_at, status, items, requests, error",
     "events": "id, source, received_at, event_type, subject, status",
+    "k3_locks": "lock_id, lock_name, battery_status, battery_updated_at, firmware_version, "
+                "last_audit_at",
+    "k3_audit": "lock_id, audit_entry_id, entered_at, entry_type, entry_text",
+    "k3_clients": "lock_id, email, status, access_type, expected",
+    "api_usage": "vendor, category, period, calls, quota",
+    "netcodes": "lock_id, start, duration_id, expires_at, issued_at, issued_by",
 }
 
 

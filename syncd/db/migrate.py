@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import re
 
 import structlog
@@ -47,7 +48,7 @@ class Migration:
 
 
 def discover() -> list[Migration]:
-    """The migrations shipped with syncd, in order; refuses gaps and bad names."""
+    """The migrations shipped with syncd, in order; refuses duplicate numbers and bad names."""
     found: list[Migration] = []
     for entry in (sql_root() / "migrations").iterdir():
         if not entry.name.endswith(".sql"):
@@ -57,10 +58,13 @@ def discover() -> list[Migration]:
             raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
         found.append(Migration(int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise MigrationError(f"migration {migration.name} breaks the sequence "
-                                 f"(expected version {expected:04d})")
+    # Numbers are handed out to parallel branches, so a branch may have gaps (0004, then 0009):
+    # harmless, since every migration not applied yet is applied, in order. Two files with one
+    # number are refused.
+    for before, migration in itertools.pairwise(found):
+        if migration.version == before.version:
+            raise MigrationError(f"migrations {before.name} and {migration.name} share version "
+                                 f"{migration.version:04d}")
     return found
 
 

@@ -6,9 +6,12 @@ per knox-guard-api.md and FIELD-NOTES: GET /authorization, POST /transaction, PO
 POST /devices/{approve,lock,unlock,blink,complete,sendMessage,delete} and their …Async variants,
 whose per-device outcome is read with POST /transaction after `async_delay`.
 
-Every route needs `x-knox-apitoken` equal to `sim.api_token` (else 401 4010000 AUTHORIZATION_FAIL);
-100 requests/s per token (429 + Retry-After). Errors are `{result: "FAIL", error: {code, message,
-reason}}`: 400 4000000 RESOURCE_INVALID_PARAM, 400 4000310 DEVICE_STATE_INVALID, and (guesses)
+Every route needs `x-knox-apitoken`: either the static `sim.api_token` ("" disables it) or a
+signed API token from the Knox Cloud token flow, `POST /ams/v1/users/accesstoken` (outside BASE_PATH,
+see knoxguard_auth.py; register a tenant key with `sim.auth.register(...)`); else 401 4010000
+AUTHORIZATION_FAIL. 100 requests/s per token (429 + Retry-After). Errors are
+`{result: "FAIL", error: {code, message, reason}}`: 400 4000000 RESOURCE_INVALID_PARAM,
+400 4000310 DEVICE_STATE_INVALID, and (guesses)
 404 4040000 DEVICE_NOT_FOUND / UPLOAD_NOT_FOUND / TRANSACTION_NOT_FOUND, 403 4030000 FORBIDDEN when
 the tenant's upload feature is off, 429 4290000 TOO_MANY_REQUESTS.
 """
@@ -37,9 +40,11 @@ from syncd.simulators.kg_core import (
     read_object,
     refusal_middleware,
 )
+from syncd.simulators.knoxguard_auth import AuthRefused, BadExchange, TokenAuthority
 from syncd.simulators.knoxguard_rules import VALIDATORS, apply_params
 
 BASE_PATH = "/kcs/v1.1/kg"
+TOKEN_PATH = "/ams/v1/users/accesstoken"
 TOKEN_HEADER = "x-knox-apitoken"
 TRANSACTION_HEADER = "x-knox-transactionId"
 DEFAULT_API_TOKEN = "kg-sim-api-token"
@@ -79,12 +84,14 @@ class Transaction:
 class KnoxGuardSim(FleetFacade):
     """The state of one Knox Guard tenant: API token, fleet, uploads, async transactions."""
 
-    def __init__(self, *, seed: int = 0, devices: int = 20, api_token: str = DEFAULT_API_TOKEN,
+    def __init__(self, *, seed: int = 0, devices: int = 20,
+                 api_token: str = DEFAULT_API_TOKEN, clock: Callable[[], float] | None = None,
                  transition_delay: float = 0.5, enroll_delay: float | None = None,
                  async_delay: float = 0.2, rate_limit: int = 100, rate_window: float = 1.0,
                  upload_enabled: bool = True, auto_accept_permitted: bool = True) -> None:
         self.seed = seed
-        self.api_token = api_token
+        self.api_token = api_token  # the static token; "": only the signed-token flow
+        self.auth = TokenAuthority(clock) if clock is not None else TokenAuthority()
         self.async_delay = async_delay
         self.upload_enabled = upload_enabled  # the upload API is "only available upon request"
         self.auto_accept_permitted = auto_accept_permitted  # without the role, autoAccept is false
@@ -92,6 +99,9 @@ class KnoxGuardSim(FleetFacade):
                            enroll_delay=enroll_delay)
         self.limiter = SlidingWindowLimiter(rate_limit, rate_window)
         self.transactions: dict[str, Transaction] = {}
+        # Test control: called with the pageNum after each devices/list page is built, so a test
+        # can change the tenant (delete a device, move the clock) between two pages of a sync.
+        self.after_list_page: Callable[[int], None] | None = None
         self.user = {"companyName": "Simulated Finance LLC", "country": "UZ",
                      "email": "kg-admin@example.com", "name": "KG Sim Admin",
                      "phoneNumber": "+998900000000"}
@@ -107,9 +117,16 @@ SIM_KEY = web.AppKey("knoxguard_sim", KnoxGuardSim)
 def _auth_middleware(sim: KnoxGuardSim) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.http_exception is None and \
-                request.headers.get(TOKEN_HEADER) != sim.api_token:
-            _refuse(401, 4010000, "AUTHORIZATION_FAIL", "The x-knox-apitoken is invalid or expired")
+        if request.match_info.http_exception is not None or request.path == TOKEN_PATH:
+            return await handler(request)
+        token = request.headers.get(TOKEN_HEADER)
+        if not token:
+            _refuse(401, 4010000, "AUTHORIZATION_FAIL", "The x-knox-apitoken is missing")
+        if not sim.api_token or token != sim.api_token:
+            try:
+                sim.auth.check_api_token(token)
+            except AuthRefused as err:
+                _refuse(401, 4010000, "AUTHORIZATION_FAIL", str(err))
         return await handler(request)
 
     return middleware
@@ -147,6 +164,16 @@ def list_item(d: Device) -> dict[str, Any]:
 
 
 # --- handlers -----------------------------------------------------------------------------------
+
+
+async def access_token(request: web.Request) -> web.Response:
+    """POST /ams/v1/users/accesstoken: exchange a signed client identifier JWT for an access token."""
+    try:
+        return web.json_response(request.app[SIM_KEY].auth.exchange(await _body(request)))
+    except BadExchange as err:
+        _invalid(str(err))
+    except AuthRefused as err:
+        _refuse(401, 4010000, "AUTHORIZATION_FAIL", str(err))
 
 
 async def authorization(request: web.Request) -> web.Response:
@@ -227,8 +254,11 @@ async def list_devices(request: web.Request) -> web.Response:
     found = [d for d in sim.fleet.devices.values() if not needle or any(
         needle in (v or "").casefold()
         for v in (d.device_uid, d.imei, d.imei2, d.serial, d.object_id, d.approve_id, d.status))]
-    return web.json_response({"result": "SUCCESS", "totalCount": len(found),
-                              "deviceList": [list_item(d) for d in page(found, page_num, page_size)]})
+    answer = {"result": "SUCCESS", "totalCount": len(found),
+              "deviceList": [list_item(d) for d in page(found, page_num, page_size)]}
+    if sim.after_list_page is not None:
+        sim.after_list_page(page_num)
+    return web.json_response(answer)
 
 
 def _perform(sim: KnoxGuardSim, action: str, params: dict[str, Any]) -> Device:
@@ -310,6 +340,7 @@ def create_app(sim: KnoxGuardSim) -> web.Application:
     app = make_app(sim.seed, middlewares=[limiter, refusal_middleware, _auth_middleware(sim)])
     app[SIM_KEY] = sim
     app.cleanup_ctx.append(_background)
+    app.router.add_post(TOKEN_PATH, access_token)
     app.router.add_get(BASE_PATH + "/authorization", authorization)
     app.router.add_post(BASE_PATH + "/transaction", transaction)
     app.router.add_post(BASE_PATH + "/devices/uploads", post_uploads)

@@ -9,7 +9,9 @@ import dataclasses
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from . import biotime, codelocks, knoxguard, neolock
@@ -105,6 +107,15 @@ def describe(sims: Simulators) -> str:
     return "\n".join(lines)
 
 
+def knox_key_flow(sim: KnoxGuardSim, directory: Path) -> str:
+    """Register a Knox client identifier, write its keys.json, and say how to use it instead."""
+    keys = directory / "knoxguard_keys.json"
+    keys.write_text(sim.auth.register("syncd-sim-client"), encoding="utf-8")
+    keys.chmod(0o600)
+    return (f"# Knox Guard signed-token flow instead of api_token (keys removed on exit):\n"
+            f"# keys_file = {_toml(str(keys))}\n# client_identifier = \"syncd-sim-client\"\n")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `syncd simulate` options: fleet sizes, seed and listen host."""
     parser.add_argument("--devices", type=int, default=20, metavar="N",
@@ -131,7 +142,9 @@ async def simulate(args: argparse.Namespace) -> int:
                            terminals=args.terminals, host=args.host) as sims:
             print(f"Vendor simulators running (seed {args.seed}); Ctrl+C stops them.")
             print(describe(sims), flush=True)
-            await stop.wait()
+            with tempfile.TemporaryDirectory(prefix="syncd-sim-") as tmp:
+                print(knox_key_flow(sims.knoxguard.sim, Path(tmp)), flush=True)
+                await stop.wait()
     except OSError as err:
         print(f"syncd simulate: cannot listen on {args.host}: {err}", file=sys.stderr)
         return 1

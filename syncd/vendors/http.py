@@ -54,7 +54,7 @@ from syncd.vendors.auth import AuthHeaders, Token, TokenAuth, TokenKeeper
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
-BeforeSend = Callable[[str, str], Awaitable[None]]  # (method, route): may raise a SyncdError
+BeforeSend = Callable[[str, str], Awaitable[None]]  # (method, path): may raise a SyncdError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -238,7 +238,7 @@ class VendorHttp:
     `retries` counts the repeats alone. Each attempt is also counted against the unit of work
     bound in the sending context (`syncd.vendors.usage`), by route template.
 
-    `before_send(method, route)` is awaited right before each attempt goes out (after pacing):
+    `before_send(method, path)` is awaited right before each attempt goes out (after pacing):
     a quota ledger can refuse the attempt by raising a `SyncdError`, which reaches the caller.
     """
 
@@ -264,13 +264,15 @@ class VendorHttp:
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
                       idempotent: bool | None = None, auth: AuthHeaders | None = None,
-                      route: str | None = None) -> Reply:
+                      route: str | None = None,
+                      data: Mapping[str, str] | None = None) -> Reply:
         """Send a request with retries; raise for transport errors, final 5xx and 429.
 
         `auth` is awaited for each attempt once its turn has come (after pacing and any
         Retry-After wait), so a token that expired while the request queued is never sent.
         `route` names the call for accounting (e.g. "/devices/{deviceUid}"); by default it is
         the path with every segment that looks like an id replaced by "{id}".
+        `data` is sent as an application/x-www-form-urlencoded body (instead of `json`).
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
@@ -279,7 +281,8 @@ class VendorHttp:
         attempt = 0
         while True:
             try:
-                reply = await self._send(method, url, path, params, json, headers, auth, route)
+                reply = await self._send(method, url, path, params, json, headers, auth, data,
+                                         route)
             except (aiohttp.ClientError, TimeoutError) as err:
                 may_retry = (safe or isinstance(err, _NOT_SENT)) and \
                     not isinstance(err, _PERMANENT)
@@ -319,18 +322,20 @@ class VendorHttp:
 
     async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
                     body: Any, headers: Mapping[str, str] | None,
-                    auth: AuthHeaders | None = None, route: str = "") -> Reply:
+                    auth: AuthHeaders | None = None, form: Mapping[str, str] | None = None,
+                    route: str = "") -> Reply:
         async with self._slot():
             if self._pacer is not None:
                 await self._pacer.wait()
-            if self._before_send is not None:
-                await self._before_send(method, route)
             if auth is not None:
                 headers = {**(headers or {}), **await auth()}
+            if self._before_send is not None:
+                await self._before_send(method, path)
             self.requests += 1
             usage.record(self.vendor, route)
             async with self.session.request(
                 method, url, params=params, json=body, headers=headers, allow_redirects=False,
+                data=None if form is None else dict(form),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 trace_request_ctx=usage.trace_request_ctx(self.vendor, route),
             ) as resp:

@@ -384,7 +384,7 @@ class QuotaSpent(SyncdError):
 
 async def test_before_send_sees_every_attempt_and_can_refuse_one(
         session: aiohttp.ClientSession) -> None:
-    """`before_send(method, route)` is awaited before each attempt (retries included); raising a
+    """`before_send(method, path)` is awaited before each attempt (retries included); raising a
     SyncdError refuses the attempt: it is not sent, not counted, and reaches the caller."""
     server = Server(statuses(503))
     seen: list[tuple[str, str]] = []
@@ -401,7 +401,7 @@ async def test_before_send_sees_every_attempt_and_can_refuse_one(
             with pytest.raises(QuotaSpent):
                 await http.request("GET", running.url + "/locks")
     assert reply.status == 200
-    assert seen == [("GET", "/locks/{id}/audit")] * 2 + [("GET", "/locks")]
+    assert seen == [("GET", "/locks/K3-000123/audit")] * 2 + [("GET", "/locks")]
     assert len(server.arrivals) == http.requests == counted.requests == 2
 
 

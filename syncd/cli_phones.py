@@ -1,0 +1,215 @@
+"""`syncd phones …`: show a phone, act on it at NeoLock or Knox Guard, upload device lists.
+
+Every action re-reads the device, refuses a state that does not allow it (naming the state) and
+is recorded in the action log (`syncd audit verify`, view report.actions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from syncd import settings as config
+from syncd.logs import Redactor
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
+PROVIDERS = ("knoxguard", "neolock")
+ACTIONS = {
+    "lock": "lock a phone (optionally showing a message and a contact)",
+    "unlock": "unlock a locked phone",
+    "complete": "release a phone from Knox Guard for good (the loan is paid)",
+    "message": "show a message on a phone",
+    "approve": "accept a Pending phone",
+    "blink": "start the blinking payment reminder (Knox Guard tenants)",
+}
+
+
+def _clean(value: object) -> str:
+    return "-" if value is None else _CONTROL.sub("?", str(value))
+
+
+def _user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
+        return "cli"
+
+
+def _pair(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 23,7 (got {text!r})") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `phones show|lock|unlock|complete|message|approve|blink|upload` to the CLI."""
+    parser = subparsers.add_parser("phones", help="NeoLock and Knox Guard phones: show, act, upload")
+    actions = parser.add_subparsers(dest="phones_action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="a phone as report.phones shows it, and its actions")
+    show.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=show_phone)
+    for name, text in ACTIONS.items():
+        p = actions.add_parser(name, help=text)
+        p.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
+        p.add_argument("--provider", choices=PROVIDERS,
+                       help="where the phone lives (needed when both or neither list it)")
+        if name in ("lock", "message", "blink", "unlock"):
+            p.add_argument("--message", required=name in ("message", "blink"),
+                           help="text shown on the phone (at most 200 characters)")
+        if name in ("lock", "message", "blink", "unlock"):
+            p.add_argument("--tel", help="phone number shown for the customer to call")
+            p.add_argument("--email", help="email address shown for the customer to write to")
+        if name == "approve":
+            p.add_argument("--approve-id", help="your id for the device (at most 50 characters)")
+            p.add_argument("--comment", help="approval comment (at most 1000 characters)")
+        if name == "blink":
+            p.add_argument("--interval", type=int, required=True,
+                           help="seconds between reminders (3 to 86400)")
+            p.add_argument("--time-limit", type=_pair, metavar="FROM,TO",
+                           help="hours without reminders, e.g. 23,7")
+            p.add_argument("--days-limit", type=_pair, metavar="FROM,TO",
+                           help="weekdays without reminders (0 = Sunday), e.g. 0,1; "
+                                "needs --time-limit")
+        p.set_defaults(func=act, phone_action=name)
+    up = actions.add_parser("upload", help="upload devices (CSV, or one IMEI/serial a line)")
+    up.add_argument("file", metavar="FILE", type=Path)
+    up.add_argument("--provider", choices=PROVIDERS, required=True)
+    up.add_argument("--auto-accept", action="store_true",
+                    help="accept the devices at once (needs the role at the vendor)")
+    up.set_defaults(func=upload_file)
+
+
+@contextlib.asynccontextmanager
+async def _vendors(settings: config.Settings) -> AsyncIterator[dict[str, Any]]:
+    """The configured providers' clients, by provider name."""
+    from syncd.runtime import open_http
+    from syncd.sync.knoxguard import knoxguard_client
+    from syncd.sync.neolock import neolock_client
+
+    async with open_http() as http:
+        clients: dict[str, Any] = {}
+        if settings.knoxguard is not None:
+            clients["knoxguard"] = knoxguard_client(settings.knoxguard, http)
+        if settings.neolock is not None:
+            clients["neolock"] = neolock_client(settings.neolock, http)
+        yield clients
+
+
+async def show_phone(args: argparse.Namespace, settings: config.Settings,
+                     redactor: Redactor) -> int:
+    """Print the phone's report.phones rows and its latest logged actions."""
+    from syncd.db.actions import actions_for
+    from syncd.db.phone_lookup import phone_rows
+    from syncd.runtime import open_database
+
+    async with open_database(settings) as db:
+        rows = await phone_rows(db, args.uid)
+        history = await actions_for(db, args.uid, 10)
+    if args.json:
+        print(json.dumps({"phones": [r.__dict__ for r in rows],
+                          "actions": [a.__dict__ for a in history]}, default=str, indent=2))
+        return 0 if rows else 1
+    if not rows:
+        print(f"syncd phones: no provider lists {_clean(args.uid)} (as of the last sync)",
+              file=sys.stderr)
+        return 1
+    for row in rows:
+        print(f"{_clean(row.provider)} {_clean(row.device_uid)}\n"
+              f"  state:          {_clean(row.vendor_state)} (console: {_clean(row.console_state)})"
+              f"\n  imei / imei2:   {_clean(row.imei)} / {_clean(row.imei2)}\n"
+              f"  object id:      {_clean(row.object_id)}\n"
+              f"  license expiry: {_clean(row.license_expiry)}\n"
+              f"  contract wants: {_clean(row.desired_state)}"
+              f"{'  (IN DRIFT)' if row.in_drift else ''}\n"
+              f"  last seen:      {_clean(row.last_seen_at)}"
+              + (f"\n  gone since:     {_clean(row.gone_at)}" if row.gone_at else ""))
+    if history:
+        print("actions:")
+        for a in history:
+            print(f"  {a.at:%Y-%m-%d %H:%M:%S} {_clean(a.actor)} {_clean(a.action)} "
+                  f"{_clean(a.provider)} {a.outcome}")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    from syncd.vendors.knoxguard import Blink
+
+    keys = ("message", "tel", "email", "approve_id", "comment")
+    params = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if args.phone_action == "blink":
+        params["blink"] = Blink.checked(
+            device_uid=args.uid, interval=args.interval, message=args.message, tel=args.tel,
+            email=args.email, time_limit=args.time_limit, days_limit=args.days_limit,
+            time_limit_enable=args.time_limit is not None and args.days_limit is None,
+            days_limit_enable=args.days_limit is not None)
+    return params
+
+
+async def act(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
+    """Run one action on one phone; print its outcome; exit 1 unless it was sent."""
+    from syncd.phones import KnoxVendor, NeoLockVendor, PhoneVendor, perform
+    from syncd.runtime import open_database
+
+    params = _params(args)  # a blink that breaks the documented rules stops here, unsent
+    async with open_database(settings) as db, _vendors(settings) as clients:
+        vendors: dict[str, PhoneVendor] = {}
+        if "knoxguard" in clients:
+            vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
+        if "neolock" in clients:
+            vendors["neolock"] = NeoLockVendor(clients["neolock"])
+        outcome = await perform(db, vendors, args.uid, args.phone_action, actor=_user(),
+                                provider=args.provider, params=params, scrub=redactor.scrub)
+    print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} {outcome.outcome}"
+          f" ({_clean(outcome.message)}); logged as #{outcome.seq}")
+    return 0 if outcome.outcome == "ok" else 1
+
+
+async def upload_file(args: argparse.Namespace, settings: config.Settings,
+                      redactor: Redactor) -> int:
+    """Upload the file's device ids; invalid lines stop the upload and are listed by number."""
+    from syncd.phones import parse_upload, upload, uploader
+    from syncd.runtime import open_database
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"syncd phones upload: cannot read {args.file}: {err}", file=sys.stderr)
+        return 2
+    parsed = parse_upload(text.splitlines())
+    for number, line, why in parsed.invalid:
+        print(f"{args.file}:{number}: {why}: {_clean(line)!r}", file=sys.stderr)
+    if parsed.invalid:
+        print(f"syncd phones upload: {len(parsed.invalid)} invalid line(s); nothing uploaded",
+              file=sys.stderr)
+        return 1
+    if not parsed.uids:
+        print(f"syncd phones upload: {args.file} holds no device ids", file=sys.stderr)
+        return 1
+    async with open_database(settings) as db, _vendors(settings) as clients:
+        client = clients.get(args.provider)
+        if client is None:
+            print(f"syncd phones upload: {args.provider} is not configured", file=sys.stderr)
+            return 2
+        outcomes = await upload(db, args.provider, uploader(client, auto_accept=args.auto_accept),
+                                parsed.uids, actor=_user(), scrub=redactor.scrub)
+    failed = False
+    for o in outcomes:
+        if o.error:
+            print(f"upload of {o.sent} device(s) failed: {_clean(o.error)} (logged as #{o.seq})")
+            failed = True
+            continue
+        print(f"upload {_clean(o.upload_id)}: {o.sent} sent, {_clean(o.valid)} accepted, "
+              f"{len(o.invalid)} refused (logged as #{o.seq})")
+        for uid, reason in o.invalid:
+            print(f"  refused {_clean(uid)}: {_clean(reason)}")
+            failed = True
+    return 1 if failed else 0

@@ -1,0 +1,46 @@
+"""`syncd quota`: the Codelocks call quota: use this period, projection, the planner's next runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import aiohttp
+
+from syncd import settings as config
+from syncd.db.pool import Database
+from syncd.logs import Redactor
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `quota` to the CLI."""
+    parser = subparsers.add_parser("quota", help="Codelocks call quota: use, projection, next runs")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=show_quota)
+
+
+async def quota_of(db: Database, settings: config.CodelocksSettings,
+                   http: aiohttp.ClientSession) -> dict[str, Any]:
+    """The quota status of this configuration (no vendor call)."""
+    from syncd.sync.codelocks import K3Context
+    from syncd.sync.k3_status import quota_status
+
+    return await quota_status(K3Context(db, settings, http))
+
+
+async def show_quota(args: argparse.Namespace, settings: config.Settings,
+                     redactor: Redactor) -> int:
+    """Print the quota status."""
+    from syncd.runtime import open_database, open_http
+    from syncd.sync.k3_status import format_quota
+
+    if settings.codelocks is None:
+        print("syncd quota: Codelocks is not configured (no [codelocks] section)", file=sys.stderr)
+        return 2
+    async with open_database(settings) as db, open_http() as http:
+        status = await quota_of(db, settings.codelocks, http)
+    print(json.dumps(status, default=str, indent=2) if args.json else
+          "\n".join(format_quota(status)))
+    return 0

@@ -1,0 +1,289 @@
+"""Operator actions on phones at either provider (NeoLock or Knox Guard), each in the action log.
+
+An action first finds which provider holds the device (vendor.phones; ambiguous or unknown
+devices need an explicit provider), re-reads the device from that vendor (the stored state may
+be stale), refuses an action its current state does not allow, naming the state, and only then
+calls the vendor. Every outcome — ok, refused (by syncd or by the vendor's 4000310) or failed — is
+appended to the hash-chained action log with the vendor's answer, never a secret.
+
+Which states allow which action follows knox-guard-api.md's state table (Pending devices are
+accepted or rejected; Enrolled devices can be locked, unlocked, messaged and blinked; Completed
+devices are out of Knox Guard's control); the vendor still has the last word.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from syncd.db import phone_lookup
+from syncd.db.actions import record_action
+from syncd.db.pool import Database
+from syncd.errors import SyncdError, VendorError, VendorStateInvalid
+from syncd.vendors.knoxguard import KnoxGuardClient
+from syncd.vendors.neolock import NeoLockClient
+
+PROVIDERS = ("knoxguard", "neolock")
+ALLOWED: dict[str, frozenset[str]] = {
+    "approve": frozenset({"Pending"}),
+    "lock": frozenset({"Enrolled", "Blinked", "Locked"}),
+    "unlock": frozenset({"Locked", "Locking"}),
+    "complete": frozenset({"Accepted", "Enrolled", "Blinked", "Locked"}),
+    "message": frozenset({"Enrolled", "Blinked", "Locking", "Locked"}),
+    "blink": frozenset({"Enrolled", "Blinked"}),
+}
+CONSOLE = {"Accepted": "Activating", "Enrolled": "Active", "Blinked": "Reminder On",
+           "StartingReminder": "Starting Reminder", "StoppingReminder": "Stopping Reminder"}
+_UID = re.compile(r"^[A-Za-z0-9]{8,20}$")
+
+
+class PhoneActionError(SyncdError):
+    """The action cannot be attempted (provider unknown or ambiguous, provider lacks the action)."""
+
+
+class PhoneVendor(Protocol):
+    """What an action needs from a provider: read a device's state, and call the action."""
+
+    async def state(self, device_uid: str) -> str | None:
+        """The device's current Knox Guard state, read from the vendor."""
+
+    async def act(self, action: str, device_uid: str, params: dict[str, Any]) -> BaseModel:
+        """Carry out `action`; return the vendor's answer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KnoxVendor:
+    """Knox Guard direct tenant."""
+
+    client: KnoxGuardClient
+
+    async def state(self, device_uid: str) -> str | None:
+        """The device's state from devices/list."""
+        return (await self.client.get_device(device_uid)).status
+
+    async def act(self, action: str, device_uid: str, params: dict[str, Any]) -> BaseModel:
+        """Send the action to Knox Guard."""
+        c, p = self.client, params
+        calls: dict[str, Callable[[], Awaitable[BaseModel]]] = {
+            "approve": lambda: c.approve(device_uid, p.get("approve_id"), p.get("comment")),
+            "lock": lambda: c.lock(device_uid, p.get("message"), p.get("tel"), p.get("email")),
+            "unlock": lambda: c.unlock(device_uid),
+            "complete": lambda: c.complete(device_uid),
+            "message": lambda: c.send_message(device_uid, p.get("message") or "", p.get("tel"),
+                                              p.get("email")),
+            "blink": lambda: c.blink(p["blink"]),
+        }
+        return await calls[action]()
+
+
+@dataclasses.dataclass(frozen=True)
+class NeoLockVendor:
+    """NeoLock (reseller API over Knox Guard): no blink."""
+
+    client: NeoLockClient
+
+    async def state(self, device_uid: str) -> str | None:
+        """The device's state from GET /clients/devices/{deviceUid}."""
+        return (await self.client.get_device(device_uid)).status
+
+    async def act(self, action: str, device_uid: str, params: dict[str, Any]) -> BaseModel:
+        """Send the action to NeoLock."""
+        c, p = self.client, params
+        calls: dict[str, Callable[[], Awaitable[BaseModel]]] = {
+            "approve": lambda: c.approve(device_uid),
+            "lock": lambda: c.lock(device_uid, p.get("message") or "", p.get("tel") or ""),
+            "unlock": lambda: c.unlock(device_uid, p.get("message") or "", p.get("tel") or ""),
+            "complete": lambda: c.complete(device_uid),
+            "message": lambda: c.send_message(device_uid, p.get("message") or ""),
+        }
+        if action not in calls:
+            raise PhoneActionError(f"neolock has no {action} action (Knox Guard tenants only)")
+        return await calls[action]()
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionOutcome:
+    """How an operator action ended, and its action-log sequence number."""
+
+    device_uid: str
+    provider: str
+    action: str
+    outcome: str  # ok | refused | failed
+    state: str | None
+    message: str
+    seq: int
+
+
+async def resolve_provider(db: Database, device_uid: str, provider: str | None) -> str:
+    """The provider holding the device: the one given, else the only one listing it."""
+    if provider is not None:
+        if provider not in PROVIDERS:
+            raise PhoneActionError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+        return provider
+    found = await phone_lookup.providers_of(db, device_uid)
+    if len(found) == 1:
+        return found[0]
+    where = "both " + " and ".join(found) if found else "no provider (as of the last sync)"
+    raise PhoneActionError(f"device {device_uid} is listed by {where}: give --provider")
+
+
+def console(state: str | None) -> str:
+    """The Knox Guard console's name for an API state (FIELD-NOTES)."""
+    return "unknown" if state is None else CONSOLE.get(state, state)
+
+
+def _answer(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def perform(db: Database, vendors: dict[str, PhoneVendor], device_uid: str, action: str,
+                  *, actor: str, provider: str | None = None,
+                  params: dict[str, Any] | None = None,
+                  scrub: Callable[[str], str] = lambda s: s) -> ActionOutcome:
+    """Re-read the device, refuse a state that does not allow `action`, else send it; log it."""
+    params = params or {}
+    provider = await resolve_provider(db, device_uid, provider)
+    vendor = vendors.get(provider)
+    if vendor is None:
+        raise PhoneActionError(f"{provider} is not configured (no [{provider}] section)")
+    if provider == "neolock" and action == "blink":
+        raise PhoneActionError("neolock has no blink action (Knox Guard tenants only)")
+    name = f"phone.{action}"
+    detail: dict[str, Any] = {k: v for k, v in params.items() if k != "blink"}
+    if "blink" in params:
+        detail["blink"] = params["blink"].body()
+    try:
+        state = await vendor.state(device_uid)
+    except VendorError as err:
+        text = scrub(str(err))
+        seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
+                                  outcome="failed", detail={**detail, "error": text})
+        return ActionOutcome(device_uid, provider, action, "failed", None,
+                             f"could not read the device: {text}", seq)
+    detail["state_before"] = state
+    if state not in ALLOWED[action]:
+        allowed = ", ".join(sorted(ALLOWED[action]))
+        text = (f"refused: the device is {state} (console: {console(state)}); {action} needs one "
+                f"of {allowed}")
+        seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
+                                  outcome="refused", detail={**detail, "reason": text})
+        return ActionOutcome(device_uid, provider, action, "refused", state, text, seq)
+    try:
+        answer = await vendor.act(action, device_uid, params)
+    except VendorStateInvalid as err:
+        text = f"refused by {provider}: {scrub(err.reason or str(err))}"
+        seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
+                                  outcome="refused", detail={**detail, "vendor_code": err.code,
+                                                             "reason": text})
+        return ActionOutcome(device_uid, provider, action, "refused", state, text, seq)
+    except VendorError as err:
+        text = scrub(str(err))
+        seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
+                                  outcome="failed", detail={**detail, "error": text})
+        return ActionOutcome(device_uid, provider, action, "failed", state, text, seq)
+    seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
+                              outcome="ok", detail={**detail, "vendor_answer": _answer(answer)})
+    return ActionOutcome(device_uid, provider, action, "ok", state, "sent", seq)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedUids:
+    """Device ids read from an upload file, and the lines that were not device ids."""
+
+    uids: list[str]
+    invalid: list[tuple[int, str, str]]  # (line number, line, why)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def parse_upload(lines: Iterable[str]) -> ParsedUids:
+    """Device ids from CSV (a deviceUid/imei/serial column, else the first) or one id a line.
+
+    Blank lines and `#` comments are skipped; a 15-digit IMEI must pass its Luhn check; an id
+    given twice is reported on its second line.
+    """
+    uids: list[str] = []
+    invalid: list[tuple[int, str, str]] = []
+    seen: dict[str, int] = {}
+    column = 0
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip().lstrip("\ufeff")
+        if not line or line.startswith("#"):
+            continue
+        cells = [c.strip().strip('"') for c in line.split(",")] if "," in line else [line]
+        lowered = [c.lower() for c in cells]
+        header = next((lowered.index(h) for h in ("deviceuid", "device_uid", "imei", "serial")
+                       if h in lowered), None)
+        if header is not None and not uids and not invalid:
+            column = header
+            continue
+        value = cells[column] if column < len(cells) else ""
+        why = None
+        if not _UID.match(value):
+            why = "not a device id (IMEI or serial: 8 to 20 letters and digits)"
+        elif value.isdigit() and len(value) == 15 and not _luhn_ok(value):
+            why = "IMEI check digit is wrong"
+        elif value in seen:
+            why = f"repeats line {seen[value]}"
+        if why is not None:
+            invalid.append((number, raw.rstrip("\r\n")[:80], why))
+            continue
+        seen[value] = number
+        uids.append(value)
+    return ParsedUids(uids, invalid)
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadOutcome:
+    """One upload request's answer: its id, counts and the vendor's invalid reasons."""
+
+    upload_id: str | None
+    sent: int
+    valid: int | None
+    invalid: list[tuple[str | None, str | None]]
+    seq: int
+    error: str | None = None
+
+
+Uploader = Callable[[list[str]], Awaitable[Any]]
+
+
+def uploader(client: KnoxGuardClient | NeoLockClient, *, auto_accept: bool) -> Uploader:
+    """The provider's upload call (Knox Guard's other documented flags stay false)."""
+    return lambda uids: client.upload_devices(uids, auto_accept=auto_accept)
+
+
+async def upload(db: Database, provider: str, send: Uploader, uids: list[str], *, actor: str,
+                 chunk: int = 10_000,
+                 scrub: Callable[[str], str] = lambda s: s) -> list[UploadOutcome]:
+    """Upload device ids in chunks (Knox Guard takes at most 10,000); log each request."""
+    outcomes: list[UploadOutcome] = []
+    for start in range(0, len(uids), chunk):
+        part = uids[start:start + chunk]
+        try:
+            answer = await send(part)
+        except VendorError as err:
+            text = scrub(str(err))
+            seq = await record_action(db, actor=actor, action="phone.upload", subject="upload",
+                                      provider=provider, outcome="failed",
+                                      detail={"devices": part, "error": text})
+            outcomes.append(UploadOutcome(None, len(part), None, [], seq, text))
+            break  # what follows would most likely fail the same way
+        reasons = [(r.device_uid, r.reason) for r in answer.invalid_reasons]
+        upload_id = answer.upload_id
+        seq = await record_action(
+            db, actor=actor, action="phone.upload", subject=f"upload:{upload_id or '?'}",
+            provider=provider, outcome="ok",
+            detail={"devices": part, "vendor_answer": _answer(answer)})
+        outcomes.append(UploadOutcome(upload_id, len(part), answer.valid_device_count, reasons, seq))
+    return outcomes
