@@ -17,11 +17,12 @@ from syncd.backoff import INBOX_RETRY
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.inbox.parse import ParsedEvent, loads_exact, parse_event
-from syncd.sync import neolock
+from syncd.inbox.parse import loads_exact
+from syncd.sync import refresh
 from syncd.transition import Transition
 from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
+from syncd.vendors.neolock.events import ParsedEvent, parse_event
 from syncd.vendors.usage import Usage
 from syncd.web.metrics import Metrics
 
@@ -100,8 +101,8 @@ class InboxWorker:
             return
         try:
             uids = list(dict.fromkeys(u for _, p in events for u in p.device_uids))
-            found = await neolock.refresh(self.client, uids, self.concurrency)
-            await neolock.store(self.db, found)
+            found = await refresh.refresh(self.client, uids, self.concurrency)
+            await refresh.store(self.db, found)
             for row, event in events:
                 await self._settle(row, event, found.failed)
         except (DatabaseUnavailable, asyncio.CancelledError):

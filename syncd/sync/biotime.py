@@ -9,7 +9,7 @@ Punches are read by id (ids grow in upload order, so late uploads are caught) an
 committed together with the cursor that covers it.
 
 Times come without a zone, in the server's local time: `biotime.timezone` makes them aware (see
-`syncd.reconcile.terminals.server_time` for DST handling).
+`syncd.vendors.biotime.models.server_time` for DST handling).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
-from syncd.reconcile.terminals import is_online, server_time
+from syncd.reconcile.terminals import is_online
 from syncd.settings import BioTimeSettings
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
+from syncd.vendors.biotime.models import server_time
 from syncd.vendors.http import RetryPolicy
 
 log = structlog.get_logger(__name__)

@@ -1,4 +1,4 @@
-"""NeoLock pull jobs and the device refresh they share with the push worker.
+"""NeoLock pull jobs: uploads and devices (the device re-read itself is in sync/refresh.py).
 
 A GET of the device is the truth; pushes only say which devices to re-read. Every page of rows is
 committed together with its cursor, so a failed run keeps what it wrote and the next run resumes.
@@ -6,10 +6,7 @@ committed together with its cursor, so a failed run keeps what it wrote and the 
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -17,19 +14,19 @@ import structlog
 
 from syncd.db import ops, phones
 from syncd.db.pool import Database
-from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
-from syncd.errors import VendorError, VendorFault, VendorNotFound
+from syncd.db.upsert import UpsertSpec, upsert
+from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.settings import NeoLockSettings
+from syncd.sync.refresh import PHONES, Refresh, device_record, refresh, store
 from syncd.vendors.neolock.client import NeoLockClient
-from syncd.vendors.neolock.models import Device, Upload
+from syncd.vendors.neolock.models import Upload
 
 log = structlog.get_logger(__name__)
 PROVIDER = "neolock"
+# The device re-read ("GET is truth") lives in sync/refresh.py, shared with the inbox worker.
+__all__ = ["PHONES", "Refresh", "device_record", "refresh", "store"]
 
-PHONES = UpsertSpec("vendor.phones", key=("provider", "device_uid"), columns=(
-    "provider", "device_uid", "object_id", "imei", "imei2", "vendor_state", "license_expiry",
-    "vendor_modified_at", "raw"))
 UPLOADS = UpsertSpec("vendor.phone_uploads", key=("provider", "device_uid", "upload_id"), columns=(
     "provider", "device_uid", "upload_id", "row_id", "imei", "imei2", "serial", "model",
     "upload_status", "status", "raw"))
@@ -39,13 +36,6 @@ def neolock_client(settings: NeoLockSettings, session: aiohttp.ClientSession) ->
     """A NeoLock client for this configuration."""
     return NeoLockClient(session, str(settings.base_url), settings.login, settings.password,
                          rate=settings.rate_limit)
-
-
-def device_record(device: Device) -> tuple[Any, ...]:
-    """A device as a vendor.phones row (in PHONES.columns order)."""
-    return (PROVIDER, device.device_uid, device.object_id, device.imei, device.imei2,
-            device.status, device.license_expiry, device.modified_at,
-            device.raw())
 
 
 def upload_record(upload: Upload) -> tuple[Any, ...]:
@@ -58,48 +48,6 @@ def upload_record(upload: Upload) -> tuple[Any, ...]:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclasses.dataclass
-class Refresh:
-    """The outcome of re-reading a set of devices."""
-
-    devices: list[Device] = dataclasses.field(default_factory=list)
-    gone: list[str] = dataclasses.field(default_factory=list)
-    failed: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-async def refresh(client: NeoLockClient, uids: Sequence[str], concurrency: int = 16) -> Refresh:
-    """GET each device (bounded concurrency; the client paces to the rate limit)."""
-    result = Refresh()
-    queue = list(reversed(uids))
-
-    async def worker() -> None:
-        while queue:
-            uid = queue.pop()
-            try:
-                result.devices.append(await client.get_device(uid))
-            except VendorNotFound:
-                result.gone.append(uid)
-            except VendorError as err:
-                result.failed[uid] = str(err)
-
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(uids)) or 1)))
-    return result
-
-
-async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, Any]] | None = None,
-                seen_at: dt.datetime | None = None) -> UpsertResult:
-    """Write refreshed devices, and mark 404'd ones gone, in one transaction (with the cursor)."""
-    seen_at = seen_at or _now()
-    async with db.transaction() as conn:
-        result = await upsert(conn, PHONES, [device_record(d) for d in found.devices], seen_at)
-        gone = 0
-        if found.gone:
-            gone = await phones.mark_gone(conn, PROVIDER, found.gone, seen_at)
-        if cursor is not None:
-            await ops.set_cursor(conn, *cursor)
-    return dataclasses.replace(result, gone=gone)
 
 
 class NeoLockUploadsJob:

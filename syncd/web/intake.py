@@ -16,8 +16,9 @@ from aiohttp import HttpVersion11, web
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DataRejected, SyncdError
-from syncd.inbox.parse import dedupe_key, parse_event, unstorable
+from syncd.inbox.parse import dedupe_key, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
+from syncd.vendors.neolock.events import parse_event
 from syncd.web import keys, openapi
 from syncd.web.server import read_body
 
@@ -105,7 +106,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
-        item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type, event.subject, text)
+        item = InboxItem(SOURCE, dedupe_key(event.event_id, body), event.event_type, event.subject, text)
         try:
             new = await app[COMMITTER].submit(item)
         except DataRejected as err:  # PostgreSQL refused what Python accepted
