@@ -11,7 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.cli import main
-from syncd.db.pool import ADVISORY_NAMESPACE, Database
+from syncd.db import locks
+from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner, Outcome
@@ -62,17 +63,15 @@ async def test_runs_are_recorded_with_items_requests_and_errors(db: Database) ->
 async def test_a_second_runner_skips_a_job_whose_lock_is_held(db: Database, db_dsn: str) -> None:
     """While another session holds the job's advisory lock, the runner skips and says so."""
     other = await asyncpg.connect(db_dsn)
+    job = ScriptedJob("locked-job", [True])
     try:
-        await other.execute("SELECT pg_advisory_lock($1, hashtext($2))", ADVISORY_NAMESPACE,
-                            "locked-job")
-        job = ScriptedJob("locked-job", [True])
-        with capture_logs() as logs:
-            result = await JobRunner(db).run(job)
+        async with locks.advisory_lock(other, "locked-job"):
+            with capture_logs() as logs:
+                result = await JobRunner(db).run(job)
         assert result.outcome is Outcome.SKIPPED
         assert job.runs == 0
         assert any(e["event"] == "job.skipped" and e["job"] == "locked-job" for e in logs)
-        await other.execute("SELECT pg_advisory_unlock_all()")
-        assert (await JobRunner(db).run(job)).outcome is Outcome.OK
+        assert (await JobRunner(db).run(job)).outcome is Outcome.OK  # released with the block
     finally:
         await other.close()
 

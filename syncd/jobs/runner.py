@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import structlog
 
-from syncd.db import ops
-from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
+from syncd.db import locks, ops
+from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
 from syncd.transition import Transition
@@ -63,20 +63,13 @@ class JobRunner:
         """Run `job` once if its lock is free; never raises for the job's own failures."""
         bound = log.bind(job=job.name)
         started = time.monotonic()
-        async with self.db.connection() as lock_conn:
-            with translate():
-                got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))",
-                                               ADVISORY_NAMESPACE, job.name)
+        async with self.db.connection() as lock_conn, \
+                locks.advisory_lock(lock_conn, job.name, wait=False) as got:
             if not got:
                 bound.info("job.skipped", reason="another runner holds the job's lock")
                 self._count(job.name, Outcome.SKIPPED, 0.0)
                 return RunResult(job.name, Outcome.SKIPPED)
-            try:
-                return await self._run_locked(job, bound, started, on_progress)
-            finally:
-                with translate():
-                    await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
-                                            ADVISORY_NAMESPACE, job.name)
+            return await self._run_locked(job, bound, started, on_progress)
 
     async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,
                           started: float, on_progress: ProgressCallback | None) -> RunResult:
