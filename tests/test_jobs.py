@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.cli import main
-from syncd.db import locks
+from syncd.db import locks, ops
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
@@ -103,7 +103,7 @@ async def test_transitions_are_logged_once_not_every_failure(db: Database) -> No
 
 async def test_a_run_left_running_by_a_dead_runner_is_marked_abandoned(db: Database) -> None:
     """A 'running' row whose runner died is closed as failed by the next holder of the lock."""
-    await db.fetchval("sync_run_start", "orphaned", "dead-host:1")
+    await ops.start_run(db, "orphaned", "dead-host:1")
     await JobRunner(db).run(ScriptedJob("orphaned", [True]))
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT status, error FROM ops.sync_runs WHERE job = 'orphaned' "
@@ -121,7 +121,7 @@ async def test_secrets_are_scrubbed_from_stored_errors(db: Database) -> None:
 
     runner = JobRunner(db, scrub=lambda s: s.replace("tok-SECRET-123", "[REDACTED]"))
     result = await runner.run(Leaky("leaky", [True]))
-    stored = await db.fetchval("sync_run_previous_status", "leaky", -1)
+    stored = await ops.previous_status(db, "leaky", -1)
     assert stored == "failed"
     assert result.error == "v: bad answer for token [REDACTED]"
     async with db.connection() as conn:

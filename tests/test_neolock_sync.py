@@ -15,6 +15,7 @@ from aiohttp import web
 
 from syncd.app import create_app
 from syncd.cli import main
+from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.settings import Settings
@@ -71,8 +72,8 @@ async def test_subscription_registers_once_and_stores_only_a_hash(
     assert url is not None and url.startswith("https://syncd.example.com/hooks/neolock/")
     secret = url.rsplit("/", 1)[1]
     assert len(secret) >= 22  # ≥ 128 bits of url-safe base64
-    row = await db.fetchrow("subscription_get", "neolock")
-    assert row is not None and row["secret_sha256"] == digest(secret)
+    sub = await ops.get_subscription(db, "neolock")
+    assert sub is not None and sub.secret_sha256 == digest(secret)
     async with db.connection() as conn:  # the secret is nowhere in the database in clear
         dump = await conn.fetchval("SELECT string_agg(t::text, ' ') FROM ops.subscriptions t")
     assert secret not in dump
@@ -203,14 +204,14 @@ async def test_uploads_job_pages_and_resumes_after_a_failed_page(db: Database) -
         first = await run_job(db, job)
         broken["on"] = False
         assert first.outcome is Outcome.FAILED
-        assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 1}
+        assert await ops.get_cursor(db, "neolock-uploads") == {"next_page": 1}
         async with db.connection() as conn:
             assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 25
         second = await run_job(db, job)
     assert second.outcome is Outcome.OK
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 80
-    assert await db.fetchval("cursor_get", "neolock-uploads") == {"next_page": 0}
+    assert await ops.get_cursor(db, "neolock-uploads") == {"next_page": 0}
 
 
 async def seed_known(db: Database, state: neosim.NeoLockSim) -> list[str]:

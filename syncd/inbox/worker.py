@@ -120,14 +120,15 @@ class InboxWorker:
                       failed: dict[str, str]) -> None:
         event_id, subject, event_type = row.id, event.subject, event.event_type
         if not event.parsed:
-            await ops.settle_event(self.db, event_id, "unparsed", "no device id found in the push",
-                                   None, event_type)
+            await ops.settle_event(self.db, event_id, status="unparsed",
+                                   error="no device id found in the push", event_type=event_type)
             self._count("unparsed")
             log.info("inbox.unparsed", event_id=event_id)
             return
         errors = [failed[u] for u in event.device_uids if u in failed]
         if not errors:
-            await ops.settle_event(self.db, event_id, "processed", None, subject, event_type)
+            await ops.settle_event(self.db, event_id, status="processed", error=None,
+                                   subject=subject, event_type=event_type)
             self._count("processed")
             return
         await self._retry_or_fail(row, errors[0], subject, event_type)
@@ -137,7 +138,8 @@ class InboxWorker:
         """Retry later with backoff, or fail the event once it has used its attempts."""
         error = self.scrub(error)[:500]
         if row.attempts >= MAX_ATTEMPTS:
-            await ops.settle_event(self.db, row.id, "failed", error, subject, event_type)
+            await ops.settle_event(self.db, row.id, status="failed", error=error, subject=subject,
+                                   event_type=event_type)
             self._count("failed")
             log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
         else:
@@ -146,7 +148,7 @@ class InboxWorker:
 
     async def _fail(self, row: ops.LeasedEvent, error: str) -> None:
         """Fail an event no retry can help (its body cannot be read)."""
-        await ops.settle_event(self.db, row.id, "failed", self.scrub(error)[:500], None, None)
+        await ops.settle_event(self.db, row.id, status="failed", error=self.scrub(error)[:500])
         self._count("failed")
         log.warning("inbox.poison", event_id=row.id, error=self.scrub(error)[:200])
 

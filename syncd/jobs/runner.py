@@ -90,7 +90,8 @@ class JobRunner:
                 bound.exception("job.crashed")
         outcome = Outcome.FAILED if error else Outcome.OK
         seconds = time.monotonic() - started
-        await ops.finish_run(self.db, run_id, outcome.value, ctx.items, ctx.requests, error)
+        await ops.finish_run(self.db, run_id, status=outcome.value, items=ctx.items,
+                             requests=ctx.requests, error=error)
         previous = await ops.previous_status(self.db, job.name, run_id)
         # Log transitions, not every failure: the previous run (by any replica) is the state.
         health = Transition(bound, "job.failing", "job.recovered",

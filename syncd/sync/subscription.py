@@ -77,8 +77,8 @@ async def ensure(db: Database, client: NeoLockClient, settings: Settings, *,
         await ops.subscription_failed(db, PROVIDER, base, str(err)[:500])
         log.warning("subscription.register_failed", url=base, error=str(err))
         raise
-    await ops.save_subscription(db, PROVIDER, base, digest(secret),
-                                "configured" if configured else GENERATED)
+    await ops.save_subscription(db, PROVIDER, public_url=base, secret_sha256=digest(secret),
+                                secret_source="configured" if configured else GENERATED)
     log.info("subscription.registered", url=base + "…",
              secret="configured" if configured else GENERATED)
     return SubscriptionState("registered", base)

@@ -112,7 +112,8 @@ async def neolock_hook(request: web.Request) -> web.Response:
         except DataRejected as err:  # PostgreSQL refused what Python accepted
             problem = f"the database cannot store this JSON: {err}"
     if problem is not None:
-        await ops.quarantine(app[keys.DB], SOURCE, problem[:500], request.content_type, body)
+        await ops.quarantine(app[keys.DB], SOURCE, reason=problem[:500],
+                             content_type=request.content_type, body=body)
         metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
