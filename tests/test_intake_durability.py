@@ -36,7 +36,7 @@ from syncd.errors import DataRejected
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.settings import Settings
 from syncd.web import intake
-from tests.conftest import pg_ctl, pg_start
+from tests.conftest import free_port, pg_ctl, pg_start
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
 Client = TestClient[web.Request, web.Application]
@@ -47,13 +47,6 @@ CLOSED_VENDOR = "http://127.0.0.1:9/api"  # nothing listens: the inbox worker ju
 HOOK = f"/hooks/neolock/{HOOK_SECRET}"
 DISABLED_JOBS = ("housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices")
 JSON = {"Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def push(event_id: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,10 +32,12 @@ class ScriptedJob:
         self.script = script
         self.hold = hold
         self.runs = 0
+        self.starts: list[float] = []  # monotonic time of each run's start
 
     async def run(self, ctx: RunContext) -> None:
         ok = self.script[min(self.runs, len(self.script) - 1)]
         self.runs += 1
+        self.starts.append(time.monotonic())
         for _ in range(3):  # as VendorHttp does for each attempt it sends
             usage.record("testvendor", "/things/{id}")
         ctx.add_items(5)
@@ -130,14 +133,20 @@ async def test_secrets_are_scrubbed_from_stored_errors(db: Database) -> None:
 
 
 async def test_scheduler_runs_jobs_on_their_interval_and_drains_on_stop(db: Database) -> None:
-    """Jobs tick on their configured interval; stop waits for the running job to finish."""
-    job = ScriptedJob("ticker", [True], hold=0.4)
+    """A job with a 0.3 s interval runs again and again, each start at least one interval after
+    the previous one (a tick, not a loop); stop waits for the run in progress to finish."""
+    job = ScriptedJob("ticker", [True], hold=0.1)
     scheduler = Scheduler(JobRunner(db), {"ticker": job},
-                          {"ticker": JobSettings(interval_seconds=0.2, jitter_seconds=0)})
+                          {"ticker": JobSettings(interval_seconds=0.3, jitter_seconds=0)})
     scheduler.start()
-    await asyncio.sleep(0.5)
-    assert job.runs >= 1
+    for _ in range(100):
+        if job.runs >= 4:
+            break
+        await asyncio.sleep(0.1)
     await scheduler.stop(deadline=5.0)
+    assert job.runs >= 4
+    gaps = [b - a for a, b in zip(job.starts[1:], job.starts[2:], strict=False)]  # after the first
+    assert all(gap >= 0.3 * 0.9 for gap in gaps), gaps
     async with db.connection() as conn:
         statuses = [r["status"] for r in await conn.fetch(
             "SELECT status FROM ops.sync_runs WHERE job = 'ticker'")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,10 @@ from syncd.sync import neolock
 from syncd.sync.subscription import digest, ensure
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import keys
+from tests.conftest import free_port
 
 JOBS_OFF = {name: {"enabled": False} for name in (
     "housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -29,13 +29,6 @@ LOGIN_ROUTE = "/jwt-api-token-auth/"
 TERMINALS_ROUTE = "/iclock/api/terminals/"
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session, closed after the test."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 class Clock:
     """A settable clock shared by the simulator and the client."""
 

@@ -6,7 +6,7 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -38,13 +38,6 @@ from syncd.vendors.usage import Usage
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session, closed after the test."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 class Server:
