@@ -42,6 +42,7 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     """Run NeoLockDevicesJob over every known device; report peak RSS before and after."""
     from bench.common import quiet_logging
     from syncd.jobs.base import RunContext
+    from syncd.vendors import usage
     from syncd.runtime import open_database, open_http
     from syncd.settings import Settings
     from syncd.sync.neolock import NeoLockDevicesJob, neolock_client
@@ -56,7 +57,8 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
         ctx = RunContext(db, job.name)
         start = peak_rss_kib()
         began = time.perf_counter()
-        await job.run(ctx)
+        with usage.counting(ctx.usage):  # as the job runner does: requests count to this run
+            await job.run(ctx)
         seconds = time.perf_counter() - began
         async with db.connection() as conn:
             phones = int(await conn.fetchval("SELECT count(*) FROM vendor.phones"))

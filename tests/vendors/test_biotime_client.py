@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -23,25 +21,11 @@ from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
 from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
+from tests.clocks import WallClock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
 LOGIN_ROUTE = "/jwt-api-token-auth/"
 TERMINALS_ROUTE = "/iclock/api/terminals/"
-
-
-class Clock:
-    """A settable clock shared by the simulator and the client."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def unix(self) -> float:
-        """Unix time, shifted."""
-        return time.time() + self.offset
-
-    def now(self) -> datetime:
-        """Aware UTC datetime, shifted."""
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
 
 
 @pytest.fixture
@@ -115,7 +99,7 @@ async def test_unknown_terminal_is_not_found(client: BioTimeClient) -> None:
 
 async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> None:
     """Once our clock passes the JWT's renewal point, the next page logs in again first."""
-    clock = Clock()
+    clock = WallClock()
     sim = BioTimeSim(seed=2, terminals=9, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -132,7 +116,7 @@ async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> 
 
 async def test_jwt_refused_with_401_is_renewed_once(session: aiohttp.ClientSession) -> None:
     """A JWT the server deems expired (our clock disagrees) costs one 401 and one new login."""
-    clock = Clock()
+    clock = WallClock()
     sim = BioTimeSim(seed=2, terminals=6, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -299,7 +283,7 @@ async def test_concurrent_401s_cost_one_login_and_lose_no_call(
     the refusals cost exactly one new login, even for refusals that arrive after the renewal
     (the token each call was sent with is recorded per call, so a late refusal of the old token
     never drops the new one). Calls start 50 ms apart and each answer takes 200 ms."""
-    clock = Clock()
+    clock = WallClock()
     sim = BioTimeSim(seed=2, terminals=20, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
