@@ -42,10 +42,10 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     """Run NeoLockDevicesJob over every known device; report peak RSS before and after."""
     from bench.common import quiet_logging
     from syncd.jobs.base import RunContext
-    from syncd.vendors import usage
     from syncd.runtime import open_database, open_http
     from syncd.settings import Settings
     from syncd.sync.neolock import NeoLockDevicesJob, neolock_client
+    from syncd.vendors import usage
 
     quiet_logging()
     settings = Settings(database={"url": dsn},
