@@ -220,8 +220,8 @@ def wait_until_closed(daemon: Daemon, timeout: float = 15) -> None:
 def provoke_logs(daemon: Daemon) -> None:
     """Pushes that make syncd log about the request (its path holds the secret) and the body.
 
-    A wrong secret, a quarantined body, and a UTF-16 body (which currently ends in a 500 and an
-    `http.unhandled` line carrying the path and a traceback). None of them adds to ops.inbox.
+    A wrong secret (404), a body that is not JSON and carries the secret (400, quarantined), and a
+    UTF-16 body carrying the vendor password (400, quarantined). None of them adds to ops.inbox.
     """
     for path, body in ((f"/hooks/neolock/{HOOK_SECRET[::-1]}", push("log-1")),
                        (HOOK, b"{not json " + HOOK_SECRET.encode()),
