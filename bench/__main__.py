@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "memory": ("bench.memory", "rss_100k_vs_10k", 420),
     "ready": ("bench.ready", "ready_cold_warm", 120),
     "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
+    "reconcile": ("bench.reconcile", "reconcile_vs_bare_join", 900),
 }
 
 Runner = Callable[[Postgres], Awaitable[Report]]

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.alerts.service import alerts_ctx
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
+from syncd.reconcile.job import after_sync
 from syncd.runtime import build_jobs, open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
@@ -67,6 +69,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
     scheduler = Scheduler(runner, jobs, settings.jobs)
     app[keys.RUNNER] = runner
     app[keys.SCHEDULER] = scheduler
+    runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
     scheduler.start()
     yield
     await scheduler.stop(settings.server.shutdown_timeout)
@@ -92,6 +95,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(alerts_ctx)
     app.on_shutdown.append(_begin_stop)
     app.add_routes(health.routes)
     app.add_routes(intake.routes)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 import syncd
-from syncd import cli_audit, cli_netcode, cli_phones, cli_quota, cli_terminals
+from syncd import cli_audit, cli_drift, cli_netcode, cli_phones, cli_quota, cli_terminals
 from syncd import settings as config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import Redactor, configure
@@ -98,6 +98,10 @@ async def _status(args: argparse.Namespace, settings: config.Settings, redactor:
         from syncd.sync.k3_status import format_quota
 
         print("\n" + "\n".join(format_quota(status["codelocks_quota"])))
+    print("open drift: " + (", ".join(f"{k} {v}" for k, v in status["drift_open"].items())
+                            or "none"))
+    print("alert deliveries: " + (", ".join(f"{k} {v}" for k, v in
+                                            status["alert_deliveries"].items()) or "none"))
     return 0
 
 
@@ -175,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_drift.add_parser(sub)
     cli_phones.add_parser(sub)
     cli_netcode.add_parser(sub)
     cli_quota.add_parser(sub)

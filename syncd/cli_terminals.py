@@ -25,7 +25,7 @@ _COMMANDS = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `terminals list|reboot|upload-transactions|upload-all|clear-commands` to the CLI."""
+    """Add `terminals list|reboot|upload-…|clear-commands|add|update|delete` to the CLI."""
     parser = subparsers.add_parser("terminals", help="BioTime terminals: list them, send commands")
     actions = parser.add_subparsers(dest="terminals_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="terminals with state, online and expected")
@@ -37,6 +37,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action.add_argument("--requested-by", default=None,
                             help="who asks, for the command ledger (default: cli:<user>)")
         action.set_defaults(func=send, terminal_command=command)
+    add = actions.add_parser("add", help="register a terminal in BioTime (logged)")
+    add.add_argument("sn", metavar="SN")
+    add.add_argument("--alias", required=True)
+    add.add_argument("--ip", required=True, help="the terminal's IP address")
+    add.add_argument("--area-id", type=int, default=None, help="BioTime area id")
+    add.add_argument("--tz", type=int, default=None, help="terminal time zone (hours)")
+    add.set_defaults(func=manage, manage_action="create")
+    update = actions.add_parser("update", help="change a terminal's alias, IP or area (logged)")
+    update.add_argument("sn", metavar="SN")
+    update.add_argument("--alias", default=None)
+    update.add_argument("--ip", default=None, help="the terminal's IP address")
+    update.add_argument("--area-id", type=int, default=None, help="BioTime area id")
+    update.add_argument("--tz", type=int, default=None, help="terminal time zone (hours)")
+    update.set_defaults(func=manage, manage_action="update")
+    delete = actions.add_parser("delete", help="delete a terminal from BioTime (logged)")
+    delete.add_argument("sn", metavar="SN")
+    delete.set_defaults(func=manage, manage_action="delete")
 
 
 def _clean(value: object) -> str:
@@ -67,6 +84,58 @@ async def list_terminals(args: argparse.Namespace, settings: config.Settings,
               f"{_clean(row.state):>5} {'yes' if row.online else 'no':<6} "
               f"{_when(row.last_activity, zone):<25} {'yes' if row.expected else 'no':<8} "
               f"{row.status}")
+    return 0
+
+
+async def manage(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
+    """`terminals add|update|delete SN`: call BioTime, log the outcome in the action log."""
+    from syncd.db.actions import record_action
+    from syncd.errors import VendorError
+    from syncd.runtime import open_database, open_http
+    from syncd.sync.biotime import biotime_client
+
+    if settings.biotime is None:
+        print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
+        return 2
+    action = f"terminal.{args.manage_action}"
+    asked = {k: v for k, v in (("alias", getattr(args, "alias", None)),
+                               ("ip_address", getattr(args, "ip", None)),
+                               ("area", getattr(args, "area_id", None)),
+                               ("terminal_tz", getattr(args, "tz", None))) if v is not None}
+    async with open_database(settings) as db, open_http() as http:
+        client = biotime_client(settings.biotime, http)
+        try:
+            if args.manage_action == "create":
+                done = await client.create_terminal(args.sn, args.alias, args.ip,
+                                                    area=args.area_id, terminal_tz=args.tz)
+                detail = {"terminal_id": done.id, **asked}
+            else:
+                found = [t async for t in client.iter_terminals(sn=args.sn) if t.sn == args.sn]
+                if not found:
+                    print(f"syncd terminals: BioTime lists no terminal {_clean(args.sn)}",
+                          file=sys.stderr)
+                    return 1
+                current = found[0]
+                detail = {"terminal_id": current.id, **asked}
+                if args.manage_action == "delete":
+                    await client.delete_terminal(current.id)
+                else:
+                    await client.update_terminal(
+                        current.id, current.sn, args.alias or current.alias or current.sn,
+                        args.ip or current.ip_address or "",
+                        area=args.area_id if args.area_id is not None else
+                        (current.area.id if current.area else None),
+                        terminal_tz=args.tz if args.tz is not None else current.terminal_tz)
+        except (VendorError, ValueError) as err:
+            message = redactor.scrub(str(err))
+            await record_action(db, actor=_user(), action=action, subject=args.sn,
+                                outcome="failed", provider="biotime",
+                                detail={**asked, "error": message[:500]})
+            print(f"{_clean(args.sn)}: {action} failed: {message}", file=sys.stderr)
+            return 1
+        await record_action(db, actor=_user(), action=action, subject=args.sn, outcome="ok",
+                            provider="biotime", detail=detail)
+    print(f"{_clean(args.sn)}: {action} ok")
     return 0
 
 

@@ -20,15 +20,19 @@ from aiohttp import web
 
 from syncd.app import NEOLOCK, create_app
 from syncd.db import demo as demo_db
+from syncd.demo_drift import drift_cycle, new_secret
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
 from syncd.runtime import build_jobs
 from syncd.settings import Settings
+from syncd.simulators.alert_receiver import AlertReceiver
+from syncd.simulators.alert_receiver import create_app as create_receiver
+from syncd.simulators.common import serve
 from syncd.simulators.runner import Simulators, run_all
 from syncd.web import keys
 
 
-def _settings(data_dir: Path, port: int, sims: Simulators) -> Settings:
+def _settings(data_dir: Path, port: int, sims: Simulators, hook: dict[str, Any]) -> Settings:
     neo = sims.neolock.sim
     bt = sims.biotime.sim
     ck = sims.codelocks.sim
@@ -44,7 +48,10 @@ def _settings(data_dir: Path, port: int, sims: Simulators) -> Settings:
         # The demo drives every job itself, in order; the scheduler runs none of them.
         jobs={name: {"enabled": False} for name in (
             "housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices",
-            "biotime-terminals", "biotime-punches", "k3-locks", "k3-audit", "k3-clients")},
+            "biotime-terminals", "biotime-punches", "k3-locks", "k3-audit", "k3-clients",
+            "reconcile")},
+        alerts={"hooks": [hook], "poll_seconds": 0.2},
+        reconcile={"grace_seconds": 1},
     )
 
 
@@ -71,16 +78,20 @@ async def run(args: argparse.Namespace, redactor: Redactor) -> int:
     own_dir = args.data_dir is None
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="syncd-demo-"))
     try:
-        async with run_all(seed=7, devices=40, locks=5, terminals=8) as sims:
-            return await _cycle(data_dir, sims, redactor)
+        receiver = AlertReceiver(new_secret())
+        async with run_all(seed=7, devices=40, locks=5, terminals=8) as sims, \
+                serve(create_receiver(receiver)) as hook:
+            return await _cycle(data_dir, sims, redactor, receiver, hook.url + "/syncd")
     finally:
         if own_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor) -> int:
+async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver: AlertReceiver,
+                 hook_url: str) -> int:
     port = _free_port()
-    settings = _settings(data_dir, port, sims)
+    settings = _settings(data_dir, port, sims, {"url": hook_url, "secret": receiver.secret,
+                                                "name": "demo-receiver"})
     started = time.monotonic()
     app = create_app(settings, redactor)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -139,6 +150,9 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor) -> int:
         print("  Codelocks calls this month: " + (", ".join(
             f"{category} {calls}/{quota}" for category, calls, quota
             in await demo_db.api_usage(db)) or "none"))
+        failures += await drift_cycle(db, job_runner, jobs["reconcile"], receiver,
+                                      sims.neolock.url, aiohttp.BasicAuth(neo.login, neo.password),
+                                      enrolled[2])
         async with aiohttp.ClientSession() as session:
             ready = await session.get(f"http://127.0.0.1:{port}/readyz")
             status = await (await session.get(f"http://127.0.0.1:{port}/api/v1/status")).json()

@@ -17,6 +17,7 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable
 from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
+from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings import Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
 from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
@@ -101,4 +102,7 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
         k3 = K3Context(db, settings.codelocks, http)
         jobs += [K3LocksJob(k3, gated=not once), K3AuditJob(k3, gated=not once),
                  K3ClientsJob(k3, gated=not once)]
+    if settings.reconcile.mode != "off":
+        jobs.append(ReconcileJob(db, settings, build_remediators(settings, db, http,
+                                                                 neolock=neolock)))
     return {job.name: job for job in jobs}

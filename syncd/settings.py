@@ -306,24 +306,73 @@ class BioTimeSettings(Section):
 
 
 class AlertHook(Section):
-    """One outbound alert hook, signed as a Standard Webhook."""
+    """One outbound alert hook: a Standard Webhooks receiver or a Prometheus Alertmanager."""
 
     url: AnyHttpUrl
-    secret: SecretStr
+    secret: SecretStr | None = None
+    secrets: list[SecretStr] = Field(default_factory=list)  # more keys while rotating: all sign
     events: list[str] = Field(default_factory=lambda: ["*"])
+    format: Literal["standard-webhooks", "alertmanager"] = "standard-webhooks"
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    timeout_seconds: PositiveFloat = 10.0
 
     @field_validator("secret")
     @classmethod
-    def _whsec(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("whsec_"):
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("whsec_"):
             raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
         return value
 
+    @field_validator("secrets")
+    @classmethod
+    def _whsecs(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not v.get_secret_value().startswith("whsec_") for v in value):
+            raise ValueError("every secret must be a Standard Webhooks secret starting with 'whsec_'")
+        return value
+
+    @model_validator(mode="after")
+    def _signed(self) -> AlertHook:
+        if self.format == "standard-webhooks" and self.secret is None and not self.secrets:
+            raise ValueError("a standard-webhooks hook needs a secret (whsec_…)")
+        return self
+
 
 class AlertSettings(Section):
-    """`[alerts]`: where drift alerts go."""
+    """`[alerts]`: where alerts go, and how long the deliverer keeps trying."""
 
     hooks: list[AlertHook] = Field(default_factory=list)
+    max_age_hours: PositiveFloat = 24.0
+    lease_seconds: PositiveFloat = 60.0
+    poll_seconds: PositiveFloat = 1.0
+    retry_base_seconds: PositiveFloat = 5.0
+    retry_max_seconds: PositiveFloat = 3600.0
+
+    @model_validator(mode="after")
+    def _lease_outlasts_posts(self) -> AlertSettings:
+        slow = max((h.timeout_seconds for h in self.hooks), default=0.0)
+        if self.lease_seconds <= slow:
+            raise ValueError(f"lease_seconds must exceed every hook's timeout_seconds ({slow:g}): "
+                             "a delivery still being sent would be sent again")
+        return self
+
+
+class ReconcileSettings(Section):
+    """`[reconcile]`: drift thresholds and grace windows, and what remediation may do."""
+
+    mode: Literal["off", "plan", "apply"] = "plan"
+    grace_seconds: float = Field(default=600.0, ge=0)
+    transitional_seconds: PositiveFloat = 3600.0
+    licence_days: float = Field(default=14.0, ge=0)
+    terminal_offline_seconds: PositiveFloat = 3600.0
+    job_failures: int = Field(default=3, ge=1, le=1000)
+    seen_resolution_seconds: float = Field(default=900.0, ge=0)
+    max_actions_per_run: int = Field(default=20, ge=0, le=100_000)
+    cooldown_seconds: float = Field(default=3600.0, ge=0)
+    allow_unlock: bool = False
+    allow_complete: bool = False
+    lock_message: str = Field(default="", max_length=500)
+    lock_tel: str = Field(default="", max_length=64)
+    alert_min_severity: Literal["info", "warning", "critical"] = "warning"
 
 
 def _default_data_dir() -> Path:
@@ -353,6 +402,7 @@ class Settings(BaseSettings):
     codelocks: CodelocksSettings | None = None
     biotime: BioTimeSettings | None = None
     alerts: AlertSettings = AlertSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from syncd.db import ops
+from syncd.db import alerts, drift, ops
 from syncd.db.pool import Database
 
 
@@ -26,5 +26,10 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None]) -> 
         "url": sub.public_url + "<secret>", "status": sub.status, "secret": sub.secret_source,
         "registered_at": sub.registered_at, "checked_at": sub.checked_at,
         "last_error": sub.last_error}
+    open_drift = {f"{kind}/{severity}": n for (kind, severity), n in
+                  sorted((await drift.open_counts(db)).items())}
+    deliveries = {f"{hook}/{state}": n for (hook, state), n in
+                  sorted((await alerts.counts(db)).items())}
     return {"jobs": jobs, "failing_jobs": failing, "inbox": inbox,
-            "subscriptions": {"neolock": subscription}}
+            "subscriptions": {"neolock": subscription}, "drift_open": open_drift,
+            "alert_deliveries": deliveries}

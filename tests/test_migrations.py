@@ -72,6 +72,9 @@ async def test_every_named_query_prepares_against_the_schema(db: Database) -> No
     async with db.connection() as conn:
         for name, sql in names.items():
             try:
+                if "CREATE TEMP TABLE" in sql:  # a session's staging table: make it
+                    await conn.execute(sql)
+                    continue
                 await conn.prepare(sql)
             except Exception as err:  # report which query broke
                 pytest.fail(f"query {name!r} does not prepare: {err}")

@@ -21,6 +21,8 @@ CONTRACT = {
     "k3_clients": "lock_id, email, status, access_type, expected",
     "api_usage": "vendor, category, period, calls, quota",
     "netcodes": "lock_id, start, duration_id, expires_at, issued_at, issued_by",
+    "drift": "id, kind, subject, expected, actual, severity, status, first_seen_at, last_seen_at, "
+             "resolved_at",
 }
 
 

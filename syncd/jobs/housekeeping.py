@@ -16,7 +16,7 @@ class HousekeepingJob:
     default_interval = 3600.0
 
     async def run(self, ctx: RunContext) -> None:
-        """Prune ops.sync_runs, ops.inbox and ops.quarantine."""
+        """Prune ops.sync_runs, ops.inbox, ops.quarantine and delivered alerts (ops.outbox)."""
         for query, days in (("sync_runs_prune", RETAIN_DAYS), ("inbox_prune", INBOX_DAYS),
-                            ("quarantine_prune", RETAIN_DAYS)):
+                            ("quarantine_prune", RETAIN_DAYS), ("outbox_prune", RETAIN_DAYS)):
             ctx.add_items(await ops.prune(ctx.db, query, float(days)))

@@ -58,6 +58,7 @@ class JobRunner:
         self.db = db
         self.metrics = metrics
         self.scrub = scrub
+        self.after_run: Callable[[RunResult], None] | None = None  # e.g. "reconcile soon"
 
     async def run(self, job: Job, on_progress: ProgressCallback | None = None) -> RunResult:
         """Run `job` once if its lock is free; never raises for the job's own failures."""
@@ -103,7 +104,10 @@ class JobRunner:
         bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
                    seconds=round(seconds, 3))
         self._count(job.name, outcome, seconds)
-        return RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds, ctx.usage)
+        result = RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds, ctx.usage)
+        if self.after_run is not None:
+            self.after_run(result)
+        return result
 
     def _count(self, job: str, outcome: Outcome, seconds: float) -> None:
         if self.metrics is not None:

@@ -71,6 +71,11 @@ class Scheduler:
                 args=[job], id=job.name, name=job.name)
         self._scheduler.start()
 
+    def run_soon(self, name: str) -> None:
+        """Bring a scheduled job's next run forward to now (no-op if it is not scheduled)."""
+        if self._scheduler.running and self._scheduler.get_job(name) is not None:
+            self._scheduler.modify_job(name, next_run_time=dt.datetime.now(dt.UTC))
+
     async def _tick(self, job: Job) -> None:
         # APScheduler cancels the coroutines it runs when it shuts down, so the run is a task of
         # our own: stop() can then let it finish within the deadline.

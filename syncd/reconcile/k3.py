@@ -1,12 +1,13 @@
 """Drift rules for Codelocks K3 locks: pure functions of facts and `now`, plus the SQL that reads
 the facts (set-based: who is missing or unexpected is a FULL JOIN in `report.k3_clients`).
 
-Each finding is a dict `{kind, subject, severity, expected, actual, detail}`:
-- `k3.battery_low`: a lock reports a battery status in `codelocks.battery_low`;
-- `k3.lock_silent`: no audit entry for `codelocks.silent_days` (or none at all);
-- `k3.client_unexpected`: a smartphone client with access (ACTIVE, or PENDING: it gains access when
+Each finding is a `Finding` (provider `codelocks`); the subject is the lock id, or
+`<lock id>/<email>` for a smartphone client:
+- `k3_battery_low`: a lock reports a battery status in `codelocks.battery_low`;
+- `k3_lock_silent`: no audit entry for `codelocks.silent_days` (or none at all);
+- `k3_client_unexpected`: a smartphone client with access (ACTIVE, or PENDING: it gains access when
   it accepts) that `local.k3_clients` does not expect (absent, or `enabled = false`);
-- `k3.client_missing` / `k3.client_suspended`: an enabled `local.k3_clients` row whose client is
+- `k3_client_missing` / `k3_client_suspended`: an enabled `local.k3_clients` row whose client is
   not on the lock, or is suspended.
 Locks marked gone raise nothing: a lock that was unpaired is not drifting.
 """
@@ -19,8 +20,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from syncd.db.pool import Database
+from syncd.reconcile.findings import Finding, Severity
 
-Finding = dict[str, Any]
+K3_KINDS = frozenset({"k3_battery_low", "k3_lock_silent", "k3_client_unexpected",
+                      "k3_client_missing", "k3_client_suspended"})
 HAS_ACCESS = ("ACTIVE", "PENDING")
 
 
@@ -47,16 +50,15 @@ class ClientFact:
     expected: bool
 
 
-def _finding(kind: str, subject: str, severity: str, expected: str, actual: str,
+def _finding(kind: str, subject: str, severity: Severity, expected: str, actual: str,
              **detail: Any) -> Finding:
-    return {"kind": kind, "subject": subject, "severity": severity, "expected": expected,
-            "actual": actual, "detail": detail}
+    return Finding(kind, subject, severity, expected, actual, detail, provider="codelocks")
 
 
 def battery_low(locks: Iterable[LockFact], low: Sequence[str]) -> list[Finding]:
     """A finding per lock whose battery status is one of `low` (case-insensitive)."""
     levels = {value.strip().lower() for value in low}
-    return [_finding("k3.battery_low", f"k3:{lock.lock_id}",
+    return [_finding("k3_battery_low", lock.lock_id,
                      "critical" if (lock.battery_status or "").lower() == "critical" else "warning",
                      "battery not low", f"battery {lock.battery_status}", lock_name=lock.lock_name,
                      battery_updated_at=lock.battery_updated_at and lock.battery_updated_at
@@ -79,7 +81,7 @@ def silent_locks(locks: Iterable[LockFact], now: dt.datetime,
         if last is not None and now - last < silent_for:
             continue
         days = silent_for.total_seconds() / 86400
-        found.append(_finding("k3.lock_silent", f"k3:{lock.lock_id}", "warning",
+        found.append(_finding("k3_lock_silent", lock.lock_id, "warning",
                               f"an audit entry within {days:g} days",
                               "no audit entry at all" if last is None else
                               f"last audit entry {last.isoformat()}", lock_name=lock.lock_name))
@@ -90,19 +92,19 @@ def client_drift(clients: Iterable[ClientFact]) -> list[Finding]:
     """Unexpected clients with access, and expected clients missing or suspended."""
     found = []
     for c in clients:
-        subject = f"k3:{c.lock_id}/{c.email}"
+        subject = f"{c.lock_id}/{c.email}"
         status = (c.status or "").upper()
         if not c.expected and status in HAS_ACCESS:
-            found.append(_finding("k3.client_unexpected", subject,
+            found.append(_finding("k3_client_unexpected", subject,
                                   "critical" if status == "ACTIVE" else "warning",
                                   "no access (not in local.k3_clients, or disabled there)",
                                   f"client {status}", access_type=c.access_type))
         elif c.expected and status == "MISSING":
-            found.append(_finding("k3.client_missing", subject, "warning",
+            found.append(_finding("k3_client_missing", subject, "warning",
                                   "a client of the lock", "not a client of the lock",
                                   access_type=c.access_type))
         elif c.expected and status == "SUSPENDED":
-            found.append(_finding("k3.client_suspended", subject, "warning", "client ACTIVE",
+            found.append(_finding("k3_client_suspended", subject, "warning", "client ACTIVE",
                                   "client SUSPENDED", access_type=c.access_type))
     return found
 

@@ -23,6 +23,12 @@ class Metrics:
                            registry=r)
         self.events = Counter("syncd_events_total", "Pushed vendor events by outcome",
                               ["source", "outcome"], registry=r)
+        self.drift_open = Gauge("syncd_drift_open", "Open, unsuppressed drift cases",
+                                ["kind", "severity"], registry=r)
+        self.alert_deliveries = Gauge("syncd_alert_deliveries", "Alert deliveries by status "
+                                      "(dead: gave up, kept)", ["hook", "status"], registry=r)
+        self.alerts_sent = Counter("syncd_alert_attempts_total", "Alert POSTs by outcome",
+                                   ["hook", "outcome"], registry=r)
         self.vendor_requests = Counter(
             "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
             "calls included), by route template and outcome", ["vendor", "route", "outcome"],

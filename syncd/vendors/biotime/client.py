@@ -51,6 +51,15 @@ def _secret(value: SecretStr | str | None) -> SecretStr | None:
     return value if isinstance(value, SecretStr) or value is None else SecretStr(value)
 
 
+def _terminal_body(sn: str, alias: str, ip_address: str, area: int | None,
+                   terminal_tz: int | None, heartbeat: int | None) -> dict[str, Any]:
+    if not (sn.strip() and alias.strip() and ip_address.strip()):
+        raise ValueError("a terminal needs a serial number, an alias and an IP address")
+    optional = {"area": area, "terminal_tz": terminal_tz, "heartbeat": heartbeat}
+    return {"sn": sn, "alias": alias, "ip_address": ip_address} | {
+        k: int(v) for k, v in optional.items() if v is not None}
+
+
 class BioTimeClient(TokenClient):
     """BioTime's iclock API: terminals, their commands, and transactions."""
 
@@ -91,6 +100,26 @@ class BioTimeClient(TokenClient):
         """One terminal by id (GET /iclock/api/terminals/{id}/); `VendorNotFound` if unknown."""
         path = f"{TERMINALS}{int(terminal_id)}/"
         return self._parse(Terminal, await self._request("GET", path), f"GET {path}")
+
+    async def create_terminal(self, sn: str, alias: str, ip_address: str, *,
+                              area: int | None = None, terminal_tz: int | None = None,
+                              heartbeat: int | None = None) -> Terminal:
+        """Register a terminal (POST /iclock/api/terminals/); the server's record of it."""
+        body = _terminal_body(sn, alias, ip_address, area, terminal_tz, heartbeat)
+        return self._parse(Terminal, await self._request("POST", TERMINALS, body=body),
+                           f"POST {TERMINALS}")
+
+    async def update_terminal(self, terminal_id: int, sn: str, alias: str, ip_address: str, *,
+                              area: int | None = None, terminal_tz: int | None = None,
+                              heartbeat: int | None = None) -> Terminal:
+        """Replace a terminal's fields (PUT /iclock/api/terminals/{id}/: sn, alias, ip required)."""
+        path = f"{TERMINALS}{int(terminal_id)}/"
+        body = _terminal_body(sn, alias, ip_address, area, terminal_tz, heartbeat)
+        return self._parse(Terminal, await self._request("PUT", path, body=body), f"PUT {path}")
+
+    async def delete_terminal(self, terminal_id: int) -> None:
+        """Delete a terminal (DELETE /iclock/api/terminals/{id}/); `VendorNotFound` if unknown."""
+        await self._request("DELETE", f"{TERMINALS}{int(terminal_id)}/")
 
     async def iter_transactions(self, after_id: int | None = None,
                                 **filters: str) -> AsyncIterator[Transaction]:

@@ -1,0 +1,77 @@
+-- alerts_fan_out --
+-- Take up to $3 outbox rows not yet fanned out and make one delivery per matching hook ($1 hook names, $2 LIKE patterns on the type, pairwise).
+WITH batch AS (
+    UPDATE ops.outbox SET fanned_out_at = now()
+    WHERE id IN (SELECT id FROM ops.outbox WHERE fanned_out_at IS NULL
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING id, type
+), made AS (
+    INSERT INTO ops.alert_deliveries (outbox_id, hook)
+    SELECT DISTINCT b.id, h.hook
+    FROM batch b
+    JOIN unnest($1::text[], $2::text[]) AS h(hook, pattern) ON b.type LIKE h.pattern
+    ON CONFLICT (outbox_id, hook) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch) AS alerts, (SELECT count(*) FROM made) AS deliveries
+
+-- alerts_claim --
+-- Lease up to $2 due deliveries to the hooks $3 for $1; a lease that expired (its holder died) is due again.
+UPDATE ops.alert_deliveries d
+SET lease_until = now() + $1::interval, attempts = d.attempts + 1
+FROM ops.outbox o
+WHERE o.id = d.outbox_id
+  AND d.id IN (SELECT id FROM ops.alert_deliveries
+               WHERE status = 'pending' AND next_attempt_at <= now()
+                 AND (lease_until IS NULL OR lease_until <= now()) AND hook = ANY($3::text[])
+               ORDER BY next_attempt_at, id
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+RETURNING d.id, d.hook, d.attempts, o.event_id, o.type, o.payload, o.created_at
+
+-- alerts_delivered --
+-- A delivery the receiver accepted with HTTP $2.
+UPDATE ops.alert_deliveries
+SET status = 'delivered', last_status = $2, last_error = NULL, lease_until = NULL, finished_at = now()
+WHERE id = $1
+
+-- alerts_stopped --
+-- A delivery the receiver refused for good (410 Gone): kept, not retried.
+UPDATE ops.alert_deliveries
+SET status = 'stopped', last_status = $2, last_error = $3, lease_until = NULL, finished_at = now()
+WHERE id = $1
+
+-- alerts_retry --
+-- Try delivery $1 again in $2 seconds, or dead-letter it when that is past its alert's age limit $5.
+UPDATE ops.alert_deliveries d
+SET last_status = $3, last_error = $4, lease_until = NULL,
+    next_attempt_at = now() + make_interval(secs => $2),
+    status = CASE WHEN now() + make_interval(secs => $2) > o.created_at + $5::interval
+                  THEN 'dead' ELSE 'pending' END,
+    finished_at = CASE WHEN now() + make_interval(secs => $2) > o.created_at + $5::interval
+                       THEN now() END
+FROM ops.outbox o
+WHERE d.id = $1 AND o.id = d.outbox_id
+RETURNING d.status
+
+-- alerts_counts --
+-- Deliveries by hook and status.
+SELECT hook, status, count(*) AS deliveries FROM ops.alert_deliveries GROUP BY hook, status
+
+-- alerts_open_for_resend --
+-- Open, unsuppressed cases whose opened alert was queued, with that alert (for Alertmanager re-sends).
+SELECT o.event_id, o.payload
+FROM ops.drift d
+JOIN ops.outbox o ON o.event_id = 'drift-' || d.id || '-opened'
+WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > now(), false)
+ORDER BY d.id
+
+-- outbox_prune --
+-- Forget alerts older than $1 days whose deliveries all finished, keeping the opened alert of every open case (its resolved alert depends on it); deliveries go with them.
+DELETE FROM ops.outbox o
+WHERE o.created_at < now() - make_interval(days => $1)
+  AND o.fanned_out_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ops.alert_deliveries d
+                  WHERE d.outbox_id = o.id AND d.status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM ops.drift c
+                  WHERE c.status = 'open' AND o.event_id = 'drift-' || c.id || '-opened')

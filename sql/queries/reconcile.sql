@@ -1,0 +1,165 @@
+-- reconcile_phone_candidates --
+-- One pass over contracts FULL JOIN devices (not gone): contracts not plainly settled (no device, another provider than pinned, state not the settled one, licence ending before $1) and devices no contract names.
+SELECT c.device_uid AS contract_uid, c.desired_state, c.updated_at AS contract_updated_at,
+       c.provider AS pinned, p.provider, p.device_uid, p.vendor_state
+FROM local.phone_contracts c
+FULL JOIN (SELECT provider, device_uid, vendor_state, license_expiry
+           FROM vendor.phones WHERE gone_at IS NULL) p ON p.device_uid = c.device_uid
+WHERE c.device_uid IS NULL OR p.device_uid IS NULL
+   OR (c.provider IS NOT NULL AND p.provider <> c.provider)
+   OR p.license_expiry < $1
+   OR NOT coalesce(CASE c.desired_state
+                       WHEN 'locked' THEN p.vendor_state = 'Locked'
+                       WHEN 'active' THEN p.vendor_state IN ('Enrolled', 'Blinked')
+                       WHEN 'completed' THEN p.vendor_state = 'Completed'
+                   END, false)
+
+-- reconcile_phone_holders --
+-- Every provider's (not gone) row for the devices $1: a candidate may have a settled holder elsewhere.
+SELECT provider, device_uid, vendor_state, last_changed_at, license_expiry
+FROM vendor.phones
+WHERE provider IN ('neolock', 'knoxguard') AND device_uid = ANY($1::text[]) AND gone_at IS NULL
+
+-- reconcile_terminal_candidates --
+-- Terminals expected and/or listed that are missing, unknown, not online at $1 (window $2), or whose alias/area differ.
+SELECT coalesce(t.sn, l.sn) AS sn, (l.sn IS NOT NULL) AS expected,
+       (t.sn IS NOT NULL AND t.gone_at IS NULL) AS listed,
+       t.terminal_id, t.alias, t.area_code, l.alias AS expected_alias,
+       l.area_code AS expected_area_code, t.state, t.last_activity, t.first_seen_at
+FROM vendor.terminals t
+FULL JOIN local.terminals l ON l.sn = t.sn
+WHERE (l.sn IS NOT NULL AND (t.sn IS NULL OR t.gone_at IS NOT NULL))
+   OR (l.sn IS NULL AND t.gone_at IS NULL)
+   OR (l.sn IS NOT NULL AND t.gone_at IS NULL
+       AND (NOT vendor.terminal_online(t.state, t.last_activity, $1, $2)
+            OR (l.alias IS NOT NULL AND l.alias IS DISTINCT FROM t.alias)
+            OR (l.area_code IS NOT NULL AND l.area_code IS DISTINCT FROM t.area_code)))
+
+-- reconcile_job_runs --
+-- Each job's latest $1 finished runs, newest first, with the latest error.
+SELECT job, array_agg(status ORDER BY started_at DESC) AS statuses,
+       (array_agg(error ORDER BY started_at DESC))[1] AS last_error
+FROM (SELECT job, status, error, started_at,
+             row_number() OVER (PARTITION BY job ORDER BY started_at DESC) AS rn
+      FROM ops.sync_runs WHERE status <> 'running') r
+WHERE rn <= $1
+GROUP BY job
+
+-- drift_stage --
+-- The session's staging table for one reconcile's findings (emptied at commit).
+CREATE TEMP TABLE IF NOT EXISTS stage_findings (
+    kind text, subject text, provider text, severity text, expected text, actual text,
+    detail jsonb, plan jsonb, opens boolean
+) ON COMMIT DELETE ROWS
+
+-- drift_open --
+-- Open a case for each staged finding (past its grace window) without an open case ($1 now); queue its alert when severity ranks ≥ $2. Returns counts.
+WITH opened AS (
+    INSERT INTO ops.drift AS d (kind, subject, provider, severity, expected, actual, detail, plan,
+                                first_seen_at, last_seen_at)
+    SELECT f.kind, f.subject, f.provider, f.severity, f.expected, f.actual, f.detail, f.plan, $1, $1
+    FROM stage_findings f
+    WHERE f.opens AND NOT EXISTS (SELECT 1 FROM ops.drift o
+                      WHERE o.status = 'open' AND o.kind = f.kind AND o.subject = f.subject)
+    ON CONFLICT (kind, subject) WHERE status = 'open' DO NOTHING
+    RETURNING d AS row
+), alerted AS (
+    INSERT INTO ops.outbox (event_id, type, payload)
+    SELECT 'drift-' || (o.row).id || '-opened', ops.drift_alert_type((o.row).kind, 'opened'),
+           ops.drift_alert(o.row, 'opened')
+    FROM opened o
+    WHERE ops.severity_rank((o.row).severity) >= $2
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM opened) AS opened, (SELECT count(*) FROM alerted) AS alerted
+
+-- drift_refresh --
+-- Rewrite open cases whose description changed, or whose last_seen_at is older than $2 before $1.
+UPDATE ops.drift d
+SET severity = f.severity, expected = f.expected, actual = f.actual, detail = f.detail,
+    plan = f.plan, provider = f.provider, last_seen_at = $1
+FROM stage_findings f
+WHERE d.status = 'open' AND d.kind = f.kind AND d.subject = f.subject
+  AND (ROW(d.severity, d.expected, d.actual, d.detail, d.plan, d.provider)
+           IS DISTINCT FROM ROW(f.severity, f.expected, f.actual, f.detail, f.plan, f.provider)
+       OR d.last_seen_at < $1::timestamptz - $2::interval)
+
+-- drift_resolve --
+-- Resolve open cases of the evaluated kinds ($2) with no staged finding ($1 now); queue a resolved alert where an opened one was queued.
+WITH resolved AS (
+    UPDATE ops.drift d SET status = 'resolved', resolved_at = $1
+    WHERE d.status = 'open' AND d.kind = ANY($2::text[])
+      AND NOT EXISTS (SELECT 1 FROM stage_findings f WHERE f.kind = d.kind AND f.subject = d.subject)
+    RETURNING d AS row
+), alerted AS (
+    INSERT INTO ops.outbox (event_id, type, payload)
+    SELECT 'drift-' || (r.row).id || '-resolved', ops.drift_alert_type((r.row).kind, 'resolved'),
+           ops.drift_alert(r.row, 'resolved')
+    FROM resolved r
+    WHERE EXISTS (SELECT 1 FROM ops.outbox x WHERE x.event_id = 'drift-' || (r.row).id || '-opened')
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM resolved) AS resolved, (SELECT count(*) FROM alerted) AS alerted
+
+-- drift_list --
+-- Cases by status ('open' includes suppressed ones; NULL: all), newest first, at most $2.
+SELECT id, kind, subject, provider, severity, expected, actual, status, first_seen_at,
+       last_seen_at, resolved_at, detail, plan, suppressed_until, suppressed_reason, suppressed_by
+FROM report.drift
+WHERE $1::text IS NULL OR status = $1 OR ($1 = 'open' AND status = 'suppressed')
+ORDER BY id DESC
+LIMIT $2
+
+-- drift_get --
+-- One case by id.
+SELECT id, kind, subject, provider, severity, expected, actual, status, first_seen_at,
+       last_seen_at, resolved_at, detail, plan, suppressed_until, suppressed_reason, suppressed_by
+FROM report.drift
+WHERE id = $1
+
+-- drift_suppress --
+-- Suppress an open case until $2 with reason $3 by $4; returns the id, or nothing if not open.
+UPDATE ops.drift SET suppressed_until = $2, suppressed_reason = $3, suppressed_by = $4
+WHERE id = $1 AND status = 'open'
+RETURNING id
+
+-- drift_unsuppress --
+-- Lift a case's suppression; returns the id, or nothing if there is no such case.
+UPDATE ops.drift SET suppressed_until = NULL, suppressed_reason = NULL, suppressed_by = NULL
+WHERE id = $1
+RETURNING id
+
+-- drift_open_counts --
+-- Open, unsuppressed cases by kind and severity (the syncd_drift_open gauge).
+SELECT kind, severity, count(*) AS cases
+FROM ops.drift
+WHERE status = 'open' AND NOT coalesce(suppressed_until > now(), false)
+GROUP BY kind, severity
+
+-- drift_actionable --
+-- Up to $4 open, unsuppressed cases at $1 with an allowed plan that a remediator here can carry out ($3: 'action|provider'), not acted on by reconcile within $2; most severe and oldest first.
+SELECT d.id, d.kind, d.subject, d.provider, d.severity, d.expected, d.actual, d.detail, d.plan
+FROM ops.drift d
+WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > $1, false)
+  AND (d.plan ->> 'allowed')::boolean
+  AND (d.plan ->> 'action') || '|' || coalesce(d.provider, '') = ANY($3::text[])
+  AND NOT EXISTS (SELECT 1 FROM ops.remediation_log l
+                  WHERE l.subject = d.subject AND l.actor = 'reconcile'
+                    AND l.at > $1::timestamptz - $2::interval)
+ORDER BY ops.severity_rank(d.severity) DESC, d.first_seen_at, d.id
+LIMIT $4
+
+-- reconcile_contract --
+-- The lock message and contact phone of a contract.
+SELECT device_uid, desired_state, lock_message, contact_tel
+FROM local.phone_contracts
+WHERE device_uid = $1
+
+-- reconcile_area_id --
+-- BioTime's area id for an area code, as the terminal listing shows it.
+SELECT area_id FROM vendor.terminals
+WHERE area_code = $1 AND area_id IS NOT NULL
+ORDER BY last_seen_at DESC
+LIMIT 1

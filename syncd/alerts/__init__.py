@@ -1,0 +1,1 @@
+"""Outbound alerts: the outbox deliverer, Standard Webhooks signing, the Alertmanager format."""

@@ -1,0 +1,67 @@
+"""Typed fronts for the alert delivery queries (`sql/queries/alerts.sql`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from syncd.db.pool import Database
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One alert leased for delivery to one hook."""
+
+    id: int
+    hook: str
+    attempts: int
+    event_id: str
+    type: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+async def fan_out(db: Database, routes: Sequence[tuple[str, str]], limit: int = 500) -> int:
+    """Make deliveries for new outbox rows, one per (alert, hook whose LIKE pattern matches).
+
+    Returns how many outbox rows were taken; each is fanned out once, to the hooks of that moment.
+    """
+    row = await db.fetchrow("alerts_fan_out", [h for h, _ in routes], [p for _, p in routes],
+                            limit)
+    return 0 if row is None else int(row["alerts"])
+
+
+async def claim(db: Database, hooks: Sequence[str], lease: dt.timedelta,
+                limit: int = 50) -> list[Delivery]:
+    """Lease due deliveries to `hooks` (FOR UPDATE SKIP LOCKED: concurrent deliverers share)."""
+    rows = await db.fetch("alerts_claim", lease, limit, list(hooks))
+    return [Delivery(r["id"], r["hook"], r["attempts"], r["event_id"], r["type"],
+                     dict(r["payload"]), r["created_at"]) for r in rows]
+
+
+async def delivered(db: Database, delivery_id: int, status: int) -> None:
+    """Mark a delivery done."""
+    await db.execute("alerts_delivered", delivery_id, status)
+
+
+async def stopped(db: Database, delivery_id: int, status: int, error: str) -> None:
+    """Mark a delivery refused for good (410)."""
+    await db.execute("alerts_stopped", delivery_id, status, error)
+
+
+async def retry(db: Database, delivery_id: int, delay: float, status: int | None, error: str,
+                max_age: dt.timedelta) -> str:
+    """Schedule another attempt in `delay` s; 'dead' when that would pass `max_age`."""
+    return str(await db.fetchval("alerts_retry", delivery_id, delay, status, error, max_age))
+
+
+async def counts(db: Database) -> dict[tuple[str, str], int]:
+    """Deliveries by (hook, status)."""
+    return {(r["hook"], r["status"]): int(r["deliveries"]) for r in await db.fetch("alerts_counts")}
+
+
+async def open_alerts(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    """(event id, payload) of the opened alert of every open, unsuppressed case."""
+    return [(r["event_id"], dict(r["payload"])) for r in await db.fetch("alerts_open_for_resend")]

@@ -1,0 +1,78 @@
+"""The `reconcile` job (own schedule, and soon after a sync job wrote rows) and its remediators."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from syncd.db.pool import Database
+from syncd.errors import SyncdError
+from syncd.jobs.base import RunContext
+from syncd.jobs.runner import Outcome, RunResult
+from syncd.reconcile import remediate
+from syncd.reconcile.engine import reconcile
+from syncd.settings import Settings
+from syncd.sync.biotime import biotime_client
+from syncd.sync.knoxguard import knoxguard_client
+from syncd.sync.neolock import neolock_client
+from syncd.vendors.neolock.client import NeoLockClient
+
+NAME = "reconcile"
+
+
+def build_remediators(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
+                      neolock: NeoLockClient | None = None) -> dict[tuple[str, str | None],
+                                                                    remediate.Remediator]:
+    """A remediator per (action, provider) for every configured vendor syncd can fix."""
+    found: dict[tuple[str, str | None], remediate.Remediator] = {}
+    conf = settings.reconcile
+    if settings.neolock is not None:
+        client = neolock or neolock_client(settings.neolock, http)
+        for action in ("phone.lock", "phone.unlock", "phone.complete"):
+            found[(action, "neolock")] = remediate.NeoLockPhones(db, client, conf, action)
+    if settings.knoxguard is not None:
+        knox = knoxguard_client(settings.knoxguard, http)
+        for action in ("phone.lock", "phone.unlock", "phone.complete"):
+            found[(action, "knoxguard")] = remediate.KnoxGuardPhones(db, knox, conf, action)
+    if settings.biotime is not None:
+        found[("terminal.update", "biotime")] = remediate.BioTimeTerminals(
+            db, biotime_client(settings.biotime, http), ZoneInfo(settings.biotime.timezone))
+    return found
+
+
+class ReconcileJob:
+    """`reconcile`: evaluate the rules, merge drift cases, and act on plans in `apply` mode."""
+
+    name = NAME
+    default_interval = 300.0
+
+    def __init__(self, db: Database, settings: Settings,
+                 remediators: remediate.Remediators) -> None:
+        self.db = db
+        self.settings = settings
+        self.remediators = remediators
+
+    async def run(self, ctx: RunContext) -> None:
+        """One reconcile at the current time; items = case rows written + actions attempted."""
+        now = dt.datetime.now(dt.UTC)
+        result = await reconcile(self.db, self.settings, now)
+        ctx.add_items(result.merge.written)
+        if self.settings.reconcile.mode == "apply":
+            ctx.add_items(len(await remediate.apply(self.db, self.remediators,
+                                                    self.settings.reconcile, now)))
+        if result.failed:
+            raise SyncdError("rule set(s) could not load: " + "; ".join(
+                f"{name}: {error}" for name, error in sorted(result.failed.items())))
+
+
+def after_sync(run_soon: Callable[[str], None]) -> Callable[[RunResult], None]:
+    """A runner hook: a sync job that wrote rows asks for a reconcile soon."""
+
+    def hook(result: RunResult) -> None:
+        if result.job != NAME and result.outcome is not Outcome.SKIPPED and result.items > 0:
+            run_soon(NAME)
+
+    return hook
