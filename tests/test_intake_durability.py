@@ -599,8 +599,13 @@ async def test_push_of_unknown_shape_is_stored_then_marked_unparsed_and_counted(
             break
         await asyncio.sleep(0.05)
     assert status == "unparsed"
-    metrics = await (await hook.get("/metrics")).text()
-    assert 'syncd_events_total{outcome="unparsed",source="neolock"} 1.0' in metrics
+    counted = 'syncd_events_total{outcome="unparsed",source="neolock"} 1.0'
+    for _ in range(100):  # the worker counts just after its UPDATE returns
+        metrics = await (await hook.get("/metrics")).text()
+        if counted in metrics:
+            break
+        await asyncio.sleep(0.05)
+    assert counted in metrics
 
 
 async def test_concurrent_pushes_are_group_committed(hook: Client, pg: asyncpg.Connection) -> None:
