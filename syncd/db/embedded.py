@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import structlog
 from syncd.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
+HANDLE_PIDS = ".handle_pids.json"  # pgserver's list of the processes using a data dir
 
 
 def _start(pgdata: Path) -> Any:
@@ -23,9 +26,41 @@ def _start(pgdata: Path) -> Any:
         import pgserver  # imported lazily: it is only needed when no database.url is set
 
     pgdata.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pgdata, pgserver.PostgresServer._lock)
     # cleanup_mode="stop": the server stops when the last process using this data dir exits, so
     # several syncd commands sharing one data_dir share one server (pgserver keeps the count).
     return pgserver.get_server(pgdata, cleanup_mode="stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _forget_dead_handles(pgdata: Path, lock: Any) -> None:
+    """Drop processes that no longer exist from pgserver's list of the server's users.
+
+    pgserver stops the server when its last user exits cleanly, by that list. A user killed with
+    SIGKILL never removes itself, so without this every later clean stop would believe another
+    user remains and leave PostgreSQL running.
+    """
+    handles = pgdata / HANDLE_PIDS
+    with lock:  # the inter-process lock pgserver holds while it edits the list
+        if not handles.exists():
+            return
+        try:
+            pids = json.loads(handles.read_text())
+        except ValueError:
+            pids = []
+        alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+            log.info("db.embedded_forgot_dead_users", pids=[p for p in pids if p not in alive])
 
 
 @contextlib.asynccontextmanager

@@ -29,6 +29,14 @@ class Metrics:
                                       "(dead: gave up, kept)", ["hook", "status"], registry=r)
         self.alerts_sent = Counter("syncd_alert_attempts_total", "Alert POSTs by outcome",
                                    ["hook", "outcome"], registry=r)
+        self.vendor_requests = Counter(
+            "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
+            "calls included), by route template and outcome", ["vendor", "route", "outcome"],
+            registry=r)
+
+    def vendor_request(self, vendor: str, route: str, outcome: str) -> None:
+        """Count one attempt sent to a vendor."""
+        self.vendor_requests.labels(vendor=vendor, route=route, outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
