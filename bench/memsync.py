@@ -46,6 +46,7 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     from syncd.runtime import open_database, open_http
     from syncd.settings import Settings
     from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
+    from syncd.vendors import usage
 
     quiet_logging()
     settings = Settings(database={"url": dsn},
@@ -59,8 +60,9 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
         ctx = RunContext(db, job.name)
         start = peak_rss_kib()
         began = time.perf_counter()
-        await uploads.run(RunContext(db, uploads.name))
-        await job.run(ctx)
+        with usage.counting(ctx.usage):  # as the job runner does: requests count to this run
+            await uploads.run(RunContext(db, uploads.name))
+            await job.run(ctx)
         seconds = time.perf_counter() - began
         async with db.connection() as conn:
             phones = int(await conn.fetchval("SELECT count(*) FROM vendor.phones"))

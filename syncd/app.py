@@ -21,8 +21,9 @@ from syncd.registry import routes as registry
 from syncd.runtime import open_database, open_http
 from syncd.settings import Settings
 from syncd.sync.neolock import neolock_client
+from syncd.vendors import usage
 from syncd.web import health, intake, keys
-from syncd.web.middleware import INFLIGHT, InFlight, request_context
+from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -32,7 +33,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
-    async with open_http() as session:
+    metrics = app[keys.METRICS]
+    async with open_http([usage.trace_config(metrics.vendor_request)]) as session:
         app[keys.HTTP] = session
         yield
 
@@ -86,6 +88,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.METRICS] = Metrics()
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
     app[INFLIGHT] = InFlight()
+    app[DB_REFUSALS] = db_refusals()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)

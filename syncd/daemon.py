@@ -19,7 +19,8 @@ from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings import Settings, SystemdEnv
 from syncd.settings_checks import config_warnings
-from syncd.web import keys
+from syncd.transition import Transition
+from syncd.web import keys, server
 from syncd.web.middleware import INFLIGHT
 
 log = structlog.get_logger(__name__)
@@ -39,7 +40,7 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
     restart would not help.
     """
     loop = asyncio.get_running_loop()
-    wedged = False
+    health = Transition(log, "watchdog.withheld", "watchdog.resumed", level="error")
     while True:
         before = loop.time()
         await asyncio.sleep(interval)
@@ -54,12 +55,9 @@ async def watchdog(notifier: Notifier, db: Database, interval: float) -> None:
                     healthy, reason = False, "database probe timed out"
         if healthy:
             notifier.watchdog()
-        if healthy == wedged:  # log transitions only
-            wedged = not healthy
-            if wedged:
-                log.error("watchdog.withheld", reason=reason)
-            else:
-                log.info("watchdog.resumed")
+            health.ok()
+        else:
+            health.fail(reason=reason)
 
 
 async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> int:
@@ -73,13 +71,11 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier(systemd.notify_socket)
     app = create_app(settings, redactor)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=settings.server.shutdown_timeout)
+    runner = server.app_runner(app, settings.server)
     watchdog_task: asyncio.Task[None] | None = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port,
-                           reuse_address=True)
+        site = server.site(runner, settings.server)
         try:
             await site.start()
         except OSError as err:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from syncd.app import create_app
 from syncd.catalog import build_jobs
+from syncd.db import demo as demo_db
 from syncd.demo_drift import drift_cycle, new_secret
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
@@ -104,11 +105,9 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
         jobs = build_jobs(settings, db, app[keys.HTTP], neolock=app[keys.NEOLOCK])
         # The business's own records of its attendance terminals: those it knows, plus one that
         # BioTime has never heard of (so report.terminals shows ok/offline/unknown/missing).
-        async with db.connection() as conn:
-            await conn.executemany(
-                "INSERT INTO local.terminals (sn, alias) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                [(t.sn, t.alias) for t in sims.biotime.sim.known_terminals()]
-                + [("CKPF000000LOST", "Warehouse back door")])
+        await demo_db.seed_terminals(
+            db, [(t.sn, t.alias) for t in sims.biotime.sim.known_terminals()]
+            + [("CKPF000000LOST", "Warehouse back door")])
         job_runner = JobRunner(db, scrub=redactor.scrub)
         for name in ("neolock-subscription", "neolock-uploads", "neolock-devices",
                      "biotime-terminals", "k3-locks", "k3-audit", "k3-clients"):
@@ -124,12 +123,9 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
         # Contracts the business wants: lock two active phones, keep one locked phone active.
         neo = sims.neolock.sim
         enrolled = [uid for uid, d in sorted(neo.devices.items()) if d.status == "Enrolled"][:3]
-        async with db.connection() as conn:
-            await conn.executemany(
-                "INSERT INTO local.phone_contracts (device_uid, desired_state, contract_ref) "
-                "VALUES ($1, $2, $3) ON CONFLICT (device_uid) DO UPDATE SET desired_state = $2",
-                [(uid, "locked", f"LOAN-{i}") for i, uid in enumerate(enrolled)])
-        drift_before = await _scalar(db, "SELECT count(*) FROM report.phones WHERE in_drift")
+        await demo_db.seed_contracts(
+            db, [(uid, "locked", f"LOAN-{i}") for i, uid in enumerate(enrolled)])
+        drift_before = await demo_db.phones_in_drift(db)
         # The business's lender locks the first two through NeoLock: NeoLock pushes the changes.
         async with aiohttp.ClientSession() as session:
             token = (await (await session.get(
@@ -142,24 +138,18 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
                                    headers={"x-knox-apitoken": token})
         ok = await _wait(lambda: _locked(db, enrolled[:2]))
         failures += not ok
-        events = await _scalar(db, "SELECT count(*) FROM report.events")
-        processed = await _scalar(db, "SELECT count(*) FROM report.events WHERE status = 'processed'")
-        drift_after = await _scalar(db, "SELECT count(*) FROM report.phones WHERE in_drift")
+        events, processed = await demo_db.event_counts(db)
+        drift_after = await demo_db.phones_in_drift(db)
         print(f"  pushes received {events}, processed {processed}; "
               f"phones in drift {drift_before} → {drift_after} "
               f"({'locks confirmed by GET' if ok else 'locks NOT seen'})")
-        async with db.connection() as conn:
-            states = await conn.fetch("SELECT vendor_state, console_state, count(*) AS n "
-                                      "FROM report.phones GROUP BY 1, 2 ORDER BY 3 DESC")
-            print("  report.phones: " + ", ".join(
-                f"{r['console_state']} {r['n']}" for r in states))
-            if await conn.fetchval("SELECT to_regclass('report.terminals') IS NOT NULL"):
-                terms = await conn.fetch("SELECT status, count(*) AS n FROM report.terminals "
-                                         "GROUP BY 1 ORDER BY 1")
-                print("  report.terminals: " + ", ".join(f"{r['status']} {r['n']}" for r in terms))
-            usage = await conn.fetch("SELECT category, calls, quota FROM report.api_usage")
-            print("  Codelocks calls this month: " + (", ".join(
-                f"{r['category']} {r['calls']}/{r['quota']}" for r in usage) or "none"))
+        print("  report.phones: " + ", ".join(
+            f"{state} {n}" for state, n in await demo_db.phone_states(db)))
+        print("  report.terminals: " + ", ".join(
+            f"{status} {n}" for status, n in await demo_db.terminal_states(db)))
+        print("  Codelocks calls this month: " + (", ".join(
+            f"{category} {calls}/{quota}" for category, calls, quota
+            in await demo_db.api_usage(db)) or "none"))
         failures += await drift_cycle(db, job_runner, jobs["reconcile"], receiver,
                                       sims.neolock.url, aiohttp.BasicAuth(neo.login, neo.password),
                                       enrolled[2])
@@ -175,13 +165,5 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
     return 0 if failures == 0 else 1
 
 
-async def _scalar(db: Any, sql: str) -> Any:
-    async with db.connection() as conn:
-        return await conn.fetchval(sql)
-
-
 async def _locked(db: Any, uids: list[str]) -> bool:
-    async with db.connection() as conn:
-        n = await conn.fetchval("SELECT count(*) FROM vendor.phones WHERE device_uid = ANY($1) "
-                                "AND vendor_state = 'Locked'", uids)
-    return bool(n == len(uids))
+    return await demo_db.locked_count(db, uids) == len(uids)

@@ -42,6 +42,8 @@ class VendorError(SyncdError):
 class VendorAuthError(VendorError):
     """The vendor refused our credentials (401/403 or an auth error body)."""
 
+    token_refused = True  # a fresh token may help: renew once and repeat
+
 
 class VendorNotFound(VendorError):
     """The vendor says the object does not exist."""
@@ -87,3 +89,5 @@ class VendorTransportError(VendorError):
 
 class VendorLicenceError(VendorAuthError):
     """The vendor's licence gate refused the call (e.g. BioTime's 403 for an unlicensed module)."""
+
+    token_refused = False  # no token will get past a licence gate

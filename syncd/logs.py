@@ -6,6 +6,7 @@ Logs go to stderr: stdout carries the data a command prints.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal
@@ -13,6 +14,9 @@ from typing import Any, Literal
 import structlog
 
 REDACTED = "[REDACTED]"
+# A hook URL's last segment is a secret: whatever cut a path short (a repr shortened to 80
+# characters) must not let a prefix of it through, so any hook path loses that segment.
+_HOOK_PATH = re.compile(r"(/hooks/[A-Za-z0-9_-]+/)(?!\{secret\})[^\s\"'<>\\]+")
 
 
 class Redactor:
@@ -35,7 +39,7 @@ class Redactor:
             for secret in self.secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return value
+            return _HOOK_PATH.sub(rf"\g<1>{REDACTED}", value) if "/hooks/" in value else value
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -46,8 +50,6 @@ class Redactor:
 
     def __call__(self, _logger: Any, _method: str,
                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if not self.secrets:
-            return event_dict
         return {k: self.scrub(v) for k, v in event_dict.items()}
 
 
@@ -67,7 +69,9 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         tail = [structlog.processors.format_exc_info, redactor,
                 structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     else:
-        tail = [structlog.processors.dict_tracebacks, redactor,
+        # Tracebacks without local variables: a local can hold a request body or a hook path.
+        tail = [structlog.processors.ExceptionRenderer(
+                    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)), redactor,
                 structlog.processors.JSONRenderer()]
     # Libraries that log through the standard library (aiohttp, asyncpg, APScheduler) get the same
     # renderer and the same redaction.

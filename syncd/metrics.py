@@ -66,6 +66,14 @@ class Metrics:
             "syncd_subscription_state",
             "1 for the webhook subscription's current state (registered, failed, deleted, none)",
             ["provider", "state"], registry=r)
+        self.vendor_requests = Counter(
+            "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
+            "calls included), by route template and outcome", ["vendor", "route", "outcome"],
+            registry=r)
+
+    def vendor_request(self, vendor: str, route: str, outcome: str) -> None:
+        """Count one attempt sent to a vendor."""
+        self.vendor_requests.labels(vendor=vendor, route=route, outcome=outcome).inc()
 
     def set_subscription(self, provider: str, state: str | None) -> None:
         """Mark `state` (None: no subscription) as the provider's current one."""

@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 
 import syncd
+from syncd.backoff import DATABASE_WAIT
 from syncd.db.embedded import embedded_postgres, running_dsn
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
@@ -23,7 +24,7 @@ STARTUP_DB_WAIT = 30.0  # seconds to keep trying a database that is not up yet a
 
 async def _connect(dsn: str, settings: Settings, max_wait: float) -> Database:
     conf = settings.database
-    delay, waited = 0.25, 0.0
+    waited, attempt = 0.0, 0
     while True:
         try:
             return await Database.connect(
@@ -34,9 +35,9 @@ async def _connect(dsn: str, settings: Settings, max_wait: float) -> Database:
                 raise DatabaseUnavailable(f"gave up after {waited:.0f}s: {err}") from err
             if waited == 0:
                 log.warning("db.waiting", error=str(err))
+            delay = DATABASE_WAIT.delay(attempt)
             await asyncio.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 5.0)
+            waited, attempt = waited + delay, attempt + 1
 
 
 @contextlib.asynccontextmanager
@@ -68,11 +69,13 @@ async def open_database(settings: Settings, *, apply_migrations: bool = True,
 
 
 @contextlib.asynccontextmanager
-async def open_http() -> AsyncIterator[aiohttp.ClientSession]:
+async def open_http(trace_configs: list[aiohttp.TraceConfig] | None = None
+                    ) -> AsyncIterator[aiohttp.ClientSession]:
     """One client session for every vendor, with bounded timeouts and connection pool."""
     timeout = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
     connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
     async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, raise_for_status=False,
+            trace_configs=trace_configs,
             headers={"User-Agent": f"syncd/{syncd.__version__}"}) as session:
         yield session

@@ -137,6 +137,9 @@ class ServerSettings(Section):
     public_url: AnyHttpUrl | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     shutdown_timeout: PositiveFloat = 10.0
+    keepalive_timeout: PositiveFloat = 15.0  # idle connections (and unfinished heads) close
+    body_timeout: PositiveFloat = 30.0  # a request body must arrive within this: else 408
+    max_connections: int = Field(default=0, ge=0)  # 0: from the open-file limit
 
 
 class LoggingSettings(Section):

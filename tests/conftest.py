@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 import structlog
@@ -28,6 +30,12 @@ from syncd.db.pool import Database
 from syncd.settings import Settings
 
 TEMPLATE = f"syncd_tpl_{os.getpid()}"
+# A developer's SYNCD_* settings (SYNCD_DATABASE__URL, SYNCD_CONFIG, ...) must not reach the code
+# under test: settings read the environment. Only the suite's own variable is kept.
+TEST_DATABASE_URL = os.environ.get("SYNCD_TEST_DATABASE_URL")
+for _name in [n for n in os.environ if n.startswith("SYNCD_")]:
+    del os.environ[_name]
+pytest_plugins = ["tests.served"]  # the serve_syncd fixture
 
 
 def dsn_for(admin_dsn: str, dbname: str) -> str:
@@ -39,7 +47,7 @@ def dsn_for(admin_dsn: str, dbname: str) -> str:
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """A superuser DSN to a real PostgreSQL server for the whole session."""
-    url = os.environ.get("SYNCD_TEST_DATABASE_URL")
+    url = TEST_DATABASE_URL
     if url:
         yield url
         return
@@ -125,6 +133,20 @@ def make_settings(db_dsn: str, tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**data)
 
     return build
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session, closed after the test."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from syncd.metrics import Metrics
 from syncd.settings import AlertSettings
 from syncd.simulators.alert_receiver import AlertReceiver, create_app
 from syncd.simulators.common import serve
+from tests.conftest import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_" + "c2VjcmV0LWJlaW5nLXJldGlyZWQtbm93"
@@ -42,19 +42,6 @@ def test_rotation_sends_one_signature_per_secret() -> None:
         assert formats.verify(secret, request.headers, request.body)
     assert not formats.verify("whsec_" + "d3JvbmcxMjM0NTY3ODkwMTIzNDU2", request.headers,
                               request.body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session for the deliverer."""
-    async with aiohttp.ClientSession() as http:
-        yield http
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from syncd.db.pool import Database
-from syncd.reconcile.terminals import is_online, server_time
+from syncd.reconcile.terminals import is_online
+from syncd.vendors.biotime.models import server_time
 
 ZONE = "Asia/Tashkent"
 

@@ -88,13 +88,6 @@ async def running(sim: BioTimeSim, hooks: PageHooks) -> AsyncIterator[Running]:
         yield served
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """An HTTP client session."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def biotime_settings(running: Running, sim: BioTimeSim, **overrides: Any) -> BioTimeSettings:
     """[biotime] for the simulator, paging 4 terminals at a time."""
     values: dict[str, Any] = {"base_url": running.url, "username": sim.username,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import decimal
 
-from syncd.inbox.parse import dedupe_key, parse_event, unstorable
+from syncd.inbox.parse import dedupe_key, unstorable
+from syncd.vendors.neolock.events import parse_event
 
 
 def test_knox_style_event_is_read() -> None:
     """The simulator's Knox-like shape gives id, type and the device."""
     event = parse_event({"id": "e-1", "event": "KG_DEVICE_LOCKED", "deviceUid": "3519",
                          "status": "Locked"})
-    assert (event.event_id, event.event_type, event.device_uids) == ("e-1", "KG_DEVICE_LOCKED",
-                                                                    ("3519",))
-    assert dedupe_key(event, b"{}") == "id:e-1"
+    assert (event.event_id, event.event_type, event.device_uids) == (
+        ("id", "s", "e-1"), "KG_DEVICE_LOCKED", ("3519",))
+    assert dedupe_key(event.event_id, b"{}") == "id:e-1"
 
 
 def test_nested_lists_and_numeric_ids_are_read() -> None:
@@ -34,8 +35,9 @@ def test_unknown_shapes_name_no_device_and_dedupe_by_body_hash() -> None:
     """A push with nothing recognisable is unparsed, deduplicated by a hash of its exact bytes."""
     event = parse_event({"hello": "world"})
     assert not event.parsed
-    assert dedupe_key(event, b'{"hello": "world"}').startswith("sha256:")
-    assert dedupe_key(event, b'{"hello":"world"}') != dedupe_key(event, b'{"hello": "world"}')
+    assert dedupe_key(event.event_id, b'{"hello": "world"}').startswith("sha256:")
+    assert dedupe_key(event.event_id, b'{"hello":"world"}') != \
+        dedupe_key(event.event_id, b'{"hello": "world"}')
     assert parse_event(42).device_uids == ()
 
 
@@ -44,3 +46,16 @@ def test_values_jsonb_refuses_are_detected() -> None:
     assert unstorable({"a": "ok", "b": ["fine", {"c": 1}]}) is None
     assert "NUL" in (unstorable({"a": "x\x00y"}) or "")
     assert "surrogate" in (unstorable({"k\ud800": 1}) or "")
+
+
+def test_distinct_event_ids_give_distinct_dedupe_keys() -> None:
+    """`1`, `"1"`, `1.0`, `" 1 "`, `{"eventId": "1"}` and two 300-character ids that differ
+    only at their end are seven different events: seven different keys, each stable."""
+    long_a, long_b = "x" * 299 + "a", "x" * 299 + "b"
+    docs = [{"id": decimal.Decimal("1")}, {"id": "1"}, {"id": decimal.Decimal("1.0")},
+            {"id": " 1 "}, {"eventId": "1"}, {"id": long_a}, {"id": long_b}]
+    keys = [dedupe_key(parse_event(doc).event_id, b"{}") for doc in docs]
+    assert len(set(keys)) == len(docs)
+    assert keys == [dedupe_key(parse_event(doc).event_id, b"{}") for doc in docs]
+    assert keys[1] == "id:1"  # the plain form of the common case is unchanged
+    assert all(len(k) < 300 for k in keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.cli import main
-from syncd.db.pool import ADVISORY_NAMESPACE, Database
+from syncd.db import locks, ops
+from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.jobs.scheduler import Scheduler
 from syncd.settings import JobSettings, Settings
+from syncd.vendors import usage
 
 
 class ScriptedJob:
@@ -29,11 +32,14 @@ class ScriptedJob:
         self.script = script
         self.hold = hold
         self.runs = 0
+        self.starts: list[float] = []  # monotonic time of each run's start
 
     async def run(self, ctx: RunContext) -> None:
         ok = self.script[min(self.runs, len(self.script) - 1)]
         self.runs += 1
-        ctx.add_requests(3)
+        self.starts.append(time.monotonic())
+        for _ in range(3):  # as VendorHttp does for each attempt it sends
+            usage.record("testvendor", "/things/{id}")
         ctx.add_items(5)
         if self.hold:
             await asyncio.sleep(self.hold)
@@ -60,17 +66,15 @@ async def test_runs_are_recorded_with_items_requests_and_errors(db: Database) ->
 async def test_a_second_runner_skips_a_job_whose_lock_is_held(db: Database, db_dsn: str) -> None:
     """While another session holds the job's advisory lock, the runner skips and says so."""
     other = await asyncpg.connect(db_dsn)
+    job = ScriptedJob("locked-job", [True])
     try:
-        await other.execute("SELECT pg_advisory_lock($1, hashtext($2))", ADVISORY_NAMESPACE,
-                            "locked-job")
-        job = ScriptedJob("locked-job", [True])
-        with capture_logs() as logs:
-            result = await JobRunner(db).run(job)
+        async with locks.advisory_lock(other, "locked-job"):
+            with capture_logs() as logs:
+                result = await JobRunner(db).run(job)
         assert result.outcome is Outcome.SKIPPED
         assert job.runs == 0
         assert any(e["event"] == "job.skipped" and e["job"] == "locked-job" for e in logs)
-        await other.execute("SELECT pg_advisory_unlock_all()")
-        assert (await JobRunner(db).run(job)).outcome is Outcome.OK
+        assert (await JobRunner(db).run(job)).outcome is Outcome.OK  # released with the block
     finally:
         await other.close()
 
@@ -102,7 +106,7 @@ async def test_transitions_are_logged_once_not_every_failure(db: Database) -> No
 
 async def test_a_run_left_running_by_a_dead_runner_is_marked_abandoned(db: Database) -> None:
     """A 'running' row whose runner died is closed as failed by the next holder of the lock."""
-    await db.fetchval("sync_run_start", "orphaned", "dead-host:1")
+    await ops.start_run(db, "orphaned", "dead-host:1")
     await JobRunner(db).run(ScriptedJob("orphaned", [True]))
     async with db.connection() as conn:
         rows = await conn.fetch("SELECT status, error FROM ops.sync_runs WHERE job = 'orphaned' "
@@ -120,7 +124,7 @@ async def test_secrets_are_scrubbed_from_stored_errors(db: Database) -> None:
 
     runner = JobRunner(db, scrub=lambda s: s.replace("tok-SECRET-123", "[REDACTED]"))
     result = await runner.run(Leaky("leaky", [True]))
-    stored = await db.fetchval("sync_run_previous_status", "leaky", -1)
+    stored = await ops.previous_status(db, "leaky", -1)
     assert stored == "failed"
     assert result.error == "v: bad answer for token [REDACTED]"
     async with db.connection() as conn:
@@ -129,14 +133,20 @@ async def test_secrets_are_scrubbed_from_stored_errors(db: Database) -> None:
 
 
 async def test_scheduler_runs_jobs_on_their_interval_and_drains_on_stop(db: Database) -> None:
-    """Jobs tick on their configured interval; stop waits for the running job to finish."""
-    job = ScriptedJob("ticker", [True], hold=0.4)
+    """A job with a 0.3 s interval runs again and again, each start at least one interval after
+    the previous one (a tick, not a loop); stop waits for the run in progress to finish."""
+    job = ScriptedJob("ticker", [True], hold=0.1)
     scheduler = Scheduler(JobRunner(db), {"ticker": job},
-                          {"ticker": JobSettings(interval_seconds=0.2, jitter_seconds=0)})
+                          {"ticker": JobSettings(interval_seconds=0.3, jitter_seconds=0)})
     scheduler.start()
-    await asyncio.sleep(0.5)
-    assert job.runs >= 1
+    for _ in range(100):
+        if job.runs >= 4:
+            break
+        await asyncio.sleep(0.1)
     await scheduler.stop(deadline=5.0)
+    assert job.runs >= 4
+    gaps = [b - a for a, b in zip(job.starts[1:], job.starts[2:], strict=False)]  # after the first
+    assert all(gap >= 0.3 * 0.9 for gap in gaps), gaps
     async with db.connection() as conn:
         statuses = [r["status"] for r in await conn.fetch(
             "SELECT status FROM ops.sync_runs WHERE job = 'ticker'")]

@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from syncd.settings import Settings
+from tests.conftest import free_port
 
 SECRET = "pw-that-must-never-leak-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from syncd.app import create_app
 from syncd.cli import main
+from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.settings import Settings
@@ -25,15 +25,10 @@ from syncd.sync import neolock
 from syncd.sync.subscription import digest, ensure
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import keys
+from tests.conftest import free_port
 
 JOBS_OFF = {name: {"enabled": False} for name in (
     "housekeeping", "neolock-subscription", "neolock-uploads", "neolock-devices")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -72,8 +67,8 @@ async def test_subscription_registers_once_and_stores_only_a_hash(
     assert url is not None and url.startswith("https://syncd.example.com/hooks/neolock/")
     secret = url.rsplit("/", 1)[1]
     assert len(secret) >= 22  # ≥ 128 bits of url-safe base64
-    row = await db.fetchrow("subscription_get", "neolock")
-    assert row is not None and row["secret_sha256"] == digest(secret)
+    sub = await ops.get_subscription(db, "neolock")
+    assert sub is not None and sub.secret_sha256 == digest(secret)
     async with db.connection() as conn:  # the secret is nowhere in the database in clear
         dump = await conn.fetchval("SELECT string_agg(t::text, ' ') FROM ops.subscriptions t")
     assert secret not in dump
@@ -208,14 +203,14 @@ async def test_uploads_job_pages_and_resumes_after_a_failed_page(db: Database) -
         first = await run_job(db, job)
         broken["on"] = False
         assert first.outcome is Outcome.FAILED
-        assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 1
+        assert (await ops.get_cursor(db, "neolock-uploads"))["next_page"] == 1
         async with db.connection() as conn:
             assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 25
         second = await run_job(db, job)
     assert second.outcome is Outcome.OK
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads") == 80
-    assert (await db.fetchval("cursor_get", "neolock-uploads"))["next_page"] == 0
+    assert (await ops.get_cursor(db, "neolock-uploads"))["next_page"] == 0
 
 
 async def seed_known(db: Database, state: neosim.NeoLockSim) -> list[str]:

@@ -25,8 +25,7 @@ from syncd.db.actions import actions_for, verify_chain
 from syncd.db.pool import Database
 from syncd.registry import store
 from syncd.settings import Settings
-from tests.conftest import pg_ctl, pg_start
-from tests.test_lifecycle import free_port
+from tests.conftest import free_port, pg_ctl, pg_start
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], "asyncio.Future[Client]"]

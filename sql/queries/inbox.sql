@@ -11,16 +11,32 @@ RETURNING source, dedupe_key
 INSERT INTO ops.quarantine (source, reason, content_type, body) VALUES ($1, $2, $3, $4)
 
 -- inbox_claim --
--- Lease up to $1 due events to this worker for $2 seconds (another worker skips them meanwhile).
+-- Lease up to $1 due events with fewer than $3 attempts to this worker for $2 seconds (another
+-- worker skips them meanwhile). The body comes back as text: the worker decodes each event on its
+-- own, so one body it cannot read never fails the claim of the others.
 UPDATE ops.inbox i
 SET attempts = i.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
 WHERE i.id IN (
     SELECT id FROM ops.inbox
-    WHERE status = 'pending' AND next_attempt_at <= now()
+    WHERE status = 'pending' AND next_attempt_at <= now() AND attempts < $3
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED)
-RETURNING i.id, i.source, i.body, i.attempts
+RETURNING i.id, i.source, i.body::text AS body, i.attempts
+
+-- inbox_give_up --
+-- Mark failed every due pending event that has used its $1 attempts, whatever stopped them
+-- (a worker that died mid-attempt leaves no outcome); return their ids.
+UPDATE ops.inbox
+SET status = 'failed', processed_at = now(),
+    error = left('gave up after ' || attempts || ' attempts: '
+                 || coalesce(error, 'no outcome recorded (the worker stopped mid-attempt)'), 500)
+WHERE id IN (
+    SELECT id FROM ops.inbox
+    WHERE status = 'pending' AND next_attempt_at <= now() AND attempts >= $1
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED)
+RETURNING id
 
 -- inbox_mark --
 -- Record an event's outcome: processed, unparsed or failed.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import warnings
@@ -25,6 +26,7 @@ import structlog
 from syncd.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
+HANDLE_PIDS = ".handle_pids.json"  # pgserver's list of the processes using a data dir
 
 PG_MAJOR = "16"  # what pgserver 0.1.4 bundles; checked against the binaries at start
 _HBA_MARK = "# syncd: TCP logins need a password"
@@ -98,6 +100,7 @@ def _start(pgdata: Path, listen: str | None) -> Any:
         raise DatabaseUnavailable(f"the embedded PostgreSQL under {pgdata} is not running and "
                                   f"belongs to uid {owner}: start syncd (the service) or run this "
                                   "command as that user")
+    _forget_dead_handles(pgdata, pgserver.PostgresServer._lock)
     # cleanup_mode="stop": the server stops when the last process using this data dir exits, so
     # several syncd commands sharing one data_dir share one server (pgserver keeps the count).
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -115,6 +118,37 @@ def _start(pgdata: Path, listen: str | None) -> Any:
             server._postmaster_info = type(info).read_from_pgdata(pgdata)
             log.info("db.embedded_listening", host=host, port=port)
     return server
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _forget_dead_handles(pgdata: Path, lock: Any) -> None:
+    """Drop processes that no longer exist from pgserver's list of the server's users.
+
+    pgserver stops the server when its last user exits cleanly, by that list. A user killed with
+    SIGKILL never removes itself, so without this every later clean stop would believe another
+    user remains and leave PostgreSQL running.
+    """
+    handles = pgdata / HANDLE_PIDS
+    with lock:  # the inter-process lock pgserver holds while it edits the list
+        if not handles.exists():
+            return
+        try:
+            pids = json.loads(handles.read_text())
+        except ValueError:
+            pids = []
+        alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+            log.info("db.embedded_forgot_dead_users", pids=[p for p in pids if p not in alive])
 
 
 @contextlib.asynccontextmanager

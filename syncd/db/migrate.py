@@ -14,14 +14,14 @@ import re
 
 import structlog
 
-from syncd.db.pool import ADVISORY_NAMESPACE, Connection, Database, translate
+from syncd.db import locks
+from syncd.db.pool import Connection, Database, translate
 from syncd.db.queries import sql_root
 from syncd.errors import MigrationError
 
 log = structlog.get_logger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-MIGRATION_LOCK = 1  # second advisory key, under ADVISORY_NAMESPACE
 
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS ops;
@@ -124,22 +124,16 @@ async def migrate(db: Database) -> list[str]:
     """Apply pending migrations under an advisory lock; return the names applied."""
     migrations = discover()
     done: list[str] = []
-    async with db.connection() as conn:
+    async with db.connection() as conn, locks.advisory_lock(conn, locks.MIGRATIONS):
         with translate():
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", ADVISORY_NAMESPACE,
-                               MIGRATION_LOCK)
-            try:
-                await conn.execute(_BOOTSTRAP)
-                for migration in _check(migrations, await _applied(conn)):
-                    async with conn.transaction():
-                        await conn.execute(migration.sql)
-                        await conn.execute(
-                            "INSERT INTO ops.schema_migrations (version, name, checksum) "
-                            "VALUES ($1, $2, $3)",
-                            migration.version, migration.name, migration.checksum)
-                    log.info("db.migration_applied", migration=migration.name)
-                    done.append(migration.name)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", ADVISORY_NAMESPACE,
-                                   MIGRATION_LOCK)
+            await conn.execute(_BOOTSTRAP)
+            for migration in _check(migrations, await _applied(conn)):
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO ops.schema_migrations (version, name, checksum) "
+                        "VALUES ($1, $2, $3)",
+                        migration.version, migration.name, migration.checksum)
+                log.info("db.migration_applied", migration=migration.name)
+                done.append(migration.name)
     return done

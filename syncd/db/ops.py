@@ -26,9 +26,9 @@ async def start_run(db: Database, job: str, runner: str) -> int:
     return int(await db.fetchval("sync_run_start", job, runner))
 
 
-async def finish_run(db: Database, run_id: int, status: str, items: int, requests: int,
+async def finish_run(db: Database, run_id: int, *, status: str, items: int, requests: int,
                      error: str | None) -> None:
-    """Record how a run ended."""
+    """Record how a run ended (by keyword: five values are too easy to misorder)."""
     await db.execute("sync_run_finish", run_id, status, items, requests, error)
 
 
@@ -77,19 +77,25 @@ class LeasedEvent:
 
     id: int
     source: str
-    body: Any
+    body: str  # the stored jsonb as text: decoding is the worker's, event by event
     attempts: int
 
 
-async def lease_events(db: Database, limit: int, lease_seconds: float) -> list[LeasedEvent]:
-    """Lease up to `limit` due events (FOR UPDATE SKIP LOCKED) for `lease_seconds`."""
-    rows = await db.fetch("inbox_claim", limit, lease_seconds)
+async def lease_events(db: Database, limit: int, lease_seconds: float,
+                       max_attempts: int) -> list[LeasedEvent]:
+    """Lease up to `limit` due events with attempts left (FOR UPDATE SKIP LOCKED)."""
+    rows = await db.fetch("inbox_claim", limit, lease_seconds, max_attempts)
     return [LeasedEvent(r["id"], r["source"], r["body"], r["attempts"]) for r in rows]
 
 
-async def settle_event(db: Database, event_id: int, status: str, error: str | None,
-                       subject: str | None, event_type: str | None) -> None:
-    """Record an event's outcome: processed, unparsed or failed."""
+async def give_up_events(db: Database, max_attempts: int) -> list[int]:
+    """Mark failed the due events that used all their attempts; return their ids."""
+    return [int(r["id"]) for r in await db.fetch("inbox_give_up", max_attempts)]
+
+
+async def settle_event(db: Database, event_id: int, *, status: str, error: str | None,
+                       subject: str | None = None, event_type: str | None = None) -> None:
+    """Record an event's outcome: processed, unparsed or failed (values by keyword)."""
     await db.execute("inbox_mark", event_id, status, error, subject, event_type)
 
 
@@ -103,7 +109,7 @@ async def inbox_counts(db: Database) -> dict[str, int]:
     return {row["status"]: int(row["n"]) for row in await db.fetch("inbox_counts")}
 
 
-async def quarantine(db: Database, source: str, reason: str, content_type: str | None,
+async def quarantine(db: Database, source: str, *, reason: str, content_type: str | None,
                      body: bytes) -> None:
     """Keep a refused push raw, for inspection."""
     await db.execute("quarantine_insert", source, reason, content_type, body)
@@ -132,8 +138,8 @@ async def get_subscription(db: Database, provider: str) -> Subscription | None:
     return None if row is None else Subscription(**dict(row))
 
 
-async def save_subscription(db: Database, provider: str, public_url: str, secret_sha256: str,
-                            secret_source: str) -> None:
+async def save_subscription(db: Database, provider: str, *, public_url: str,
+                            secret_sha256: str, secret_source: str) -> None:
     """Record a successful (re-)registration."""
     await db.execute("subscription_save", provider, public_url, secret_sha256, secret_source,
                      "registered", None)

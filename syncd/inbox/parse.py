@@ -1,109 +1,48 @@
-"""Reading a pushed event defensively. The push body is undocumented: take what is recognisable.
+"""Push bodies as intake and the inbox worker handle them, whatever the vendor: exact decoding,
+what PostgreSQL's jsonb cannot store, and the dedupe key of an event.
 
-Pure functions: bytes or parsed JSON in, a `ParsedEvent` out. Nothing here trusts the shape.
+The vendor's own shape (which field holds the id, the devices) is read in vendors/<name>/events.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
 import hashlib
+import json
 from typing import Any
 
-_ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
-_TYPE_KEYS = ("event", "eventType", "event_type", "type", "eventName")
-_DEVICE_KEYS = ("deviceUid", "device_uid", "deviceId", "device_id", "imei", "objectId")
-_DEVICE_LIST_KEYS = ("deviceUids", "deviceList", "devices", "deviceIds")
-_NESTED_KEYS = ("device", "data", "payload", "detail")
-MAX_DEVICES = 1000  # one push naming more devices than this is not a hint we follow blindly
-MAX_TEXT = 256
+MAX_KEY_TEXT = 200  # longer ids are hashed: the key stays short enough for its unique index
 
 
-@dataclasses.dataclass(frozen=True)
-class ParsedEvent:
-    """What syncd could read from a push."""
+def dedupe_key(event_id: tuple[str, str, str] | None, body: bytes) -> str:
+    """The event's own id (field, JSON type "s"/"n", exact text) if it has one, else a SHA-256
+    of the exact body.
 
-    event_id: str | None
-    event_type: str | None
-    device_uids: tuple[str, ...]
-
-    @property
-    def subject(self) -> str | None:
-        """The device uids as one bounded text (the inbox's `subject`), or None."""
-        return ",".join(self.device_uids)[:1000] or None
-
-    @property
-    def parsed(self) -> bool:
-        """True when the push names at least one device to re-read."""
-        return bool(self.device_uids)
+    Distinct ids stay distinct: the field, the JSON type and the exact text all count (`1`,
+    `"1"`, `1.0`, `" 1 "` and `{"eventId": "1"}` are five keys), and long ids are hashed whole,
+    never cut. The common case, a short string under "id", keeps the plain form `id:<text>`.
+    Prefixes never collide: "id:" (plain), "idk:" (field and type), "idh:" (hashed), "sha256:".
+    """
+    if event_id is None:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    field, kind, text = event_id
+    if len(text) <= MAX_KEY_TEXT and text.isprintable():
+        return f"id:{text}" if (field, kind) == ("id", "s") else f"idk:{field}:{kind}:{text}"
+    return f"idh:{field}:{kind}:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def dedupe_key(event: ParsedEvent, body: bytes) -> str:
-    """The event's own id when it has one, else a SHA-256 of the exact body."""
-    if event.event_id:
-        return f"id:{event.event_id}"
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+def loads_exact(text: str) -> Any:
+    """Decode JSON with every number as an exact Decimal: no float rounding, no digit limit.
+
+    The inbox worker reads stored bodies back with this, so whatever intake accepted (PostgreSQL
+    prints `1e131071` as a 131,072-digit integer) decodes again. Raises ValueError or RecursionError.
+    """
+    return json.loads(text, parse_constant=_no_constants, parse_float=decimal.Decimal,
+                      parse_int=decimal.Decimal)
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, decimal.Decimal):  # intake parses numbers exactly
-        if not value.is_finite() or value != value.to_integral_value() or value.adjusted() > 64:
-            return None
-        value = int(value)
-    if isinstance(value, str | int):
-        text = str(value).strip()
-        return text[:MAX_TEXT] if text else None
-    return None
-
-
-def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        found = _text(doc.get(key))
-        if found:
-            return found
-    return None
-
-
-def _devices(doc: dict[str, Any], depth: int = 0) -> list[str]:
-    found: list[str] = []
-    uid = _first(doc, _DEVICE_KEYS[:4]) or _first(doc, ("imei",))
-    if uid:
-        found.append(uid)
-    for key in _DEVICE_LIST_KEYS:
-        items = doc.get(key)
-        if isinstance(items, list):
-            for item in items[:MAX_DEVICES]:
-                if isinstance(item, dict):
-                    found.extend(_devices(item, depth + 1))
-                elif _text(item):
-                    found.append(str(_text(item)))
-    if depth < 2:
-        for key in _NESTED_KEYS:
-            nested = doc.get(key)
-            if isinstance(nested, dict):
-                found.extend(_devices(nested, depth + 1))
-    return found
-
-
-def parse_event(doc: Any) -> ParsedEvent:
-    """Extract the event id, type and device uids from a decoded push body of any shape."""
-    if isinstance(doc, list):
-        events = [parse_event(item) for item in doc[:MAX_DEVICES] if isinstance(item, dict)]
-        uids = [u for e in events for u in e.device_uids]
-        return ParsedEvent(None, events[0].event_type if events else None,
-                           tuple(dict.fromkeys(uids))[:MAX_DEVICES])
-    if not isinstance(doc, dict):
-        return ParsedEvent(None, None, ())
-    event_type = _first(doc, _TYPE_KEYS)
-    if event_type is None:
-        for key in _NESTED_KEYS:
-            nested = doc.get(key)
-            if isinstance(nested, dict) and (event_type := _first(nested, _TYPE_KEYS)):
-                break
-    return ParsedEvent(_first(doc, _ID_KEYS), event_type,
-                       tuple(dict.fromkeys(_devices(doc)))[:MAX_DEVICES])
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def unstorable(doc: Any) -> str | None:

@@ -13,23 +13,23 @@ from collections.abc import Callable
 
 import structlog
 
+from syncd.backoff import INBOX_RETRY
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.inbox.parse import ParsedEvent, parse_event
+from syncd.inbox.parse import loads_exact
 from syncd.metrics import Metrics
-from syncd.sync import neolock
+from syncd.sync import refresh
+from syncd.transition import Transition
+from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient
+from syncd.vendors.neolock.events import ParsedEvent, parse_event
+from syncd.vendors.usage import Usage
 
 log = structlog.get_logger(__name__)
 
 LEASE_SECONDS = 60.0
 MAX_ATTEMPTS = 12
-
-
-def retry_delay(attempts: int) -> float:
-    """Seconds before the next attempt: 2, 4, 8 … capped at 10 minutes."""
-    return float(min(2 ** attempts, 600))
 
 
 class InboxWorker:
@@ -47,21 +47,18 @@ class InboxWorker:
         self.poll_interval = poll_interval
         self.scrub = scrub
         self.wakeup = wakeup or asyncio.Event()  # set by intake when it stores an event
-        self._db_down = False
+        self._database = Transition(log, "inbox.database_unavailable", "inbox.database_recovered")
+        self.usage = Usage()  # vendor requests of every batch so far, by route
 
     async def run_forever(self) -> None:
         """Process events as they arrive (woken by intake) or every poll_interval."""
         while True:
             try:
                 handled = await self.process_due()
-                if self._db_down:
-                    self._db_down = False
-                    log.info("inbox.database_recovered")
+                self._database.ok()
             except DatabaseUnavailable as err:
                 handled = 0
-                if not self._db_down:
-                    self._db_down = True
-                    log.warning("inbox.database_unavailable", error=str(err))
+                self._database.fail(error=str(err))
             if handled:
                 continue  # more may be due
             self.wakeup.clear()
@@ -69,40 +66,91 @@ class InboxWorker:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_interval)
 
     async def process_due(self) -> int:
-        """Lease and handle one batch of due events; return how many were handled."""
-        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS)
+        """Lease and handle one batch of due events; return how many were handled.
+
+        Every event settles on its own: a body that cannot be decoded fails alone at once, and an
+        unforeseen error while refreshing a batch is retried event by event, so one poison event
+        never holds back the others. Events out of attempts are failed before the lease.
+        """
+        for event_id in await ops.give_up_events(self.db, MAX_ATTEMPTS):
+            self._count("failed")
+            log.warning("inbox.gave_up", event_id=event_id, attempts=MAX_ATTEMPTS)
+        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS, MAX_ATTEMPTS)
         if not rows:
             return 0
-        parsed = {r.id: parse_event(r.body) for r in rows}  # jsonb arrives decoded
-        uids = list(dict.fromkeys(u for p in parsed.values() for u in p.device_uids))
-        found = await neolock.refresh(self.client, uids, self.concurrency)
-        await neolock.store(self.db, found)
-        for row in rows:
-            await self._settle(row, parsed[row.id], found.failed)
+        with usage.counting(Usage()) as batch:  # the batch is the unit of work
+            try:
+                await self._process(rows)
+            finally:
+                self.usage.requests += batch.requests
+                self.usage.by_route.update(batch.by_route)
         return len(rows)
+
+    async def _process(self, rows: list[ops.LeasedEvent]) -> None:
+        readable: list[tuple[ops.LeasedEvent, ParsedEvent]] = []
+        for row in rows:
+            try:
+                readable.append((row, parse_event(loads_exact(row.body))))
+            except (ValueError, RecursionError) as err:
+                await self._fail(row, f"unreadable body: {type(err).__name__}: {err}"[:500])
+        await self._handle(readable)
+
+    async def _handle(self, events: list[tuple[ops.LeasedEvent, ParsedEvent]]) -> None:
+        """Refresh the devices the events name, then settle each; isolate unforeseen errors."""
+        if not events:
+            return
+        try:
+            uids = list(dict.fromkeys(u for _, p in events for u in p.device_uids))
+            found = await refresh.refresh(self.client, uids, self.concurrency)
+            await refresh.store(self.db, found)
+            for row, event in events:
+                await self._settle(row, event, found.failed)
+        except (DatabaseUnavailable, asyncio.CancelledError):
+            raise  # the leases expire and the events come back: nothing to settle
+        except Exception as err:
+            if len(events) > 1:  # find the culprit: one event at a time
+                for one in events:
+                    await self._handle([one])
+                return
+            row, _ = events[0]
+            log.warning("inbox.event_error", event_id=row.id, error=self.scrub(repr(err))[:200])
+            await self._retry_or_fail(row, f"{type(err).__name__}: {err}")
 
     async def _settle(self, row: ops.LeasedEvent, event: ParsedEvent,
                       failed: dict[str, str]) -> None:
         event_id, subject, event_type = row.id, event.subject, event.event_type
         if not event.parsed:
-            await ops.settle_event(self.db, event_id, "unparsed", "no device id found in the push",
-                                   None, event_type)
+            await ops.settle_event(self.db, event_id, status="unparsed",
+                                   error="no device id found in the push", event_type=event_type)
             self._count("unparsed")
             log.info("inbox.unparsed", event_id=event_id)
             return
         errors = [failed[u] for u in event.device_uids if u in failed]
         if not errors:
-            await ops.settle_event(self.db, event_id, "processed", None, subject, event_type)
+            await ops.settle_event(self.db, event_id, status="processed", error=None,
+                                   subject=subject, event_type=event_type)
             self._count("processed")
             return
-        error = self.scrub(errors[0])[:500]
+        await self._retry_or_fail(row, errors[0], subject, event_type)
+
+    async def _retry_or_fail(self, row: ops.LeasedEvent, error: str, subject: str | None = None,
+                             event_type: str | None = None) -> None:
+        """Retry later with backoff, or fail the event once it has used its attempts."""
+        error = self.scrub(error)[:500]
         if row.attempts >= MAX_ATTEMPTS:
-            await ops.settle_event(self.db, event_id, "failed", error, subject, event_type)
+            await ops.settle_event(self.db, row.id, status="failed", error=error, subject=subject,
+                                   event_type=event_type)
             self._count("failed")
-            log.warning("inbox.gave_up", event_id=event_id, attempts=row.attempts, error=error)
+            log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
         else:
-            await ops.retry_event_later(self.db, event_id, retry_delay(row.attempts), error)
+            await ops.retry_event_later(self.db, row.id, INBOX_RETRY.delay(row.attempts - 1), error)
             self._count("retried")
+
+    async def _fail(self, row: ops.LeasedEvent, error: str) -> None:
+        """Fail an event no retry can help (its body cannot be read)."""
+        await ops.settle_event(self.db, row.id, status="failed", error=self.scrub(error)[:500])
+        self._count("failed")
+        log.warning("inbox.poison", event_id=row.id, error=self.scrub(error)[:200])
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

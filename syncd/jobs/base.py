@@ -7,27 +7,33 @@ from collections.abc import Callable
 from typing import Protocol
 
 from syncd.db.pool import Database
+from syncd.vendors.usage import Usage
 
 ProgressCallback = Callable[[int, int | None], None]
 
 
 @dataclasses.dataclass
 class RunContext:
-    """What one job run is handed: the database and counters the run reports back."""
+    """What one job run is handed: the database and counters the run reports back.
+
+    Vendor requests are not reported by the job: every attempt VendorHttp sends while the runner
+    has `usage` bound is counted there, so runs sharing a client never count each other's.
+    """
 
     db: Database
     job: str
     items: int = 0
-    requests: int = 0
     on_progress: ProgressCallback | None = None
+    usage: Usage = dataclasses.field(default_factory=Usage)
+
+    @property
+    def requests(self) -> int:
+        """Vendor requests this run sent (retries and token calls included)."""
+        return self.usage.requests
 
     def add_items(self, count: int) -> None:
         """Count items written or examined by this run."""
         self.items += count
-
-    def add_requests(self, count: int) -> None:
-        """Count vendor requests made by this run (retries included)."""
-        self.requests += count
 
     def progress(self, done: int, total: int | None = None) -> None:
         """Report progress (drives the CLI's progress bar)."""

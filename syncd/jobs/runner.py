@@ -15,11 +15,14 @@ from collections.abc import Callable
 
 import structlog
 
-from syncd.db import ops
-from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
+from syncd.db import locks, ops
+from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job, ProgressCallback, RunContext
 from syncd.metrics import Metrics
+from syncd.transition import Transition
+from syncd.vendors import usage
+from syncd.vendors.usage import Usage
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +47,7 @@ class RunResult:
     requests: int = 0
     error: str | None = None
     seconds: float = 0.0
+    usage: Usage | None = None  # the run's vendor requests by route (None when skipped)
 
 
 class JobRunner:
@@ -60,20 +64,13 @@ class JobRunner:
         """Run `job` once if its lock is free; never raises for the job's own failures."""
         bound = log.bind(job=job.name)
         started = time.monotonic()
-        async with self.db.connection() as lock_conn:
-            with translate():
-                got = await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))",
-                                               ADVISORY_NAMESPACE, job.name)
+        async with self.db.connection() as lock_conn, \
+                locks.advisory_lock(lock_conn, job.name, wait=False) as got:
             if not got:
                 bound.info("job.skipped", reason="another runner holds the job's lock")
                 self._count(job.name, Outcome.SKIPPED, 0.0)
                 return RunResult(job.name, Outcome.SKIPPED)
-            try:
-                return await self._run_locked(job, bound, started, on_progress)
-            finally:
-                with translate():
-                    await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
-                                            ADVISORY_NAMESPACE, job.name)
+            return await self._run_locked(job, bound, started, on_progress)
 
     async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,
                           started: float, on_progress: ProgressCallback | None) -> RunResult:
@@ -81,7 +78,8 @@ class JobRunner:
         run_id = await ops.start_run(self.db, job.name, RUNNER_ID)
         ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
         error: str | None = None
-        with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id):
+        with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id), \
+                usage.counting(ctx.usage):
             try:
                 await job.run(ctx)
             except DatabaseUnavailable:
@@ -93,25 +91,23 @@ class JobRunner:
                 bound.exception("job.crashed")
         outcome = Outcome.FAILED if error else Outcome.OK
         seconds = time.monotonic() - started
-        await ops.finish_run(self.db, run_id, outcome.value, ctx.items, ctx.requests, error)
+        await ops.finish_run(self.db, run_id, status=outcome.value, items=ctx.items,
+                             requests=ctx.requests, error=error)
         previous = await ops.previous_status(self.db, job.name, run_id)
-        self._log_transition(bound, previous, outcome, error)
+        # Log transitions, not every failure: the previous run (by any replica) is the state.
+        health = Transition(bound, "job.failing", "job.recovered",
+                            already_failing=previous == Outcome.FAILED.value)
+        if outcome is Outcome.FAILED:
+            health.fail(error=error)
+        else:
+            health.ok()
         bound.info("job.run", status=outcome.value, items=ctx.items, requests=ctx.requests,
                    seconds=round(seconds, 3))
         self._count(job.name, outcome, seconds)
-        result = RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds)
+        result = RunResult(job.name, outcome, ctx.items, ctx.requests, error, seconds, ctx.usage)
         if self.after_run is not None:
             self.after_run(result)
         return result
-
-    @staticmethod
-    def _log_transition(bound: structlog.typing.FilteringBoundLogger, previous: str | None,
-                        outcome: Outcome, error: str | None) -> None:
-        # Log transitions, not every failure: once on healthy → failing, once on recovery.
-        if outcome is Outcome.FAILED and previous != Outcome.FAILED.value:
-            bound.warning("job.failing", error=error)
-        elif outcome is Outcome.OK and previous == Outcome.FAILED.value:
-            bound.info("job.recovered")
 
     def _count(self, job: str, outcome: Outcome, seconds: float) -> None:
         if self.metrics is not None:

@@ -17,6 +17,7 @@ from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
 from syncd.settings import JobSettings
+from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,8 @@ class Scheduler:
         self.jobs = dict(jobs)
         self.config = config
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._db_down = False
+        self._database = Transition(log, "scheduler.database_unavailable",
+                                    "scheduler.database_recovered")
         self._stop_began: float | None = None
         self._scheduler = AsyncIOScheduler(job_defaults={
             "coalesce": True,  # after a pause, run once, not once per missed tick
@@ -91,13 +93,9 @@ class Scheduler:
     async def _run(self, job: Job) -> None:
         try:
             await self.runner.run(job)
-            if self._db_down:
-                self._db_down = False
-                log.info("scheduler.database_recovered")
+            self._database.ok()
         except DatabaseUnavailable as err:
-            if not self._db_down:  # log the transition once, not every tick
-                self._db_down = True
-                log.warning("scheduler.database_unavailable", job=job.name, error=str(err))
+            self._database.fail(job=job.name, error=str(err))
         except SyncdError as err:  # the run's own bookkeeping failed; the next tick tries again
             log.warning("scheduler.run_error", job=job.name, error=str(err))
         except Exception:  # a bug: keep the scheduler alive, show the trace

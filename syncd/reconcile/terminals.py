@@ -1,4 +1,4 @@
-"""Pure rules for BioTime attendance terminals: server-local times, which are online, and drift.
+"""Pure rules for BioTime attendance terminals: which are online, and drift.
 
 `is_online` is mirrored by the SQL function `vendor.terminal_online` (migration 0003), which the
 `report.terminals` view evaluates against `now()` so that "online" stays true over time; a test
@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from syncd.reconcile.findings import Finding, Thresholds, iso
 
 ONLINE_STATE = 1  # BioTime's terminal `state` for a connected terminal
-
-
-def server_time(value: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
-    """A BioTime time (naive, server-local) as an aware UTC datetime.
-
-    Naive times get the server's zone with fold=0: in a DST fall-back hour, the repeated
-    wall-clock time is read as the first (summer-time) instant; in a spring-forward gap, the
-    non-existent time is read with the offset in force before the gap. A time that already carries
-    an offset is kept as that instant.
-    """
-    if value is None:
-        return None
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=zone, fold=0)
-    return aware.astimezone(dt.UTC)
 
 
 def is_online(state: int | None, last_activity: dt.datetime | None, now: dt.datetime,

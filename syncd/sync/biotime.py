@@ -9,7 +9,7 @@ Punches are read by id (ids grow in upload order, so late uploads are caught) an
 committed together with the cursor that covers it.
 
 Times come without a zone, in the server's local time: `biotime.timezone` makes them aware (see
-`syncd.reconcile.terminals.server_time` for DST handling).
+`syncd.vendors.biotime.models.server_time` for DST handling).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
-from syncd.reconcile.terminals import is_online, server_time
+from syncd.reconcile.terminals import is_online
 from syncd.settings import BioTimeSettings
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
+from syncd.vendors.biotime.models import server_time
 from syncd.vendors.http import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -112,12 +113,8 @@ class BioTimeTerminalsJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Read every terminal, confirm the ones that vanished, then write it all at once."""
-        before = self.client.requests
-        try:
-            listing = await self._read_listing(ctx)
-            confirmed = await self._recheck_missing(listing)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        listing = await self._read_listing(ctx)
+        confirmed = await self._recheck_missing(listing)
         seen_at = _now()
         records = [terminal_record(t, self.zone) for t in listing.values()]
         async with self.db.transaction() as conn:
@@ -191,25 +188,21 @@ class BioTimePunchesJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Read punches after the cursor and store them batch by batch."""
-        before = self.client.requests
         cursor = await queries.punch_cursor(self.db)
         start = None if cursor is None else max(cursor - self.lookback_ids, 0)
         # The cursor advances with each batch only while ids arrive in ascending order; a server
         # that ignores `ordering=id` gets its cursor moved once, at the end of a complete read.
         ascending, highest, last = True, cursor or 0, 0
         pending: list[Transaction] = []
-        try:
-            async for punch in self.client.iter_transactions(after_id=start):
-                ascending = ascending and punch.id > last
-                last = punch.id
-                highest = max(highest, punch.id)
-                pending.append(punch)
-                if len(pending) >= self.batch:
-                    await self._store(pending, highest if ascending else cursor, ctx)
-                    pending = []
-            await self._store(pending, highest or None, ctx)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        async for punch in self.client.iter_transactions(after_id=start):
+            ascending = ascending and punch.id > last
+            last = punch.id
+            highest = max(highest, punch.id)
+            pending.append(punch)
+            if len(pending) >= self.batch:
+                await self._store(pending, highest if ascending else cursor, ctx)
+                pending = []
+        await self._store(pending, highest or None, ctx)
 
     async def _store(self, punches: list[Transaction], cursor: int | None, ctx: RunContext) -> None:
         async with self.db.transaction() as conn:

@@ -124,7 +124,7 @@ class K3Job:
         if mine.interval is None:
             await self._skip(now, mine.reason or "no budget", state)
             return
-        before = self.client.requests
+        before = ctx.requests  # this run's own attempts (counted by VendorHttp), not the client's
         stopped: str | None = None
         try:
             await self.work(ctx)
@@ -134,8 +134,7 @@ class K3Job:
             if isinstance(err, QuotaRefusedByVendor):  # the vendor counted more than we did
                 await self.k3.ledger.vendor_exhausted(err.category)
         finally:
-            cost = self.client.requests - before
-            ctx.add_requests(cost)
+            cost = ctx.requests - before
             after = self.k3.clock()
             replan = (await self.k3.plan(after))[self.name]
             interval = replan.interval

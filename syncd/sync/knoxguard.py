@@ -93,35 +93,31 @@ class KnoxUploadsJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Resume at the stored page; a page shorter than page_size ends the pass."""
-        before = self.client.requests
         page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))
         settled = await queries.settled_uploads(self.db)
-        try:
-            for _ in range(MAX_PAGES):
-                page = await self.client.get_uploads(page_num, self.page_size)
-                todo = [b for b in page.items if not (
-                    b.upload_status == "Completed" and b.total_device_count is not None
-                    and settled.get(b.upload_id) == b.total_device_count)]
-                # Batches are read side by side; the client paces them to the rate limit.
-                answers = await asyncio.gather(*(self._batch_records(b) for b in todo),
-                                               return_exceptions=True)
-                records: list[tuple[Any, ...]] = []
-                for answer in answers:
-                    if isinstance(answer, BaseException):  # nothing of this page is written
-                        raise answer
-                    records += answer
-                last = page.is_last
-                async with self.db.transaction() as conn:
-                    await upsert(conn, UPLOADS, records, _now())
-                    await ops.set_cursor(conn, self.name, {"next_page": 0 if last else page_num + 1})
-                ctx.add_items(len(records))
-                ctx.progress(ctx.items, None)
-                if last:
-                    return
-                page_num += 1
-            raise VendorFault(PROVIDER, f"uploads did not end within {MAX_PAGES} pages")
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        for _ in range(MAX_PAGES):
+            page = await self.client.get_uploads(page_num, self.page_size)
+            todo = [b for b in page.items if not (
+                b.upload_status == "Completed" and b.total_device_count is not None
+                and settled.get(b.upload_id) == b.total_device_count)]
+            # Batches are read side by side; the client paces them to the rate limit.
+            answers = await asyncio.gather(*(self._batch_records(b) for b in todo),
+                                           return_exceptions=True)
+            records: list[tuple[Any, ...]] = []
+            for answer in answers:
+                if isinstance(answer, BaseException):  # nothing of this page is written
+                    raise answer
+                records += answer
+            last = page.is_last
+            async with self.db.transaction() as conn:
+                await upsert(conn, UPLOADS, records, _now())
+                await ops.set_cursor(conn, self.name, {"next_page": 0 if last else page_num + 1})
+            ctx.add_items(len(records))
+            ctx.progress(ctx.items, None)
+            if last:
+                return
+            page_num += 1
+        raise VendorFault(PROVIDER, f"uploads did not end within {MAX_PAGES} pages")
 
     async def _batch_records(self, batch: UploadSummary) -> list[tuple[Any, ...]]:
         details: list[UploadDetail] = []
@@ -157,13 +153,9 @@ class KnoxDevicesJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Page through the list, each page committed with its cursor; then confirm the missing."""
-        before = self.client.requests
-        try:
-            listing = await self._read_pages(ctx)
-            if listing.complete:
-                await self._confirm_missing(listing.seen, ctx)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        listing = await self._read_pages(ctx)
+        if listing.complete:
+            await self._confirm_missing(listing.seen, ctx)
 
     async def _read_pages(self, ctx: RunContext) -> _Pass:
         page_num = int((await ops.get_cursor(self.db, self.name)).get("next_page", 0))

@@ -60,16 +60,12 @@ class NeoLockUploadsJob:
 
     async def run(self, ctx: RunContext) -> None:
         """Resume at the stored page; read to the first page that is not full."""
-        before = self.client.requests
         cursor = await ops.get_cursor(self.db, self.name)
         offset = int(cursor.get("next_page", 0)) * int(cursor.get("page_size", LEGACY_PAGE_SIZE))
         refused = cursor.get("refused_page_size")
-        try:
-            first, refused = await self._first_page(offset, refused if
-                                                    isinstance(refused, int) else None)
-            await _Pass(self, ctx, first, refused).run()
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        first, refused = await self._first_page(offset, refused if
+                                                isinstance(refused, int) else None)
+        await _Pass(self, ctx, first, refused).run()
 
     async def _first_page(self, offset: int, refused: int | None
                           ) -> tuple[RawUploadPage, int | None]:

@@ -19,6 +19,7 @@ from syncd.db.pool import Database
 from syncd.errors import VendorError, VendorNotFound
 from syncd.jobs.base import RunContext
 from syncd.settings import Settings
+from syncd.transition import Transition
 from syncd.vendors.neolock.client import NeoLockClient
 
 log = structlog.get_logger(__name__)
@@ -76,8 +77,8 @@ async def ensure(db: Database, client: NeoLockClient, settings: Settings, *,
         await ops.subscription_failed(db, PROVIDER, base, str(err)[:500])
         log.warning("subscription.register_failed", url=base, error=str(err))
         raise
-    await ops.save_subscription(db, PROVIDER, base, digest(secret),
-                                "configured" if configured else GENERATED)
+    await ops.save_subscription(db, PROVIDER, public_url=base, secret_sha256=digest(secret),
+                                secret_source="configured" if configured else GENERATED)
     log.info("subscription.registered", url=base + "…",
              secret="configured" if configured else GENERATED)
     return SubscriptionState("registered", base)
@@ -101,16 +102,13 @@ class NeoLockSubscriptionJob:
         self.settings = settings
         assert settings.neolock is not None
         self.default_interval = settings.neolock.subscription_check_seconds
-        self._told_skipped = False
+        self._skipped = Transition(log, "subscription.skipped", "subscription.unskipped")
 
     async def run(self, ctx: RunContext) -> None:
         """Register if needed."""
-        before = self.client.requests
-        try:
-            state = await ensure(self.db, self.client, self.settings)
-        finally:
-            ctx.add_requests(self.client.requests - before)
+        state = await ensure(self.db, self.client, self.settings)
         ctx.add_items(1 if state.action == "registered" else 0)
-        if state.action == "skipped" and not self._told_skipped:  # say it once, not hourly
-            self._told_skipped = True
-            log.warning("subscription.skipped", reason=state.reason)
+        if state.action == "skipped":  # say it once, not hourly
+            self._skipped.fail(reason=state.reason)
+        else:
+            self._skipped.ok()

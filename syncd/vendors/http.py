@@ -39,6 +39,7 @@ import structlog
 import yarl
 from pydantic import BaseModel, ValidationError
 
+from syncd.backoff import Backoff
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -48,10 +49,12 @@ from syncd.errors import (
     VendorRateLimited,
     VendorTransportError,
 )
+from syncd.vendors import usage
+from syncd.vendors.auth import AuthHeaders, Token, TokenAuth, TokenKeeper
 
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
-AuthHeaders = Callable[[], Awaitable[dict[str, str]]]
+BeforeSend = Callable[[str, str], Awaitable[None]]  # (method, path): may raise a SyncdError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -110,8 +113,8 @@ class RetryPolicy:
     max_retry_after: float = 60.0  # a longer Retry-After is raised to the caller, not slept
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Full-jitter delay before retry number `attempt` (0-based)."""
-        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** min(attempt, 30)))
+        """Full-jitter delay before retry number `attempt` (0-based), by syncd's one policy."""
+        return Backoff(self.base_delay, self.max_delay).delay(attempt, rng)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -232,14 +235,18 @@ class VendorHttp:
     """Sends one vendor's requests: paced, concurrency-limited, retried, errors translated.
 
     `requests` counts every HTTP request actually sent (retries and token calls included);
-    `retries` counts the repeats alone.
+    `retries` counts the repeats alone. Each attempt is also counted against the unit of work
+    bound in the sending context (`syncd.vendors.usage`), by route template.
+
+    `before_send(method, path)` is awaited right before each attempt goes out (after pacing):
+    a quota ledger can refuse the attempt by raising a `SyncdError`, which reaches the caller.
     """
 
     def __init__(self, session: aiohttp.ClientSession, vendor: str, *,
                  rate: float | None = None, concurrency: int | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 30.0,
                  max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None,
-                 before_send: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 before_send: BeforeSend | None = None) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.session = session
@@ -252,26 +259,30 @@ class VendorHttp:
         self._pacer = Pacer(rate) if rate else None
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        # Awaited just before each attempt is sent (method, path); may raise to refuse it.
         self._before_send = before_send
 
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
                       idempotent: bool | None = None, auth: AuthHeaders | None = None,
+                      route: str | None = None,
                       data: Mapping[str, str] | None = None) -> Reply:
         """Send a request with retries; raise for transport errors, final 5xx and 429.
 
         `auth` is awaited for each attempt once its turn has come (after pacing and any
         Retry-After wait), so a token that expired while the request queued is never sent.
+        `route` names the call for accounting (e.g. "/devices/{deviceUid}"); by default it is
+        the path with every segment that looks like an id replaced by "{id}".
         `data` is sent as an application/x-www-form-urlencoded body (instead of `json`).
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         path = yarl.URL(url).path
+        route = route or usage.route_template(path)
         attempt = 0
         while True:
             try:
-                reply = await self._send(method, url, path, params, json, headers, auth, data)
+                reply = await self._send(method, url, path, params, json, headers, auth, data,
+                                         route)
             except (aiohttp.ClientError, TimeoutError) as err:
                 may_retry = (safe or isinstance(err, _NOT_SENT)) and \
                     not isinstance(err, _PERMANENT)
@@ -311,7 +322,8 @@ class VendorHttp:
 
     async def _send(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
                     body: Any, headers: Mapping[str, str] | None,
-                    auth: AuthHeaders | None = None, form: Mapping[str, str] | None = None) -> Reply:
+                    auth: AuthHeaders | None = None, form: Mapping[str, str] | None = None,
+                    route: str = "") -> Reply:
         async with self._slot():
             if self._pacer is not None:
                 await self._pacer.wait()
@@ -320,10 +332,12 @@ class VendorHttp:
             if self._before_send is not None:
                 await self._before_send(method, path)
             self.requests += 1
+            usage.record(self.vendor, route)
             async with self.session.request(
                 method, url, params=params, json=body, headers=headers, allow_redirects=False,
                 data=None if form is None else dict(form),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trace_request_ctx=usage.trace_request_ctx(self.vendor, route),
             ) as resp:
                 data = await self._read(resp, method, path)
                 return Reply(self.vendor, method, path, resp.status, resp.headers, data)
@@ -361,50 +375,7 @@ class VendorHttp:
                                     f"{where}: {type(err).__name__}: {vendor_text(err, 200)}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Token:
-    """An access token and, when known, its expiry as a Unix time."""
-
-    value: str = dataclasses.field(repr=False)
-    expires_at: float | None = None
-
-
-class TokenKeeper:
-    """Caches one access token: fetched on first use, renewed shortly before it expires.
-
-    The renewal margin is `margin` seconds, or a fifth of the token's lifetime if that is shorter.
-    A token whose expiry is unknown (or already past by our clock: skew) lives until a 401, when
-    the client calls `invalidate()` with the token that was refused.
-    """
-
-    def __init__(self, fetch: Callable[[], Awaitable[Token]], *, margin: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._fetch = fetch
-        self._margin = margin
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token: Token | None = None
-        self._renew_at: float | None = None
-        self.fetches = 0
-
-    async def get(self) -> str:
-        """The current token, fetching a fresh one if there is none or it is about to expire."""
-        async with self._lock:
-            if self._token is None or (self._renew_at is not None
-                                       and self._clock() >= self._renew_at):
-                token = await self._fetch()
-                self.fetches += 1
-                now = self._clock()
-                self._token, self._renew_at = token, None
-                if token.expires_at is not None and token.expires_at > now:
-                    lifetime = token.expires_at - now
-                    self._renew_at = token.expires_at - min(self._margin, lifetime / 5)
-            return self._token.value
-
-    def invalidate(self, value: str) -> None:
-        """Drop `value` if it is still the cached token (another caller may have renewed it)."""
-        if self._token is not None and self._token.value == value:
-            self._token = None
+__all__ = ["AuthHeaders", "Token", "TokenAuth", "TokenKeeper"]  # their home is vendors.auth
 
 
 class TokenClient:

@@ -12,14 +12,16 @@ import time
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from syncd.db import ops
 from syncd.db.pool import Database
-from syncd.errors import DataRejected
-from syncd.inbox.parse import dedupe_key, parse_event, unstorable
+from syncd.errors import DataRejected, SyncdError
+from syncd.inbox.parse import dedupe_key, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
+from syncd.vendors.neolock.events import parse_event
 from syncd.web import keys, openapi
+from syncd.web.server import read_body
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -62,11 +64,32 @@ COMMITTER = web.AppKey("committer", GroupCommitter)
 INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
 
 
-@routes.post("/hooks/neolock/{secret}")
+async def _continue_when_acceptable(request: web.Request) -> None:
+    """Answer `Expect: 100-continue` only for a known secret and an acceptable announced size.
+
+    Otherwise say nothing: the handler then answers 404 or 413 before any body is sent.
+    """
+    if request.version != HttpVersion11:
+        return
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="unknown Expect header")
+    too_big = (request.content_length or 0) > request.app[keys.SETTINGS].server.max_body_bytes
+    try:
+        known = await request.app[HOOK_SECRETS].matches(request.match_info["secret"])
+    except SyncdError:  # the handler will meet the same error and answer it properly
+        return
+    if known and not too_big:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the response has not begun
+
+
+@routes.post("/hooks/neolock/{secret}", expect_handler=_continue_when_acceptable)
 @openapi.documented(
     "NeoLock pushes an event; 200 only after it is durable",
     {200: "stored (or a duplicate of a stored event)", 400: "not JSON: kept in quarantine",
-     404: "unknown hook secret: nothing stored", 413: "body too large",
+     404: "unknown hook secret: nothing stored", 408: "body did not arrive in time",
+     413: "body too large",
      503: "database unavailable: retry (Retry-After)"},
     tags=["intake"], schemas={200: "Stored"},
     parameters=[{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -78,18 +101,24 @@ async def neolock_hook(request: web.Request) -> web.Response:
     if not await app[HOOK_SECRETS].matches(request.match_info["secret"]):
         metrics.events.labels(source=SOURCE, outcome="bad_secret").inc()
         raise web.HTTPNotFound()
-    body = await request.read()  # over server.max_body_bytes: aiohttp answers 413
+    max_body = app[keys.SETTINGS].server.max_body_bytes
+    if (request.content_length or 0) > max_body:  # refused before a byte of it is read
+        raise web.HTTPRequestEntityTooLarge(max_body, request.content_length or 0)
+    # over server.max_body_bytes: aiohttp answers 413; slower than server.body_timeout: 408
+    body = await read_body(request, app[keys.SETTINGS].server.body_timeout)
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
         structlog.contextvars.bind_contextvars(event_id=event.event_id)  # for the access line
-        item = InboxItem(SOURCE, dedupe_key(event, body), event.event_type, event.subject, text)
+        item = InboxItem(SOURCE, dedupe_key(event.event_id, body), event.event_type, event.subject,
+                         text)
         try:
             new = await app[COMMITTER].submit(item)
         except DataRejected as err:  # PostgreSQL refused what Python accepted
             problem = f"the database cannot store this JSON: {err}"
     if problem is not None:
-        await ops.quarantine(app[keys.DB], SOURCE, problem[:500], request.content_type, body)
+        await ops.quarantine(app[keys.DB], SOURCE, reason=problem[:500],
+                             content_type=request.content_type, body=body)
         metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")

@@ -12,11 +12,13 @@ import structlog
 from aiohttp import web
 
 from syncd.errors import DatabaseUnavailable
+from syncd.transition import Transition
 from syncd.web import keys
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before its answer
 
 
 def error_response(status: int, message: str, request_id: str | None = None,
@@ -57,6 +59,13 @@ class InFlight:
 
 
 INFLIGHT = web.AppKey("inflight", InFlight)
+# Requests refused because the database is down: the first of a spell is logged, the rest counted.
+DB_REFUSALS = web.AppKey("db_refusals", Transition)
+
+
+def db_refusals() -> Transition:
+    """The transition logger for requests refused while the database is unavailable."""
+    return Transition(log, "http.database_unavailable", "http.database_recovered")
 
 
 @web.middleware
@@ -92,6 +101,8 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
     with structlog.contextvars.bound_contextvars(request_id=request_id, event_id=None):
         try:
             response = await handler(request)
+            if request.method == "POST" and response.status < 500:
+                request.app[DB_REFUSALS].ok()  # a write went through: the database is back
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -99,8 +110,11 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
                                       exc.text.startswith(f"{exc.status}:") else exc.text,
                                       request_id, headers={k: v for k, v in exc.headers.items()
                                                            if k.lower() in ("retry-after", "allow")})
+        except ConnectionResetError:  # the client disconnected (mid-body, most often)
+            log.info("http.client_closed", route=route, method=request.method)
+            response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
         except DatabaseUnavailable:
-            log.warning("http.database_unavailable", route=route)
+            request.app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
             response = error_response(503, "database unavailable; retry later", request_id,
                                       headers={"Retry-After": "5"})
         except Exception:

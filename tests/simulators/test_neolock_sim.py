@@ -64,12 +64,6 @@ async def running(sim: NeoLockSim) -> AsyncIterator[Running]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def headers(sim: NeoLockSim) -> dict[str, str]:
     return {"x-knox-apitoken": sim.issue_token()}
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -19,35 +18,14 @@ from syncd.errors import (
     VendorNotFound,
 )
 from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import Running, serve
+from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
+from tests.clocks import WallClock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
 LOGIN_ROUTE = "/jwt-api-token-auth/"
 TERMINALS_ROUTE = "/iclock/api/terminals/"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session, closed after the test."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-class Clock:
-    """A settable clock shared by the simulator and the client."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def unix(self) -> float:
-        """Unix time, shifted."""
-        return time.time() + self.offset
-
-    def now(self) -> datetime:
-        """Aware UTC datetime, shifted."""
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
 
 
 @pytest.fixture
@@ -121,7 +99,7 @@ async def test_unknown_terminal_is_not_found(client: BioTimeClient) -> None:
 
 async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> None:
     """Once our clock passes the JWT's renewal point, the next page logs in again first."""
-    clock = Clock()
+    clock = WallClock()
     sim = BioTimeSim(seed=2, terminals=9, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -138,7 +116,7 @@ async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> 
 
 async def test_jwt_refused_with_401_is_renewed_once(session: aiohttp.ClientSession) -> None:
     """A JWT the server deems expired (our clock disagrees) costs one 401 and one new login."""
-    clock = Clock()
+    clock = WallClock()
     sim = BioTimeSim(seed=2, terminals=6, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -297,3 +275,24 @@ async def test_an_absurd_count_is_a_fault(session: aiohttp.ClientSession) -> Non
         client = make_client(session, running.url, username="u", password="p")
         with pytest.raises(VendorFault, match="count"):
             _ = [t async for t in client.iter_terminals()]
+
+
+async def test_concurrent_401s_cost_one_login_and_lose_no_call(
+        session: aiohttp.ClientSession) -> None:
+    """Twenty calls in flight when the server stops accepting the JWT: all twenty complete, and
+    the refusals cost exactly one new login, even for refusals that arrive after the renewal
+    (the token each call was sent with is recorded per call, so a late refusal of the old token
+    never drops the new one). Calls start 50 ms apart and each answer takes 200 ms."""
+    clock = WallClock()
+    sim = BioTimeSim(seed=2, terminals=20, now=clock.now)
+    async with serve(create_app(sim), prefix=BASE_PATH) as running:
+        client = make_client(session, running.url, username=sim.username,
+                             password=sim.password, concurrency=20, rate=20)
+        ids = sorted(t.id for t in [t async for t in client.iter_terminals()])
+        running.faults.set(TERMINALS_ROUTE + "{id}/", FaultSpec(latency=0.2))
+        clock.offset += sim.token_lifetime + 60  # the server now refuses the JWT we hold
+        got = await asyncio.gather(*(client.get_terminal(i) for i in ids))
+    assert [t.id for t in got] == ids
+    assert running.counters[LOGIN_ROUTE].requests == 2  # the first login and one renewal
+    refused = running.counters[TERMINALS_ROUTE + "{id}/"].requests - len(ids)
+    assert 2 <= refused < len(ids)  # several calls were refused; each was repeated once

@@ -6,35 +6,38 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.errors import VendorFault, VendorRateLimited, VendorTransportError
+from syncd.errors import (
+    SyncdError,
+    VendorAuthError,
+    VendorFault,
+    VendorRateLimited,
+    VendorTransportError,
+)
 from syncd.simulators.common import serve
+from syncd.vendors import usage
 from syncd.vendors.http import (
     Pacer,
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenKeeper,
     VendorHttp,
     jwt_expiry,
     parse_retry_after,
 )
+from syncd.vendors.usage import Usage
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session, closed after the test."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 class Server:
@@ -366,3 +369,72 @@ def test_reply_recognises_html_pages() -> None:
     plain = Reply("t", "GET", "/", 200, {"Content-Type": "application/json"}, b"{}")
     assert html.looks_like_html() and sniffed.looks_like_html()
     assert not plain.looks_like_html()
+
+
+class QuotaSpent(SyncdError):
+    """What a quota ledger raises to refuse a call."""
+
+
+async def test_before_send_sees_every_attempt_and_can_refuse_one(
+        session: aiohttp.ClientSession) -> None:
+    """`before_send(method, path)` is awaited before each attempt (retries included); raising a
+    SyncdError refuses the attempt: it is not sent, not counted, and reaches the caller."""
+    server = Server(statuses(503))
+    seen: list[tuple[str, str]] = []
+
+    async def before_send(method: str, route: str) -> None:
+        seen.append((method, route))
+        if len(seen) > 2:
+            raise QuotaSpent("monthly quota spent")
+
+    async with serve(server.app()) as running:
+        http = VendorHttp(session, "t", retry=FAST, before_send=before_send)
+        with usage.counting(Usage()) as counted:
+            reply = await http.request("GET", running.url + "/locks/K3-000123/audit")
+            with pytest.raises(QuotaSpent):
+                await http.request("GET", running.url + "/locks")
+    assert reply.status == 200
+    assert seen == [("GET", "/locks/K3-000123/audit")] * 2 + [("GET", "/locks")]
+    assert len(server.arrivals) == http.requests == counted.requests == 2
+
+
+async def test_token_auth_renews_once_for_refusals_arriving_before_and_after_the_renewal(
+        session: aiohttp.ClientSession) -> None:
+    """Ten calls sent 30 ms apart with a token the server has just revoked, each answered after
+    200 ms: refusals keep arriving after the first one renewed the token, yet there is exactly one
+    renewal, every call is repeated at most once, and every call succeeds."""
+    valid = {"t1"}
+    issued: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        token = request.headers.get("X-Token", "")
+        await asyncio.sleep(0.2)
+        if token not in valid:
+            return web.json_response({"error": "expired"}, status=401)
+        return web.json_response({"ok": True})
+
+    server = Server(handler)
+
+    async def fetch() -> Token:
+        issued.append(f"t{len(issued) + 1}")
+        valid.clear()
+        valid.add(issued[-1])
+        return Token(issued[-1])
+
+    def accept(reply: Reply) -> Any:
+        if reply.status == 401:
+            raise VendorAuthError("t", "refused")
+        return reply.json()
+
+    keeper = TokenKeeper(fetch)
+    auth = TokenAuth(keeper, lambda token: {"X-Token": token})
+    async with serve(server.app()) as running:
+        http = VendorHttp(session, "t", rate=1 / 0.03)
+        await auth.call(lambda a: http.request("GET", running.url + "/x", auth=a), accept)
+        valid.clear()  # the vendor revokes t1
+        answers = await asyncio.gather(*(
+            auth.call(lambda a: http.request("GET", running.url + "/x", auth=a), accept)
+            for _ in range(10)))
+    assert answers == [{"ok": True}] * 10
+    assert issued == ["t1", "t2"]
+    assert 1 + 10 < len(server.arrivals) <= 1 + 2 * 10

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,27 +24,18 @@ from syncd.simulators.common import Running, serve
 from syncd.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuardSim, create_app
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import Blink, KnoxGuardClient, KnoxRequestInvalid
+from tests.clocks import WallClock
 
 CLIENT_ID = "kg-client-identifier-0001"
 
 
-class Clock:
-    """A wall clock that tests can move forward, shared by the simulator and the client."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sim(clock: Clock) -> KnoxGuardSim:
+def sim(clock: WallClock) -> KnoxGuardSim:
     """A tenant that accepts only the signed-token flow (no static token)."""
     return KnoxGuardSim(seed=7, devices=30, api_token="", clock=clock, transition_delay=0.05,
                         async_delay=0.05)
@@ -67,7 +57,7 @@ def origin(running: Running) -> str:
 
 
 @pytest.fixture
-async def make_client(running: Running, keys: str, clock: Clock
+async def make_client(running: Running, keys: str, clock: WallClock
                       ) -> AsyncIterator[Callable[..., KnoxGuardClient]]:
     async with aiohttp.ClientSession() as session:
         def build(**kwargs: Any) -> KnoxGuardClient:
@@ -93,7 +83,7 @@ async def test_signed_token_flow_authorizes_and_reuses_one_token(
 
 
 async def test_token_is_renewed_before_its_validity_runs_out(
-        sim: KnoxGuardSim, make_client: Callable[..., KnoxGuardClient], clock: Clock) -> None:
+        sim: KnoxGuardSim, make_client: Callable[..., KnoxGuardClient], clock: WallClock) -> None:
     """29.5 minutes later the client builds a new token (fresh jti) before sending, with no 401."""
     client = make_client()
     await client.authorization()
@@ -116,7 +106,7 @@ async def test_a_revoked_token_is_renewed_once_on_401(
 
 
 async def test_an_unregistered_key_is_an_auth_error_without_secrets(
-        running: Running, clock: Clock) -> None:
+        running: Running, clock: WallClock) -> None:
     """Keys the tenant does not know are refused at the exchange: VendorAuthError, no key text."""
     other = KnoxGuardSim().auth.register("someone-else")
     async with aiohttp.ClientSession() as session:
@@ -129,7 +119,7 @@ async def test_an_unregistered_key_is_an_auth_error_without_secrets(
 
 
 async def test_a_reused_jti_is_refused_by_the_simulator(
-        sim: KnoxGuardSim, running: Running, keys: str, clock: Clock) -> None:
+        sim: KnoxGuardSim, running: Running, keys: str, clock: WallClock) -> None:
     """Two different tokens carrying one jti: the second is refused 401 (a replay)."""
     pair = json.loads(keys)
     private = serialization.load_der_private_key(base64.b64decode(pair["Private"]), None)

@@ -31,13 +31,6 @@ TOKEN_ROUTE = BASE_PATH + "/clients/token"
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session, closed after the test."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
 def sim() -> NeoLockSim:
     """A seeded simulated NeoLock account with 25 devices."""
     return NeoLockSim(seed=3, devices=25, transition_delay=0.05)

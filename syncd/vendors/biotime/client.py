@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
@@ -24,9 +24,11 @@ from pydantic import BaseModel, SecretStr
 from syncd.errors import VendorAuthError, VendorBadRequest, VendorFault, VendorLicenceError
 from syncd.vendors.biotime.models import CommandResult, Page, Terminal, Transaction
 from syncd.vendors.http import (
+    AuthHeaders,
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenClient,
     TokenKeeper,
     VendorHttp,
@@ -85,7 +87,7 @@ class BioTimeClient(TokenClient):
                                 retry=retry or RetryPolicy(max_retries=max_retries),
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._login, margin=token_margin, clock=clock)
-        self._current: str | None = None
+        self._auth = TokenAuth(self._tokens, lambda token: {"Authorization": f"JWT {token}"})
 
     # --- documented calls -------------------------------------------------------------------
 
@@ -218,28 +220,21 @@ class BioTimeClient(TokenClient):
 
     async def _request(self, method: str, path: str, *, query: str | None = None,
                        body: Any = None) -> Any:
-        """Send one authenticated call; renew a JWT once if it is refused; decode the body."""
+        """Send one authenticated call (renewing a refused JWT once); decode the body."""
         url = self._base + path + (f"?{query}" if query else "")
-        for attempt in (1, 2):
 
-            async def auth() -> dict[str, str]:
-                # Taken when the request's turn comes, not when it joined the queue.
-                if self._static is not None:
-                    return {"Authorization": f"Token {self._static.get_secret_value()}"}
-                self._current = await self._tokens.get()
-                return {"Authorization": f"JWT {self._current}"}
+        def send(auth: AuthHeaders) -> Awaitable[Reply]:
+            return self._http.request(method, url, json=body, auth=auth,
+                                      headers={"Accept": "application/json"})
 
-            reply = await self._http.request(method, url, json=body, auth=auth,
-                                             headers={"Accept": "application/json"})
-            try:
-                return self._decode(reply)
-            except VendorLicenceError:
-                raise
-            except VendorAuthError:
-                if attempt == 2 or self._static is not None or self._current is None:
-                    raise
-                self._tokens.invalidate(self._current)
-        raise AssertionError("unreachable")  # pragma: no cover
+        if self._static is not None:  # a static token is never renewed
+            static = {"Authorization": f"Token {self._static.get_secret_value()}"}
+
+            async def fixed() -> dict[str, str]:
+                return static
+
+            return self._decode(await send(fixed))
+        return await self._auth.call(send, self._decode)
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or `code` ≠ 0) raised."""
@@ -266,7 +261,7 @@ class BioTimeClient(TokenClient):
     def _text(self, value: object, limit: int = 300) -> str:
         secret = (self._password, self._static)
         return vendor_text(value, limit, [s.get_secret_value() for s in secret if s is not None]
-                           + [self._current])
+                           + [self._tokens.current])
 
     def _parse(self, model: type[M], data: Any, where: str) -> M:
         return parse_model(VENDOR, model, data, where)

@@ -8,8 +8,10 @@ local zone is applied by the caller. Fields the docs do not list are kept as ext
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -132,3 +134,17 @@ class CommandResult(BioModel):
     def ok(self) -> bool:
         """True when the server accepted the command."""
         return self.code == 0
+
+
+def server_time(value: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
+    """A BioTime time (naive, server-local) as an aware UTC datetime.
+
+    Naive times get the server's zone with fold=0: in a DST fall-back hour, the repeated
+    wall-clock time is read as the first (summer-time) instant; in a spring-forward gap, the
+    non-existent time is read with the offset in force before the gap. A time that already carries
+    an offset is kept as that instant.
+    """
+    if value is None:
+        return None
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=zone, fold=0)
+    return aware.astimezone(dt.UTC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ from syncd.vendors.http import (
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenClient,
     TokenKeeper,
     VendorHttp,
@@ -98,6 +99,7 @@ class KnoxGuardClient(TokenClient):
         self._http = VendorHttp(session, VENDOR, rate=rate, retry=retry or RetryPolicy(),
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._fetch_token, margin=token_margin, clock=clock)
+        self._token_auth = TokenAuth(self._tokens, lambda token: {TOKEN_HEADER: token})
         self._fixed = [v for v in (self._static.get_secret_value() if self._static else None,
                                    self._client_id) if v]
         self._secrets: list[str] = list(self._fixed)
@@ -285,20 +287,17 @@ class KnoxGuardClient(TokenClient):
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None,
                        idempotent: bool | None = None) -> Any:
-        """Send one authenticated call; renew the token once if it is refused; decode the body."""
-        for attempt in (1, 2):
-            sent: list[str] = []
-            reply = await self._http.request(
-                method, self._base + path, json=body, params=params, idempotent=idempotent,
-                headers={"Accept": "application/json"}, auth=self._auth(sent))
-            try:
-                return self._decode(reply)
-            except VendorAuthError:
-                if attempt == 2 or self._static is not None:
-                    raise
-                if sent:
-                    self._tokens.invalidate(sent[-1])
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send one authenticated call; renew a refused token once (a static token never is);
+        decode the body."""
+
+        def send(auth: AuthHeaders) -> Awaitable[Reply]:
+            return self._http.request(method, self._base + path, json=body, params=params,
+                                      idempotent=idempotent, auth=auth,
+                                      headers={"Accept": "application/json"})
+
+        if self._static is not None:
+            return self._decode(await send(self._auth([])))
+        return await self._token_auth.call(send, self._decode)
 
     def _auth(self, sent: list[str]) -> AuthHeaders:
         """Headers for one attempt, the token taken when the request's turn comes."""

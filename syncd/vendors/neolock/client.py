@@ -17,14 +17,15 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
 from syncd.vendors.http import (
-    AuthHeaders,
     Reply,
     RetryPolicy,
     Token,
+    TokenAuth,
     TokenClient,
     TokenKeeper,
     VendorHttp,
@@ -104,6 +105,7 @@ class NeoLockClient(TokenClient):
                  token_max_age: float | None = None, max_pages: int = 10_000,
                  clock: Callable[[], float] = time.time) -> None:
         self._base = base_url.rstrip("/")
+        self._base_path = yarl.URL(self._base).path.rstrip("/")
         self._login = login
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self._token_max_age = token_max_age
@@ -113,7 +115,7 @@ class NeoLockClient(TokenClient):
                                 retry=retry or RetryPolicy(max_retries=max_retries),
                                 timeout=timeout)
         self._tokens = TokenKeeper(self._fetch_token, margin=token_margin, clock=clock)
-        self._current: str | None = None
+        self._auth = TokenAuth(self._tokens, lambda token: {"x-knox-apitoken": token})
 
     # --- documented calls -------------------------------------------------------------------
 
@@ -180,7 +182,7 @@ class NeoLockClient(TokenClient):
     async def get_device(self, device_uid: str) -> Device:
         """A device's details (GET /clients/devices/{deviceUid}); `VendorNotFound` if unknown."""
         path = f"/clients/devices/{quote(device_uid, safe='')}"
-        body = await self._request("GET", path)
+        body = await self._request("GET", path, route="/clients/devices/{deviceUid}")
         data = body.get("device") if isinstance(body, dict) else None
         if not isinstance(data, dict):  # the code/message/data style: the device is `data`
             inner = body.get("data") if isinstance(body, dict) else None
@@ -253,35 +255,21 @@ class NeoLockClient(TokenClient):
 
     async def _request(self, method: str, path: str, *, body: Any = None,
                        params: dict[str, str] | None = None,
-                       idempotent: bool | None = None, keep_text: bool = False) -> Any:
-        """Send one authenticated call; renew the token once if it is refused; decode the body
-        (with `keep_text`, return it together with the body as text)."""
-        for attempt in (1, 2):
-            sent: list[str] = []
-            reply = await self._http.request(
+                       idempotent: bool | None = None, route: str | None = None,
+                       keep_text: bool = False) -> Any:
+        """Send one authenticated call (renewing a refused token once); decode the body (with
+        `keep_text`, return it together with the body as text, for bulk pages kept as JSON)."""
+
+        def accept(reply: Reply) -> Any:
+            decoded = self._decode(reply)
+            return (decoded, reply.body.decode("utf-8", "replace")) if keep_text else decoded
+
+        return await self._auth.call(
+            lambda auth: self._http.request(
                 method, self._url(path), json=body, params=params, idempotent=idempotent,
-                headers={"Accept": "application/json"}, auth=self._auth(sent))
-            try:
-                decoded = self._decode(reply)
-                return (decoded, reply.body.decode("utf-8", "replace")) if keep_text else decoded
-            except VendorAuthError:
-                if attempt == 2:
-                    raise
-                if sent:
-                    self._tokens.invalidate(sent[-1])
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _auth(self, sent: list[str]) -> AuthHeaders:
-        """Headers for one attempt, with the token taken when the request's turn comes (after
-        pacing and any Retry-After wait), not when it joined the queue; `sent` records it."""
-
-        async def auth() -> dict[str, str]:
-            token = await self._tokens.get()
-            sent.append(token)
-            self._current = token
-            return {"x-knox-apitoken": token}
-
-        return auth
+                headers={"Accept": "application/json"}, auth=auth,
+                route=self._base_path + route if route else None),
+            accept)
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or in the body) raised."""
@@ -332,7 +320,7 @@ class NeoLockClient(TokenClient):
         return status_error(VENDOR, status, label, code)
 
     def _text(self, value: object, limit: int = 300) -> str:
-        secrets = (self._password.get_secret_value(), self._current)
+        secrets = (self._password.get_secret_value(), self._tokens.current)
         return vendor_text(value, limit, secrets)
 
     def _parse(self, model: type[M], data: Any, where: str) -> M:

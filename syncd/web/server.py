@@ -1,0 +1,124 @@
+"""The listening side of syncd's web server: bounded idle time, bounded connections, no echoes.
+
+- Keep-alive: an idle connection (also one that never sends a whole request head) is closed
+  after `server.keepalive_timeout` seconds (aiohttp's default is about an hour).
+- Connection cap: past `server.max_connections` open connections, each new one closes the
+  oldest *idle* connection, so a flood of idle or half-sent connections can neither exhaust file
+  descriptors (accept() failing with EMFILE stalls every client) nor lock out /healthz.
+- Bad requests: aiohttp answers malformed requests itself, echoing the parser's message, which
+  can quote the request line (a hook URL holds a secret). syncd answers with the status alone
+  and logs no request text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from syncd.settings import ServerSettings
+from syncd.transition import Transition
+
+log = structlog.get_logger(__name__)
+MAX_AUTO_CONNECTIONS = 10_000
+BACKLOG = 128  # the listen backlog (aiohttp's default)
+# aiohttp's own wait for handlers comes *after* the daemon's drain, which already gave them
+# server.shutdown_timeout: a short grace, so the whole stop stays within one deadline.
+AIOHTTP_GRACE = 0.5
+
+
+def app_runner(app: web.Application, server: ServerSettings) -> web.AppRunner:
+    """The runner of syncd's app: idle connections bounded, no access log, signals ours."""
+    return web.AppRunner(app, handle_signals=False, access_log=None,
+                         shutdown_timeout=AIOHTTP_GRACE,
+                         keepalive_timeout=server.keepalive_timeout)
+
+
+def site(runner: web.AppRunner, server: ServerSettings) -> CappedSite:
+    """The listening site for `server.host`/`server.port`, with the connection cap."""
+    return CappedSite(runner, server.host, server.port, reuse_address=True, backlog=BACKLOG,
+                      max_connections=connection_cap(server.max_connections))
+
+
+def connection_cap(configured: int, backlog: int = BACKLOG) -> int:
+    """`server.max_connections`, or (0) one that leaves file descriptors spare: a quarter of
+    the open-file limit, and at least two accept bursts (asyncio accepts up to `backlog`
+    connections at a time, before the ones they evict are closed) plus 64 for the pool, logs
+    and vendor connections."""
+    if configured > 0:
+        return configured
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_AUTO_CONNECTIONS
+    return max(16, min(MAX_AUTO_CONNECTIONS, soft - max(2 * backlog + 64, soft // 4)))
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, answering malformed requests without echoing them."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status != 500 and message is not None:  # a parser message: may quote the request
+            log.info("http.bad_request", status=status, error=type(exc).__name__)
+            response = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}")
+            response.force_close()
+            return response
+        return super().handle_error(request, status, exc, message)
+
+
+def _idle(handler: RequestHandler) -> bool:
+    # Waiting for a (next) request head: what aiohttp's own keep-alive expiry closes.
+    waiter = handler._waiter  # aiohttp has no public "idle" flag
+    return waiter is not None and not waiter.done()
+
+
+class CappedSite(web.TCPSite):
+    """A TCPSite whose connections are capped (oldest idle evicted) and handled by `_Handler`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
+                 **kwargs: Any) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self.max_connections = max_connections
+        self.evicted = 0
+        self._crowded = Transition(log, "http.connection_cap_reached", "http.connections_below_cap")
+
+    async def start(self) -> None:
+        """Listen, creating each connection's handler through the cap."""
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: self._connection(server), self._host, self._port,
+            backlog=self._backlog, reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    def _connection(self, server: web.Server) -> RequestHandler:
+        connections = server.connections
+        if len(connections) >= self.max_connections:
+            for old in [c for c in connections if _idle(c)][
+                    : len(connections) - self.max_connections + 1]:
+                old.force_close()
+                if old.transport is not None:
+                    old.transport.close()  # now, not when its task next runs: frees the fd
+                self.evicted += 1
+            self._crowded.fail(connections=len(connections), cap=self.max_connections)
+        else:
+            self._crowded.ok()
+        return _Handler(server, loop=server._loop, **server._kwargs)  # as Server.__call__
+
+
+async def read_body(request: web.Request, timeout: float) -> bytes:
+    """The request body, or 408 when it does not arrive within `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None

@@ -1,0 +1,89 @@
+"""syncd's app served in-process on a real socket (as `syncd run` serves it), its logs captured,
+and raw-socket helpers for requests a well-behaved client library would never send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from syncd import logs
+from syncd.app import create_app
+from syncd.settings import Settings
+from syncd.web import server as web_server
+
+HOOK_JOBS_OFF = {n: {"enabled": False} for n in (
+    "neolock-subscription", "neolock-uploads", "neolock-devices")}
+
+
+class Served:
+    """syncd's app listening on a real port, with its log output captured."""
+
+    def __init__(self, port: int, output: io.StringIO, app: web.Application,
+                 site: web_server.CappedSite) -> None:
+        self.port = port
+        self.output = output
+        self.app = app
+        self.site = site
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every JSON log line written so far."""
+        return [json.loads(line) for line in self.output.getvalue().splitlines() if line]
+
+
+ServeSyncd = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
+
+
+@pytest.fixture
+def serve_syncd(make_settings: Callable[..., Settings]) -> ServeSyncd:
+    """Start syncd's app (hook secret given, NeoLock unreachable, pull jobs off) the way the
+    daemon does (runner and site from syncd.web.server), logging JSON into a buffer."""
+
+    @contextlib.asynccontextmanager
+    async def start(secret: str, **server: Any) -> AsyncIterator[Served]:
+        settings = make_settings(
+            neolock={"base_url": "http://127.0.0.1:9/api", "login": "shop",
+                     "password": "never-logged-password-42", "webhook_secret": secret},
+            jobs=HOOK_JOBS_OFF, server=server)
+        output = io.StringIO()
+        redactor = logs.configure(fmt="json", stream=output,
+                                  redactor=logs.Redactor(settings.secrets()))
+        app = create_app(settings, redactor)
+        runner = web_server.app_runner(app, settings.server)
+        await runner.setup()
+        site = web_server.site(runner, settings.server)
+        await site.start()
+        try:
+            yield Served(site.port, output, app, site)
+        finally:
+            await runner.cleanup()
+
+    return start
+
+
+async def raw(port: int, data: bytes, *, close_early: bool = False, timeout: float = 5.0) -> bytes:
+    """Send raw bytes; read the answer, or close the connection right away when `close_early`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    if close_early:
+        await asyncio.sleep(0.2)  # the server has the headers and part of the body
+        writer.transport.abort()  # RST: a client that vanished
+        await asyncio.sleep(0.2)
+        return b""
+    try:
+        return await asyncio.wait_for(reader.read(65536), timeout)
+    finally:
+        writer.close()
+
+
+def head(path: str, length: int, extra: str = "") -> bytes:
+    """A POST request head."""
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n{extra}\r\n").encode()
