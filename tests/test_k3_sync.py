@@ -214,7 +214,8 @@ async def test_scheduled_jobs_run_only_when_the_planner_says_they_are_due(
         db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
         clock: Clock, make_settings: Any) -> None:
     """The daemon's K3 jobs (gated) tick often but call the vendor only once their planned
-    interval has passed; `--once` jobs run regardless."""
+    interval has passed, and a tick with nothing due leaves no run row; `--once` jobs run
+    regardless."""
     settings = make_settings(codelocks=k3_settings(sim, running).model_dump(mode="json") | {
         "api_key": sim.api_key, "access_keys": list(sim.access_keys)})
     built = build_jobs(settings, db, http)
@@ -223,10 +224,15 @@ async def test_scheduled_jobs_run_only_when_the_planner_says_they_are_due(
     gated = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock), gated=True)
     await run_all(db, gated)
     sent = running.counters.requests
-    clock.advance(minutes=15)
-    await run_all(db, gated)
-    assert running.counters.requests == sent  # nothing due 15 minutes later
     async with db.connection() as conn:
+        runs = await conn.fetchval("SELECT count(*) FROM ops.sync_runs")
+    clock.advance(minutes=15)
+    idle = await run_all(db, gated)
+    assert running.counters.requests == sent  # nothing due 15 minutes later
+    assert {r.outcome.value for r in idle} == {"skipped"}
+    assert all((r.error or "").startswith("next planned run at") for r in idle)
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM ops.sync_runs") == runs
         due = await conn.fetchval("SELECT min(next_due_at) FROM ops.quota_plan")
     clock.at = due
     await run_all(db, gated)

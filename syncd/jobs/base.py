@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from syncd.db.pool import Database
 from syncd.vendors.usage import Usage
@@ -49,3 +49,13 @@ class Job(Protocol):
 
     async def run(self, ctx: RunContext) -> None:
         """Do one run, reporting items/requests/progress through `ctx`."""
+
+
+@runtime_checkable
+class Gated(Protocol):
+    """A job that plans its own runs (e.g. under a vendor's call quota) and ticks more often than
+    it works: `not_due()` says why this tick has nothing to do (None: run now). The runner asks
+    before it records a run, so idle ticks leave no rows in `ops.sync_runs`."""
+
+    async def not_due(self) -> str | None:
+        """Why this tick does nothing, or None when the job should run now."""

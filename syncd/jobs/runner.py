@@ -18,7 +18,7 @@ import structlog
 from syncd.db import locks, ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.jobs.base import Job, ProgressCallback, RunContext
+from syncd.jobs.base import Gated, Job, ProgressCallback, RunContext
 from syncd.metrics import Metrics
 from syncd.transition import Transition
 from syncd.vendors import usage
@@ -34,7 +34,7 @@ class Outcome(enum.StrEnum):
 
     OK = "ok"
     FAILED = "failed"
-    SKIPPED = "skipped"  # another runner holds the job's lock
+    SKIPPED = "skipped"  # another runner holds the job's lock, or a planned job is not due
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,11 @@ class JobRunner:
                 bound.info("job.skipped", reason="another runner holds the job's lock")
                 self._count(job.name, Outcome.SKIPPED, 0.0)
                 return RunResult(job.name, Outcome.SKIPPED)
+            reason = await job.not_due() if isinstance(job, Gated) else None
+            if reason is not None:  # a planned job's tick with nothing to do: no run row
+                bound.debug("job.not_due", reason=reason)
+                self._count(job.name, Outcome.SKIPPED, 0.0)
+                return RunResult(job.name, Outcome.SKIPPED, error=reason)
             return await self._run_locked(job, bound, started, on_progress)
 
     async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,

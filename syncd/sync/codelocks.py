@@ -114,12 +114,21 @@ class K3Job:
         self.client = k3.client(self.name)
         self.default_interval = k3.settings.min_interval_seconds
 
+    async def not_due(self) -> str | None:
+        """Why this tick does nothing: the planner's next run is later (never, when not gated)."""
+        if not self.gated:
+            return None
+        state = (await queries.plan_states(self.db, VENDOR)).get(self.name)
+        if state and state.next_due_at and state.next_due_at > self.k3.clock():
+            return f"next planned run at {state.next_due_at.isoformat()}"
+        return None
+
     async def run(self, ctx: RunContext) -> None:
         """Run now if due (always, when not gated) and affordable; record the next plan."""
+        if await self.not_due() is not None:
+            return
         now = self.k3.clock()
         state = (await queries.plan_states(self.db, VENDOR)).get(self.name)
-        if self.gated and state and state.next_due_at and state.next_due_at > now:
-            return
         mine = (await self.k3.plan(now))[self.name]
         if mine.interval is None:
             await self._skip(now, mine.reason or "no budget", state)
