@@ -90,7 +90,8 @@ def documented(summary: str, responses: dict[int, str | dict[str, Any]] | None =
         described: dict[str, Any] = {}
         for code, text in (responses or {200: "OK"}).items():
             if not isinstance(text, str):  # a whole OpenAPI response object, with its schemas
-                described[str(code)] = {"headers": _RESPONSE_HEADERS, **text}
+                described[str(code)] = {**text, "headers": {**_RESPONSE_HEADERS,
+                                                            **text.get("headers", {})}}
                 continue
             name = (schemas or {}).get(code) or ("Error" if code >= 400 else None)
             ctype = JSON if code >= 400 or name else content_type
