@@ -108,6 +108,11 @@ async def _cycle(data_dir: Path, sims: Simulators, redactor: Redactor, receiver:
         await demo_db.seed_terminals(
             db, [(t.sn, t.alias) for t in sims.biotime.sim.known_terminals()]
             + [("CKPF000000LOST", "Warehouse back door")])
+        # The smartphone clients it expects on its K3 locks: all the simulator's but the last,
+        # so reconcile shows one client the business does not know of.
+        k3_clients = sorted((lock_id, email) for lock_id, clients in sims.codelocks.sim.clients.items()
+                            for email in clients)
+        await demo_db.seed_k3_clients(db, k3_clients[:-1])
         job_runner = JobRunner(db, scrub=redactor.scrub)
         for name in ("neolock-subscription", "neolock-uploads", "neolock-devices",
                      "biotime-terminals", "k3-locks", "k3-audit", "k3-clients"):

@@ -31,3 +31,7 @@ SELECT category, calls, quota FROM report.api_usage
 -- demo_locked_count --
 -- How many of the devices $1 NeoLock now reports Locked.
 SELECT count(*) FROM vendor.phones WHERE device_uid = ANY($1) AND vendor_state = 'Locked'
+
+-- demo_seed_k3_client --
+-- The business expects this smartphone client on this K3 lock.
+INSERT INTO local.k3_clients (lock_id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING

@@ -49,3 +49,9 @@ async def api_usage(db: Database) -> list[tuple[str, int, int | None]]:
 async def locked_count(db: Database, uids: list[str]) -> int:
     """How many of `uids` NeoLock reports Locked."""
     return int(await db.fetchval("demo_locked_count", uids))
+
+
+async def seed_k3_clients(db: Database, clients: Iterable[tuple[str, str]]) -> None:
+    """Record the smartphone clients the business expects on its K3 locks (lock_id, email)."""
+    async with db.transaction() as conn:
+        await conn.executemany(sql("demo_seed_k3_client"), list(clients))

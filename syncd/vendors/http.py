@@ -173,6 +173,20 @@ def status_error(vendor: str, status: int, message: str,
     return VendorFault(vendor, message)
 
 
+def decode_reply(reply: Reply, api: str,
+                 error: Callable[[Reply, Any], VendorError | None]) -> Any:
+    """The decoded JSON of an answer; an HTML page (wrong base_url), or whatever error `error`
+    finds in the status or the body, is raised. Every vendor client decodes through this."""
+    if reply.looks_like_html():
+        raise VendorFault(reply.vendor, f"{reply.where}: HTTP {reply.status} answered an HTML "
+                                        f"page, not the {api} API (check base_url)")
+    body = reply.json()
+    found = error(reply, body)
+    if found is not None:
+        raise found
+    return body
+
+
 def parse_model(vendor: str, model: type[M], data: Any, where: str) -> M:
     """Validate an answer into `model`; a mismatch is `VendorFault` naming the first bad field."""
     try:

@@ -36,6 +36,7 @@ from syncd.vendors.http import (
     TokenClient,
     TokenKeeper,
     VendorHttp,
+    decode_reply,
     parse_model,
     status_error,
     vendor_text,
@@ -295,30 +296,18 @@ class KnoxGuardClient(TokenClient):
                                       idempotent=idempotent, auth=auth,
                                       headers={"Accept": "application/json"})
 
-        if self._static is not None:
-            return self._decode(await send(self._auth([])))
+        if self._static is not None:  # a static token is sent as it is, never renewed
+            static = {TOKEN_HEADER: self._static.get_secret_value()}
+
+            async def fixed() -> dict[str, str]:
+                return static
+
+            return self._decode(await send(fixed))
         return await self._token_auth.call(send, self._decode)
-
-    def _auth(self, sent: list[str]) -> AuthHeaders:
-        """Headers for one attempt, the token taken when the request's turn comes."""
-
-        async def auth() -> dict[str, str]:
-            token = await self._tokens.get()
-            sent.append(token)
-            return {TOKEN_HEADER: token}
-
-        return auth
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or in the body) raised."""
-        if reply.looks_like_html():
-            raise VendorFault(VENDOR, f"{reply.where}: HTTP {reply.status} answered an HTML page, "
-                                      "not the Knox Guard API (check base_url)")
-        body = reply.json()
-        error = self._error(reply, body)
-        if error is not None:
-            raise error
-        return body
+        return decode_reply(reply, "Knox Guard", self._error)
 
     def _error(self, reply: Reply, body: Any) -> VendorError | None:
         """The syncd error an answer describes, or None if it is a success."""

@@ -29,6 +29,7 @@ from syncd.vendors.http import (
     TokenClient,
     TokenKeeper,
     VendorHttp,
+    decode_reply,
     jwt_expiry,
     parse_model,
     status_error,
@@ -273,14 +274,7 @@ class NeoLockClient(TokenClient):
 
     def _decode(self, reply: Reply) -> Any:
         """The decoded body of a successful answer; any error (HTTP or in the body) raised."""
-        if reply.looks_like_html():
-            raise VendorFault(VENDOR, f"{reply.where}: HTTP {reply.status} answered an HTML page, "
-                                      "not the NeoLock API (check base_url)")
-        body = reply.json()
-        error = self._error(reply, body)
-        if error is not None:
-            raise error
-        return body
+        return decode_reply(reply, "NeoLock", self._error)
 
     def _error(self, reply: Reply, body: Any) -> VendorError | None:
         """The syncd error described by an answer, or None if it is a success."""
