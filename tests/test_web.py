@@ -120,7 +120,8 @@ def _conforms(value: Any, schema: dict[str, Any], schemas: dict[str, Any]) -> li
 
 async def test_openapi_has_operation_ids_request_id_and_a_schema_for_every_response(
         client: TestClient[web.Request, web.Application]) -> None:
-    """Each operation: a unique operationId, the X-Request-ID header, typed content per response;
+    """Each operation: a unique operationId, the X-Request-ID header, typed content per response
+    (errors as the Error schema, but readiness and the app registry's documented envelope);
     the live status, readiness and error bodies conform to their schemas."""
     doc = await (await client.get("/openapi.json")).json()
     schemas = doc["components"]["schemas"]
@@ -133,7 +134,9 @@ async def test_openapi_has_operation_ids_request_id_and_a_schema_for_every_respo
             assert "X-Request-ID" in response["headers"]
             (_ctype, media), = response["content"].items()
             assert media["schema"], (op["operationId"], code)
-            if int(code) >= 400:
+            if int(code) >= 400 and "app registry" not in op.get("tags", []):
+                # readyz answers its own body; the app registry's errors carry the envelope its
+                # doc prescribes (declared next to its handlers)
                 assert media["schema"] == {"$ref": "#/components/schemas/Error"} or \
                     op["operationId"] == "readyz"
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]

@@ -109,7 +109,9 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
-        structlog.contextvars.bind_contextvars(event_id=event.event_id)  # for the access line
+        # for the access line: the id's text, bounded (it is the vendor's, any length)
+        structlog.contextvars.bind_contextvars(
+            event_id=event.event_id[2][:128] if event.event_id else None)
         item = InboxItem(SOURCE, dedupe_key(event.event_id, body), event.event_type, event.subject,
                          text)
         try:
