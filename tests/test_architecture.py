@@ -58,10 +58,9 @@ def package_graph() -> dict[str, set[str]]:
     return graph
 
 
-# Known, owned elsewhere: sync/biotime.py takes is_online/server_time from reconcile/ (issue 8,
-# item 5 moves time parsing beside the BioTime models). The test fails if any other cycle appears,
-# and also once this edge is gone, so that the allowance is deleted with it.
-KNOWN_EDGES = {("sync", "reconcile")}
+# Edges allowed despite a cycle (none now: BioTime's online rule and time parsing sit beside its
+# models). Each listed edge must still exist, so an allowance is deleted with its edge.
+KNOWN_EDGES: set[tuple[str, str]] = set()
 
 
 def test_package_import_graph_has_no_cycle() -> None:

@@ -6,8 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from syncd.db.pool import Database
-from syncd.reconcile.terminals import is_online
-from syncd.vendors.biotime.models import server_time
+from syncd.vendors.biotime.models import is_online, server_time
 
 ZONE = "Asia/Tashkent"
 

@@ -1,6 +1,7 @@
 """Pure rules for BioTime attendance terminals: which are online, and drift.
 
-`is_online` is mirrored by the SQL function `vendor.terminal_online` (migration 0003), which the
+`is_online` (BioTime's own notion, kept beside its models and used by the pull job too) is mirrored
+by the SQL function `vendor.terminal_online` (migration 0003), which the
 `report.terminals` view evaluates against `now()` so that "online" stays true over time; a test
 checks that both give the same answers.
 """
@@ -11,21 +12,7 @@ import dataclasses
 import datetime as dt
 
 from syncd.reconcile.findings import Finding, Thresholds, iso
-
-ONLINE_STATE = 1  # BioTime's terminal `state` for a connected terminal
-
-
-def is_online(state: int | None, last_activity: dt.datetime | None, now: dt.datetime,
-              window: dt.timedelta) -> bool:
-    """True when the server says state 1 and last heard from the terminal within `window` of `now`.
-
-    "Within" counts either side of `now`: a last activity further in the future than the window
-    means a wrong `biotime.timezone` or a wrong server clock, which must not read as online.
-    """
-    if state != ONLINE_STATE or last_activity is None:
-        return False
-    return abs(now - last_activity) <= window
-
+from syncd.vendors.biotime.models import is_online
 
 TERMINAL_KINDS = frozenset({"terminal_missing", "terminal_unknown", "terminal_offline",
                             "terminal_differs"})

@@ -28,10 +28,9 @@ from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault, VendorNotFound
 from syncd.jobs.base import RunContext
-from syncd.reconcile.terminals import is_online
 from syncd.settings import BioTimeSettings
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
-from syncd.vendors.biotime.models import server_time
+from syncd.vendors.biotime.models import is_online, server_time
 from syncd.vendors.http import RetryPolicy
 
 log = structlog.get_logger(__name__)

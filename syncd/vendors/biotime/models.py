@@ -148,3 +148,18 @@ def server_time(value: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None
         return None
     aware = value if value.tzinfo is not None else value.replace(tzinfo=zone, fold=0)
     return aware.astimezone(dt.UTC)
+
+
+ONLINE_STATE = 1  # BioTime's terminal `state` for a connected terminal
+
+
+def is_online(state: int | None, last_activity: dt.datetime | None, now: dt.datetime,
+              window: dt.timedelta) -> bool:
+    """True when the server says state 1 and last heard from the terminal within `window` of `now`.
+
+    "Within" counts either side of `now`: a last activity further in the future than the window
+    means a wrong `biotime.timezone` or a wrong server clock, which must not read as online.
+    """
+    if state != ONLINE_STATE or last_activity is None:
+        return False
+    return abs(now - last_activity) <= window
