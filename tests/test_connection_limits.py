@@ -67,8 +67,8 @@ async def test_past_the_connection_cap_the_oldest_idle_connections_make_room(
 def test_healthz_answers_while_idle_connections_exceed_the_open_file_limit(
         short_dir: Path, db_dsn: str) -> None:
     """`syncd run` with a 512 open-file limit and 1,100 idle connections from a client: /healthz
-    answers 200 and accept() never fails with EMFILE (before, it did, and health checks timed
-    out while it lasted)."""
+    answers 200, and accept() meets EMFILE at most in passing (asyncio then pauses accepting for a
+    second), never in the loop that once logged 163,736 failures while health checks timed out."""
 
     def low_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
@@ -94,4 +94,5 @@ def test_healthz_answers_while_idle_connections_exceed_the_open_file_limit(
             sock.close()
         daemons.close()
     assert answer.startswith(b"HTTP/1.1 200"), (answer, waited)
-    assert "Too many open files" not in daemon.output()
+    emfile = [line for line in daemon.output().splitlines() if "Too many open files" in line]
+    assert len(emfile) <= 2, emfile[:3]

@@ -47,16 +47,16 @@ def site(runner: web.AppRunner, server: ServerSettings) -> CappedSite:
 
 def connection_cap(configured: int, backlog: int = BACKLOG) -> int:
     """`server.max_connections`, or (0) one that leaves file descriptors spare: a quarter of
-    the open-file limit, and at least four accept bursts plus 64 for the pool, logs and vendor
+    the open-file limit, and at least three accept bursts plus 64 for the pool, logs and vendor
     connections. asyncio accepts up to `backlog` connections per loop turn, and both counting a
-    new connection and closing the one it evicts lag a turn or two behind; with two bursts spare,
-    a flood on a loaded 2-core machine still met EMFILE now and then."""
+    new connection and closing the one it evicts lag a turn or two behind. More spare would cost
+    places: a cap far below the flood evicts a real client before its request is read."""
     if configured > 0:
         return configured
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_AUTO_CONNECTIONS
-    return max(16, min(MAX_AUTO_CONNECTIONS, soft - max(4 * backlog + 64, soft // 4)))
+    return max(16, min(MAX_AUTO_CONNECTIONS, soft - max(3 * backlog + 64, soft // 4)))
 
 
 class _Handler(RequestHandler):
