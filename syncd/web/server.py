@@ -47,16 +47,17 @@ def site(runner: web.AppRunner, server: ServerSettings) -> CappedSite:
 
 def connection_cap(configured: int, backlog: int = BACKLOG) -> int:
     """`server.max_connections`, or (0) one that leaves file descriptors spare: a quarter of
-    the open-file limit, and at least three accept bursts plus 64 for the pool, logs and vendor
+    the open-file limit, and at least two accept bursts plus 64 for the pool, logs and vendor
     connections. asyncio accepts up to `backlog` connections per loop turn, and both counting a
-    new connection and closing the one it evicts lag a turn or two behind. More spare would cost
-    places: a cap far below the flood evicts a real client before its request is read."""
+    new connection and closing the one it evicts lag a turn behind, so a flood on a loaded machine
+    can still meet EMFILE in passing (asyncio then pauses accepting for a second). More spare
+    costs places: a cap far below the flood evicts real clients before their request is read."""
     if configured > 0:
         return configured
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_AUTO_CONNECTIONS
-    return max(16, min(MAX_AUTO_CONNECTIONS, soft - max(3 * backlog + 64, soft // 4)))
+    return max(16, min(MAX_AUTO_CONNECTIONS, soft - max(2 * backlog + 64, soft // 4)))
 
 
 class _Handler(RequestHandler):
