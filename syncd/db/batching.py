@@ -3,8 +3,7 @@
 `submit()` returns once its item's batch is committed. Up to `max_inflight` batches are written
 at once (on separate connections, so PostgreSQL can share one WAL flush among their commits);
 while they are, the next batch gathers, so batches grow with load and no delay is ever added.
-(The inbox's GroupCommitter is the same mechanism specialised to ops.inbox, starting a second
-batch only when the queue is full; it could move onto this class.)
+Used by the app registry's upserts and by the inbox's `GroupCommitter`.
 """
 
 from __future__ import annotations
