@@ -14,7 +14,6 @@ Times come without a zone, in the server's local time: `biotime.timezone` makes 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
@@ -26,9 +25,10 @@ import structlog
 from syncd.db import biotime as queries
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
-from syncd.errors import VendorFault, VendorNotFound
+from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.settings import BioTimeSettings
+from syncd.sync.refresh import confirm_each
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
 from syncd.vendors.biotime.models import is_online, server_time
 from syncd.vendors.http import RetryPolicy
@@ -133,18 +133,8 @@ class BioTimeTerminalsJob:
         """GET each stored terminal the listing lacks; add those that still exist. Returns how many."""
         missing = [tid for sn, tid in (await queries.present_terminals(self.db)).items()
                    if sn not in listing]
-
-        async def fetch(terminal_id: int) -> Terminal | None:
-            try:
-                return await self.client.get_terminal(terminal_id)
-            except VendorNotFound:
-                return None
-
-        answers = await asyncio.gather(*(fetch(tid) for tid in missing), return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException):  # unconfirmed: the run fails, nothing written
-                raise answer
-        found = [t for t in answers if isinstance(t, Terminal)]
+        found = [t for t in await confirm_each(self.client.get_terminal, missing)
+                 if t is not None]
         index_listing(found, listing)
         return len(found)
 

@@ -27,9 +27,10 @@ from syncd.db import knoxguard as queries
 from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertSpec, upsert
-from syncd.errors import SyncdError, VendorFault, VendorNotFound
+from syncd.errors import SyncdError, VendorFault
 from syncd.jobs.base import RunContext
 from syncd.settings import KnoxGuardSettings
+from syncd.sync.refresh import confirm_each
 from syncd.vendors.knoxguard import Device, KnoxGuardClient, UploadDetail
 from syncd.vendors.knoxguard.models import UploadDevice, UploadSummary
 
@@ -205,19 +206,7 @@ class KnoxDevicesJob:
 
     async def _check(self, uids: Sequence[str]) -> tuple[list[Device], list[str]]:
         """GET each device; any answer but found or not-found fails the run (nothing marked)."""
-        slots = asyncio.Semaphore(self.concurrency)
-
-        async def one(uid: str) -> Device | None:
-            async with slots:
-                try:
-                    return await self.client.get_device(uid)
-                except VendorNotFound:
-                    return None
-
-        answers = await asyncio.gather(*(one(uid) for uid in uids), return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException):  # unconfirmed: the run fails, nothing marked
-                raise answer
-        found = [d for d in answers if isinstance(d, Device)]
+        answers = await confirm_each(self.client.get_device, uids, self.concurrency)
+        found = [d for d in answers if d is not None]
         gone = [uid for uid, d in zip(uids, answers, strict=True) if d is None]
         return found, gone

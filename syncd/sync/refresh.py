@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from syncd.db import ops, phones
 from syncd.db.pool import Database
@@ -75,3 +75,32 @@ async def store(db: Database, found: Refresh, *, cursor: tuple[str, dict[str, An
         if cursor is not None:
             await ops.set_cursor(conn, *cursor)
     return dataclasses.replace(result, gone=gone)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+async def confirm_each(get: Callable[[K], Awaitable[V]], keys: Sequence[K],
+                       concurrency: int | None = None) -> list[V | None]:
+    """GET each key the listing lacked: its answer, or None where the vendor says not found.
+
+    Any other failure raises, so nothing is marked gone on an unconfirmed answer (a deletion
+    during paging shifts the pages and hides a different item: only a direct 404 counts).
+    """
+    slots = asyncio.Semaphore(concurrency) if concurrency else None
+
+    async def one(key: K) -> V | None:
+        try:
+            if slots is None:
+                return await get(key)
+            async with slots:
+                return await get(key)
+        except VendorNotFound:
+            return None
+
+    answers = await asyncio.gather(*(one(key) for key in keys), return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException):  # unconfirmed: the run fails, nothing written
+            raise answer
+    return [None if isinstance(a, BaseException) else a for a in answers]
