@@ -19,6 +19,14 @@ REDACTED = "[REDACTED]"
 _HOOK_PATH = re.compile(r"(/hooks/[A-Za-z0-9_-]+/)(?!\{secret\})[^\s\"'<>\\]+")
 
 
+_level = logging.NOTSET  # the level configure() set; until then everything is logged
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` would be logged: hot paths ask before building one."""
+    return level >= _level
+
+
 class Redactor:
     """A structlog processor that replaces every configured secret, wherever it appears, by REDACTED."""
 
@@ -56,6 +64,7 @@ class Redactor:
 def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto",
               redactor: Redactor | None = None, stream: Any = None) -> Redactor:
     """Configure structlog once for the process; return the redactor so secrets can be added."""
+    global _level
     redactor = redactor or Redactor()
     stream = stream or sys.stderr  # stdout is for data (`syncd status --json | jq`)
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
@@ -86,10 +95,10 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     # Chatty at INFO (every pg_ctl command, every job added): keep their warnings and errors.
     for name in ("aiohttp.access", "pgserver", "apscheduler"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(_level),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

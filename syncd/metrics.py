@@ -26,10 +26,20 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 SUBSCRIPTION_STATES = ("registered", "failed", "deleted", "none")
 
 
+# HTTP methods counted under their own name; any other token a client sends counts as "other",
+# so a scanner cannot grow the label set.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Every metric syncd exports, registered in one registry per process."""
 
     def __init__(self) -> None:
+        # Labelled children of the per-request metrics, looked up once per label set:
+        # prometheus_client's labels() validates and locks on every call.
+        self._http_counted: dict[tuple[str, str, int], Counter] = {}
+        self._http_timed: dict[str, Histogram] = {}
+        self._events: dict[tuple[str, str], Counter] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.build_info = Gauge("syncd_build_info", "Always 1; the labels say what is running",
@@ -70,6 +80,27 @@ class Metrics:
             "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
             "calls included), by route template and outcome", ["vendor", "route", "outcome"],
             registry=r)
+
+    def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request and time it (`route` is the route's template)."""
+        key = (route, method if method in HTTP_METHODS else "other", status)
+        counted = self._http_counted.get(key)
+        if counted is None:
+            counted = self._http_counted[key] = self.http_requests.labels(
+                route=route, method=key[1], status=str(status))
+        counted.inc()
+        timed = self._http_timed.get(route)
+        if timed is None:
+            timed = self._http_timed[route] = self.http_seconds.labels(route=route)
+        timed.observe(seconds)
+
+    def event(self, source: str, outcome: str) -> None:
+        """Count one pushed vendor event by outcome (stored, duplicate, quarantined, …)."""
+        counted = self._events.get((source, outcome))
+        if counted is None:
+            counted = self._events[(source, outcome)] = self.events.labels(
+                source=source, outcome=outcome)
+        counted.inc()
 
     def vendor_request(self, vendor: str, route: str, outcome: str) -> None:
         """Count one attempt sent to a vendor."""

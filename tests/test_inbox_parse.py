@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import decimal
+import json
 
-from syncd.inbox.parse import dedupe_key, unstorable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.inbox.parse import dedupe_key, loads_exact, unstorable
 from syncd.vendors.neolock.events import parse_event
+from syncd.web import intake
 
 
 def test_knox_style_event_is_read() -> None:
@@ -59,3 +64,39 @@ def test_distinct_event_ids_give_distinct_dedupe_keys() -> None:
     assert keys == [dedupe_key(parse_event(doc).event_id, b"{}") for doc in docs]
     assert keys[1] == "id:1"  # the plain form of the common case is unchanged
     assert all(len(k) < 300 for k in keys)
+
+
+# JSON number tokens, written as a sender might: ints of any length, -0, trailing zeros, exponents.
+_NUMBERS = st.one_of(st.integers(min_value=-10**70, max_value=10**70).map(str),
+                     st.sampled_from(["-0", "0", "-0.0", "1.0", "1E2", "1.10", "-12.500", "7e-3"]))
+_STORABLE = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")  # as jsonb takes
+_VALUES = st.one_of(_NUMBERS, st.text(_STORABLE, max_size=20).map(json.dumps),
+                    st.sampled_from(["true", "false", "null"]))
+
+
+@st.composite
+def _push_texts(draw: st.DrawFn) -> str:
+    """Push bodies whose id, type and device fields hold numbers written every way JSON allows."""
+    fields = draw(st.dictionaries(st.sampled_from(
+        ["id", "eventId", "event", "type", "deviceUid", "imei", "timestamp"]), _VALUES, max_size=6))
+    nested = draw(st.lists(_NUMBERS, max_size=3))
+    parts = [f"{json.dumps(key)}:{token}" for key, token in fields.items()]
+    parts.append('"data":{"deviceList":[' + ",".join(nested) + "]}")
+    return "{" + ",".join(parts) + "}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_push_texts())
+def test_intake_reads_a_push_exactly_as_the_inbox_worker_does(text: str) -> None:
+    """Intake reads integers as ints (fast) and the worker every number as a Decimal (exact):
+    both find the same event id, its exact text included (`-0`, `1.10`), type and devices."""
+    _, doc, problem = intake._decode(text.encode())
+    assert problem is None
+    assert parse_event(doc) == parse_event(loads_exact(text))
+
+
+def test_an_integer_too_long_for_int_is_still_accepted() -> None:
+    """A 5,000-digit integer (past Python's int() limit, within jsonb's) is read, not refused."""
+    text = '{"id": "long", "n": ' + "7" * 5000 + "}"
+    _, doc, problem = intake._decode(text.encode())
+    assert problem is None and doc["n"] == decimal.Decimal("7" * 5000)

@@ -154,7 +154,7 @@ class InboxWorker:
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
-            self.metrics.events.labels(source="neolock", outcome=outcome).inc()
+            self.metrics.event("neolock", outcome)
 
 
 async def run_worker(worker: InboxWorker) -> None:

@@ -21,6 +21,7 @@ from syncd.inbox.parse import dedupe_key, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.vendors.neolock.events import parse_event
 from syncd.web import keys, openapi
+from syncd.web.middleware import EVENT_ID
 from syncd.web.server import read_body
 
 log = structlog.get_logger(__name__)
@@ -28,6 +29,7 @@ routes = web.RouteTableDef()
 SOURCE = "neolock"
 _ANSWER = {True: b'{"status":"stored"}', False: b'{"status":"duplicate"}'}  # encoded once
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_NEGATIVE_ZERO = re.compile(r"-0(?![0-9])")
 
 
 class HookSecrets:
@@ -99,7 +101,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[keys.METRICS]
     if not await app[HOOK_SECRETS].matches(request.match_info["secret"]):
-        metrics.events.labels(source=SOURCE, outcome="bad_secret").inc()
+        metrics.event(SOURCE, "bad_secret")
         raise web.HTTPNotFound()
     max_body = app[keys.SETTINGS].server.max_body_bytes
     if (request.content_length or 0) > max_body:  # refused before a byte of it is read
@@ -109,9 +111,8 @@ async def neolock_hook(request: web.Request) -> web.Response:
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
-        # for the access line: the id's text, bounded (it is the vendor's, any length)
-        structlog.contextvars.bind_contextvars(
-            event_id=event.event_id[2][:128] if event.event_id else None)
+        if event.event_id:  # for the access line: the id's text, bounded (the vendor's, any length)
+            request[EVENT_ID] = event.event_id[2][:128]
         item = InboxItem(SOURCE, dedupe_key(event.event_id, body), event.event_type, event.subject,
                          text)
         try:
@@ -121,10 +122,10 @@ async def neolock_hook(request: web.Request) -> web.Response:
     if problem is not None:
         await ops.quarantine(app[keys.DB], SOURCE, reason=problem[:500],
                              content_type=request.content_type, body=body)
-        metrics.events.labels(source=SOURCE, outcome="quarantined").inc()
+        metrics.event(SOURCE, "quarantined")
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
-    metrics.events.labels(source=SOURCE, outcome="stored" if new else "duplicate").inc()
+    metrics.event(SOURCE, "stored" if new else "duplicate")
     if new:
         app[INBOX_WAKEUP].set()
     return web.Response(body=_ANSWER[new], content_type="application/json")
@@ -136,8 +137,7 @@ def _decode(body: bytes) -> tuple[str, Any, str | None]:
         text = body.decode("utf-8")  # strict: UTF-16 and broken UTF-8 are refused here
         if text.startswith("\ufeff"):
             return text, None, "invalid JSON: starts with a byte order mark"
-        doc = json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number,
-                         parse_int=_jsonb_number)
+        doc = _loads(text)
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
         return "", None, f"invalid JSON: {err}"
     except RecursionError:
@@ -145,6 +145,19 @@ def _decode(body: bytes) -> tuple[str, Any, str | None]:
     # Only an escape can put a NUL or a lone surrogate in strictly decoded JSON text, so the walk
     # over every value (a fifth of a push's handling) runs only when such an escape is present.
     return text, doc, unstorable(doc) if _RISKY_ESCAPE.search(text) else None
+
+
+def _loads(text: str) -> Any:
+    """JSON with every float an exact Decimal checked against jsonb's range. Integers are read
+    as Python ints (exact, and four times faster than a Decimal each) unless one is too long for
+    int() or the text holds a `-0`, which an int would print as `0`."""
+    if not _NEGATIVE_ZERO.search(text):
+        try:
+            return json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number)
+        except ValueError:
+            pass  # perhaps an integer past int()'s digit limit: read again, every number exactly
+    return json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number,
+                      parse_int=_jsonb_number)
 
 
 def _jsonb_number(token: str) -> decimal.Decimal:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import os
 import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
 from aiohttp import web
 
+from syncd import logs
 from syncd.errors import DatabaseUnavailable
 from syncd.transition import Transition
 from syncd.web import keys
@@ -68,60 +71,78 @@ def db_refusals() -> Transition:
     return Transition(log, "http.database_unavailable", "http.database_recovered")
 
 
+# Bound for the access line by a handler that knows the event it handled (intake).
+EVENT_ID = web.RequestKey("event_id", str)
+
+
+def _request_ids() -> Iterator[str]:
+    """32 hex digits: a random per-process prefix and a counter (unique without a syscall each)."""
+    prefix = os.urandom(8).hex()
+    for n in itertools.count():
+        yield f"{prefix}{n:016x}"
+
+
+_new_request_id = _request_ids().__next__
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id into the log context, answer errors as JSON, count the request."""
-    incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    """Bind a request id into the log context, answer errors as JSON, count the request.
+
+    This runs for every request, the hot intake and registry routes included, so it does the
+    least it can: cached metric children, one context variable set and reset (not structlog's
+    bound_contextvars, which copies the whole context), and no access line built unless logged.
+    """
+    started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID")
+    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    started = time.perf_counter()
-    inflight = request.app[INFLIGHT]
+    app = request.app
+    inflight = app[INFLIGHT]
     inflight.enter()
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await _handle(request, handler, request_id, route)
+        seconds = time.perf_counter() - started
+        status = response.status
+        app[keys.METRICS].http_request(route, request.method, status, seconds)
+        # One access line per request: at info for vendor pushes, at debug for everything else
+        # (probes and scrapes every few seconds would drown the log). Logs name the route
+        # (/hooks/neolock/{secret}), never the path: a path can carry a secret.
+        level = logging.INFO if route.startswith("/hooks/") else logging.DEBUG
+        if logs.enabled(level):
+            log.log(level, "http.access", route=route, method=request.method, status=status,
+                    seconds=round(seconds, 4), event_id=request.get(EVENT_ID))
     finally:
+        structlog.contextvars.reset_contextvars(**tokens)
         inflight.leave()
-    metrics = request.app[keys.METRICS]
-    metrics.http_requests.labels(route=route, method=request.method,
-                                 status=str(response.status)).inc()
-    metrics.http_seconds.labels(route=route).observe(time.perf_counter() - started)
     return response
 
 
 async def _handle(request: web.Request, handler: Handler, request_id: str,
                   route: str) -> web.StreamResponse:
-    """Run the handler with the request id bound; turn every failure into a JSON error.
-
-    Logs name the route (/hooks/neolock/{secret}), never the path: a path can carry a secret.
-    One access line per request: at info for vendor pushes (with the `event_id` intake binds),
-    at debug for everything else (probes and scrapes every few seconds would drown the log).
-    """
-    started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id, event_id=None):
-        try:
-            response = await handler(request)
-            if request.method == "POST" and response.status < 500:
-                request.app[DB_REFUSALS].ok()  # a write went through: the database is back
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = error_response(exc.status, exc.reason if exc.text is None or
-                                      exc.text.startswith(f"{exc.status}:") else exc.text,
-                                      request_id, headers={k: v for k, v in exc.headers.items()
-                                                           if k.lower() in ("retry-after", "allow")})
-        except ConnectionResetError:  # the client disconnected (mid-body, most often)
-            log.info("http.client_closed", route=route, method=request.method)
-            response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
-        except DatabaseUnavailable:
-            request.app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
-            response = error_response(503, "database unavailable; retry later", request_id,
-                                      headers={"Retry-After": "5"})
-        except Exception:
-            log.exception("http.unhandled", route=route, method=request.method)
-            response = error_response(500, "internal error", request_id)
-        response.headers["X-Request-ID"] = request_id
-        access = log.info if route.startswith("/hooks/") else log.debug
-        access("http.access", route=route, method=request.method, status=response.status,
-               seconds=round(time.perf_counter() - started, 4))
+    """Run the handler; turn every failure into a JSON error carrying the request id."""
+    try:
+        response = await handler(request)
+        if request.method == "POST" and response.status < 500:
+            request.app[DB_REFUSALS].ok()  # a write went through: the database is back
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, exc.reason if exc.text is None or
+                                  exc.text.startswith(f"{exc.status}:") else exc.text,
+                                  request_id, headers={k: v for k, v in exc.headers.items()
+                                                       if k.lower() in ("retry-after", "allow")})
+    except ConnectionResetError:  # the client disconnected (mid-body, most often)
+        log.info("http.client_closed", route=route, method=request.method)
+        response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
+    except DatabaseUnavailable:
+        request.app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
+        response = error_response(503, "database unavailable; retry later", request_id,
+                                  headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("http.unhandled", route=route, method=request.method)
+        response = error_response(500, "internal error", request_id)
+    response.headers["X-Request-ID"] = request_id
     return response

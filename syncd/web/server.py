@@ -119,6 +119,8 @@ class CappedSite(web.TCPSite):
 
 async def read_body(request: web.Request, timeout: float) -> bytes:
     """The request body, or 408 when it does not arrive within `timeout` seconds."""
+    if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
+        return await request.read()
     try:
         async with asyncio.timeout(timeout):
             return await request.read()

@@ -17,6 +17,7 @@ _DEVICE_LIST_KEYS = ("deviceUids", "deviceList", "devices", "deviceIds")
 _NESTED_KEYS = ("device", "data", "payload", "detail")
 MAX_DEVICES = 1000  # one push naming more devices than this is not a hint we follow blindly
 MAX_TEXT = 256
+_INT_LIMIT = 10**65  # a number with more digits is no id or name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,8 @@ def _text(value: Any) -> str | None:
         if not value.is_finite() or value != value.to_integral_value() or value.adjusted() > 64:
             return None
         value = int(value)
+    elif isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT:  # as a Decimal above
+        return None
     if isinstance(value, str | int):
         text = str(value).strip()
         return text[:MAX_TEXT] if text else None
