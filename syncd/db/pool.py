@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeAlias
@@ -61,6 +62,33 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                               decoder=json.loads, schema="pg_catalog", format="binary")
 
 
+# True while one named statement runs on a connection taken just for it (Database.execute, fetch,
+# fetchrow, fetchval): such a statement cannot leave session state behind (leaves_session_state),
+# so the pool returns the connection without asyncpg's session reset, a second round trip per
+# call (advisory unlock, CLOSE ALL, UNLISTEN *, RESET ALL). An open transaction is still rolled
+# back, and a connection used through connection() or transaction() is always reset.
+_ONE_STATEMENT: contextvars.ContextVar[bool] = contextvars.ContextVar("syncd_one_statement",
+                                                                      default=False)
+
+
+async def _reset_session(conn: asyncpg.Connection) -> None:
+    if not _ONE_STATEMENT.get():
+        query = conn.get_reset_query()
+        if query:
+            await conn.execute(query)
+
+
+def _statement(name: str) -> tuple[str, contextvars.Token[bool] | None]:
+    """The named query's SQL, and the token marking this call as one self-contained statement."""
+    text = queries.get(name)
+    return text, None if queries.leaves_session_state(name) else _ONE_STATEMENT.set(True)
+
+
+def _done(token: contextvars.Token[bool] | None) -> None:
+    if token is not None:
+        _ONE_STATEMENT.reset(token)
+
+
 class Database:
     """A pool plus named-query helpers. Every database call in syncd goes through this class."""
 
@@ -75,7 +103,7 @@ class Database:
         with translate():
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout,
-                command_timeout=command_timeout, init=_init_connection,
+                command_timeout=command_timeout, init=_init_connection, reset=_reset_session,
                 server_settings={"application_name": "syncd"},
             )
         return cls(pool, dsn)
@@ -101,23 +129,39 @@ class Database:
 
     async def execute(self, name: str, *args: Any) -> str:
         """Run the named query; return its status tag."""
-        with translate():
-            return str(await self.pool.execute(queries.get(name), *args))
+        text, token = _statement(name)
+        try:
+            with translate():
+                return str(await self.pool.execute(text, *args))
+        finally:
+            _done(token)
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         """Run the named query; return all rows."""
-        with translate():
-            return list(await self.pool.fetch(queries.get(name), *args))
+        text, token = _statement(name)
+        try:
+            with translate():
+                return list(await self.pool.fetch(text, *args))
+        finally:
+            _done(token)
 
     async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
         """Run the named query; return the first row or None."""
-        with translate():
-            return await self.pool.fetchrow(queries.get(name), *args)
+        text, token = _statement(name)
+        try:
+            with translate():
+                return await self.pool.fetchrow(text, *args)
+        finally:
+            _done(token)
 
     async def fetchval(self, name: str, *args: Any) -> Any:
         """Run the named query; return the first column of the first row."""
-        with translate():
-            return await self.pool.fetchval(queries.get(name), *args)
+        text, token = _statement(name)
+        try:
+            with translate():
+                return await self.pool.fetchval(text, *args)
+        finally:
+            _done(token)
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raise DatabaseUnavailable unless a trivial query answers within `timeout`."""

@@ -40,6 +40,21 @@ def load_all() -> dict[str, str]:
     return queries
 
 
+# What a statement can leave behind on its session: a session-level advisory lock, a LISTEN, an open
+# cursor, a setting changed for the session.
+_SESSION_STATE = re.compile(
+    r"pg_(?:try_)?advisory_lock|\bLISTEN\b|\bDECLARE\b|set_config\s*\("
+    r"|(?:\A|;)(?:\s*--[^\n]*\n)*\s*SET\s+(?!LOCAL\b)",  # SET as a statement, not UPDATE's
+    re.IGNORECASE)
+
+
+@functools.cache
+def leaves_session_state(name: str) -> bool:
+    """Whether the named query can leave state on its session that a pooled connection must shed
+    (asyncpg's reset) before anyone else uses it."""
+    return _SESSION_STATE.search(get(name)) is not None
+
+
 def get(name: str) -> str:
     """The SQL of the named query."""
     try:

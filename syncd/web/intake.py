@@ -103,11 +103,11 @@ async def neolock_hook(request: web.Request) -> web.Response:
     if not await app[HOOK_SECRETS].matches(request.match_info["secret"]):
         metrics.event(SOURCE, "bad_secret")
         raise web.HTTPNotFound()
-    max_body = app[keys.SETTINGS].server.max_body_bytes
-    if (request.content_length or 0) > max_body:  # refused before a byte of it is read
-        raise web.HTTPRequestEntityTooLarge(max_body, request.content_length or 0)
+    server = app[keys.SETTINGS].server
+    if (request.content_length or 0) > server.max_body_bytes:  # refused before a byte is read
+        raise web.HTTPRequestEntityTooLarge(server.max_body_bytes, request.content_length or 0)
     # over server.max_body_bytes: aiohttp answers 413; slower than server.body_timeout: 408
-    body = await read_body(request, app[keys.SETTINGS].server.body_timeout)
+    body = await read_body(request, server.body_timeout)
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
@@ -153,11 +153,10 @@ def _loads(text: str) -> Any:
     int() or the text holds a `-0`, which an int would print as `0`."""
     if not _NEGATIVE_ZERO.search(text):
         try:
-            return json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number)
+            return _INT_DECODER.decode(text)
         except ValueError:
             pass  # perhaps an integer past int()'s digit limit: read again, every number exactly
-    return json.loads(text, parse_constant=_no_constants, parse_float=_jsonb_number,
-                      parse_int=_jsonb_number)
+    return _EXACT_DECODER.decode(text)
 
 
 def _jsonb_number(token: str) -> decimal.Decimal:
@@ -171,3 +170,9 @@ def _jsonb_number(token: str) -> decimal.Decimal:
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.loads() with options builds a decoder per call.
+_INT_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_jsonb_number)
+_EXACT_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_jsonb_number,
+                                  parse_int=_jsonb_number)

@@ -103,7 +103,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     inflight.enter()
     tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
-        response = await _handle(request, handler, request_id, route)
+        response = await _handle(request, handler, request_id, route, app)
         seconds = time.perf_counter() - started
         status = response.status
         app[keys.METRICS].http_request(route, request.method, status, seconds)
@@ -120,13 +120,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-async def _handle(request: web.Request, handler: Handler, request_id: str,
-                  route: str) -> web.StreamResponse:
+async def _handle(request: web.Request, handler: Handler, request_id: str, route: str,
+                  app: web.Application) -> web.StreamResponse:
     """Run the handler; turn every failure into a JSON error carrying the request id."""
     try:
         response = await handler(request)
         if request.method == "POST" and response.status < 500:
-            request.app[DB_REFUSALS].ok()  # a write went through: the database is back
+            app[DB_REFUSALS].ok()  # a write went through: the database is back
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -138,7 +138,7 @@ async def _handle(request: web.Request, handler: Handler, request_id: str,
         log.info("http.client_closed", route=route, method=request.method)
         response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
     except DatabaseUnavailable:
-        request.app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
+        app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
         response = error_response(503, "database unavailable; retry later", request_id,
                                   headers={"Retry-After": "5"})
     except Exception:

@@ -13,6 +13,7 @@ from typing import Any
 _ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
 _TYPE_KEYS = ("event", "eventType", "event_type", "type", "eventName")
 _DEVICE_KEYS = ("deviceUid", "device_uid", "deviceId", "device_id", "imei", "objectId")
+_UID_KEYS = _DEVICE_KEYS[:4]
 _DEVICE_LIST_KEYS = ("deviceUids", "deviceList", "devices", "deviceIds")
 _NESTED_KEYS = ("device", "data", "payload", "detail")
 MAX_DEVICES = 1000  # one push naming more devices than this is not a hint we follow blindly
@@ -40,6 +41,9 @@ class ParsedEvent:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the common case, first
+        text = value.strip()
+        return text[:MAX_TEXT] if text else None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, decimal.Decimal):  # intake parses numbers exactly
@@ -77,7 +81,7 @@ def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> str | None:
 
 def _devices(doc: dict[str, Any], depth: int = 0) -> list[str]:
     found: list[str] = []
-    uid = _first(doc, _DEVICE_KEYS[:4]) or _first(doc, ("imei",))
+    uid = _first(doc, _UID_KEYS) or _first(doc, ("imei",))
     if uid:
         found.append(uid)
     for key in _DEVICE_LIST_KEYS:
