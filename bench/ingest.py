@@ -20,6 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from bench.common import Postgres, Report, free_port, percentile, run_json
+from syncd import heap
 from syncd.app import create_app
 from syncd.settings import Settings
 
@@ -142,6 +143,7 @@ async def run(pg: Postgres) -> Report:
             app = create_app(settings)
             async with served(bare_app(settings.server.max_body_bytes)) as bare_port, \
                     served(app) as syncd_port:
+                heap.settle()  # as `syncd run` does once it listens (both sides share the process)
                 path = HOOK.format(secret=secret)
                 bare_url = f"http://127.0.0.1:{bare_port}{path}"
                 syncd_url = f"http://127.0.0.1:{syncd_port}{path}"
@@ -174,7 +176,8 @@ async def run(pg: Postgres) -> Report:
         f"after {WARMUP} warm-up; load from a separate process",
         bare.detail(),
         durable.detail(),
-        f"ratio = median of the rounds' ratios ({', '.join(f'{r:.2f}' for r in per_round)}); "
+        f"ratio = median of the rounds' ratios ({', '.join(f'{r:.2f}' for r in per_round)}; in "
+        f"order {', '.join(f'{d / b:.2f}' for d, b in zip(durable.rounds, bare.rounds, strict=True))}); "
         f"ratio of the totals {overall:.2f}",
         f"ops.inbox rows {stored}, acknowledged as stored {acknowledged}: {check}",
     ])

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bench.common import Postgres, Report, run_json
 from bench.ingest import Side, served
+from syncd import heap
 from syncd.app import create_app
 from syncd.registry.routes import REGISTRY
 from syncd.settings import Settings
@@ -69,6 +70,7 @@ async def run(pg: Postgres) -> Report:
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
             app = create_app(syncd_settings(dsn, Path(tmp)))
             async with served(bare_app()) as bare_port, served(app) as syncd_port:
+                heap.settle()  # as `syncd run` does once it listens (both sides share the process)
                 bare_url = f"http://127.0.0.1:{bare_port}{ROUTE}"
                 syncd_url = f"http://127.0.0.1:{syncd_port}{ROUTE}"
                 await _load(bare_url, WARMUP, 0)

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 import syncd
+from syncd import heap
 from syncd.app import create_app
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
@@ -82,6 +83,7 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
             raise SyncdError(f"cannot listen on {settings.server.host}:{settings.server.port}: "
                              f"{err.strerror or err}") from None
         port = _bound_port(site) or settings.server.port
+        heap.settle()  # everything start-up built is now out of the collector's way
         seconds = round(time.monotonic() - started, 3)
         log.info("syncd.ready", version=syncd.__version__, host=settings.server.host, port=port,
                  seconds=seconds)

@@ -5,6 +5,7 @@ Logs go to stderr: stdout carries the data a command prints.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
@@ -20,6 +21,19 @@ _HOOK_PATH = re.compile(r"(/hooks/[A-Za-z0-9_-]+/)(?!\{secret\})[^\s\"'<>\\]+")
 
 
 _level = logging.NOTSET  # the level configure() set; until then everything is logged
+# The id of the HTTP request being handled: set by the web middleware (one ContextVar.set, where
+# structlog's bind_contextvars costs a function call and a registry lookup on every request)
+# and added to every line logged meanwhile.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("syncd_request_id",
+                                                                        default=None)
+
+
+def _add_request_id(_logger: Any, _method: str,
+                    event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
 
 def enabled(level: int) -> bool:
@@ -70,6 +84,7 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

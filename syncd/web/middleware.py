@@ -43,13 +43,14 @@ class InFlight:
 
     def enter(self) -> None:
         """A request's handler started."""
+        if not self.count:
+            self._idle.clear()
         self.count += 1
-        self._idle.clear()
 
     def leave(self) -> None:
         """A request's handler finished."""
         self.count -= 1
-        if self.count == 0:
+        if not self.count:
             self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -90,8 +91,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Bind a request id into the log context, answer errors as JSON, count the request.
 
     This runs for every request, the hot intake and registry routes included, so it does the
-    least it can: cached metric children, one context variable set and reset (not structlog's
-    bound_contextvars, which copies the whole context), and no access line built unless logged.
+    least it can: plain-number metrics, one context variable set and reset (logs.REQUEST_ID, not
+    structlog's bound_contextvars, which copies the whole context), and no access line built
+    unless it is logged.
     """
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID")
@@ -101,7 +103,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     app = request.app
     inflight = app[INFLIGHT]
     inflight.enter()
-    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    token = logs.REQUEST_ID.set(request_id)
     try:
         response = await _handle(request, handler, request_id, route, app)
         seconds = time.perf_counter() - started
@@ -115,7 +117,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             log.log(level, "http.access", route=route, method=request.method, status=status,
                     seconds=round(seconds, 4), event_id=request.get(EVENT_ID))
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        logs.REQUEST_ID.reset(token)
         inflight.leave()
     return response
 
