@@ -1,9 +1,10 @@
-"""`ingest`: durable webhook intake (parse, group commit, ack) against a bare aiohttp 200-OK handler.
+"""`ingest`: durable webhook intake (parse, group commit, ack) against a bare aiohttp 200-OK handler
+and a hand-built durable floor (bench/floors.py).
 
-Both servers run in this process on 127.0.0.1 with the same AppRunner settings; the load comes from
-a `bench.load` subprocess (64 keep-alive connections). Rounds alternate bare/syncd after one
-warm-up each, so drift in the machine's speed hits both sides alike. Afterwards ops.inbox must hold
-exactly the events syncd acknowledged as stored.
+The servers run in this process on 127.0.0.1 with the same AppRunner settings; the load comes from
+a `bench.load` subprocess (64 keep-alive connections). Rounds alternate bare/floor/syncd after one
+warm-up each, so drift in the machine's speed hits every side alike. Afterwards ops.inbox must
+hold exactly the events syncd acknowledged as stored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from bench import floors
 from bench.common import Postgres, Report, free_port, percentile, run_json
 from syncd import heap
 from syncd.app import create_app
@@ -132,26 +134,36 @@ async def _load(url: str, total: int) -> dict[str, Any]:
     return await run_json("bench.load", url, str(total), str(CONCURRENCY), timeout=180)
 
 
+def ratios(side: Side, base: Side) -> list[float]:
+    """The paired rounds' throughput ratios side/base, sorted (the median is the middle one)."""
+    return sorted(d / b for d, b in zip(side.rounds, base.rounds, strict=True))
+
+
 async def run(pg: Postgres) -> Report:
-    """Measure both servers under the same load and compare their throughput."""
+    """Measure the three servers under the same load and compare their throughput."""
     secret = secrets.token_urlsafe(24)
-    bare, durable = Side("bare aiohttp"), Side("syncd intake")
+    bare, floor, durable = Side("bare aiohttp"), Side("hand-built floor"), Side("syncd intake")
     acknowledged = 0
-    async with pg.database("ingest") as dsn:
+    async with pg.database("ingest") as dsn, pg.database("ingest_floor") as floor_dsn:
+        pool = await asyncpg.create_pool(floor_dsn, min_size=2, max_size=4)
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
             settings = syncd_settings(dsn, Path(tmp), secret)
             app = create_app(settings)
             async with served(bare_app(settings.server.max_body_bytes)) as bare_port, \
+                    served(floors.ingest_floor(pool, HOOK)) as floor_port, \
                     served(app) as syncd_port:
-                heap.settle()  # as `syncd run` does once it listens (both sides share the process)
+                heap.settle()  # as `syncd run` does once it listens (all sides share the process)
                 path = HOOK.format(secret=secret)
-                bare_url = f"http://127.0.0.1:{bare_port}{path}"
-                syncd_url = f"http://127.0.0.1:{syncd_port}{path}"
+                bare_url, floor_url, syncd_url = (f"http://127.0.0.1:{port}{path}" for port in
+                                                  (bare_port, floor_port, syncd_port))
                 await _load(bare_url, WARMUP)
+                await _load(floor_url, WARMUP)
                 acknowledged += int((await _load(syncd_url, WARMUP))["stored"])
                 for _ in range(ROUNDS):
                     await _measure(bare, bare_url)
+                    await _measure(floor, floor_url)
                     acknowledged += await _measure(durable, syncd_url)
+        await pool.close()
         conn = await asyncpg.connect(dsn)
         try:
             stored = int(await conn.fetchval("SELECT count(*) FROM ops.inbox"))
@@ -159,8 +171,9 @@ async def run(pg: Postgres) -> Report:
             await conn.close()
     # The median of the paired rounds' ratios: one round disturbed by other work on the machine
     # moves it less than it moves the ratio of the totals (which is shown too).
-    per_round = sorted(d / b for d, b in zip(durable.rounds, bare.rounds, strict=True))
-    ratio = per_round[len(per_round) // 2]
+    per_round, floor_rounds, of_floor = (ratios(durable, bare), ratios(floor, bare),
+                                         ratios(durable, floor))
+    ratio, mid = per_round[ROUNDS // 2], ROUNDS // 2
     overall = durable.throughput / bare.throughput if bare.throughput else 0.0
     consistent = stored == acknowledged and durable.not_ok == 0
     check = "ok" if consistent else "MISMATCH"
@@ -169,15 +182,19 @@ async def run(pg: Postgres) -> Report:
     met = ratio >= TARGET and per_round[0] >= ROUND_FLOOR and p99 <= p99_limit and consistent
     return Report(
         "ingest_vs_bare", f"{ratio:.2f} (worst round {per_round[0]:.2f}; p99 {_ms(p99)} vs "
-        f"limit {_ms(p99_limit)})",
+        f"limit {_ms(p99_limit)}; hand-built floor {floor_rounds[mid]:.2f}, syncd/floor "
+        f"{of_floor[mid]:.2f})",
         f"≥ {TARGET}, every round ≥ {ROUND_FLOOR}, p99 ≤ {P99_FACTOR:g} × bare + "
         f"{P99_SLACK_MS:g} ms", met, [
         f"{CONCURRENCY} connections, {ROUNDS} alternating rounds of {REQUESTS} requests per side "
         f"after {WARMUP} warm-up; load from a separate process",
         bare.detail(),
+        floor.detail(),
         durable.detail(),
-        f"ratio = median of the rounds' ratios ({', '.join(f'{r:.2f}' for r in per_round)}; in "
-        f"order {', '.join(f'{d / b:.2f}' for d, b in zip(durable.rounds, bare.rounds, strict=True))}); "
+        f"ratio = median of the rounds' ratios ({', '.join(f'{r:.2f}' for r in per_round)}); "
         f"ratio of the totals {overall:.2f}",
+        f"hand-built floor (bench/floors.py: same INSERT, minimal group commit, nothing else) "
+        f"vs bare: {', '.join(f'{r:.2f}' for r in floor_rounds)}; syncd vs floor: "
+        f"{', '.join(f'{r:.2f}' for r in of_floor)}",
         f"ops.inbox rows {stored}, acknowledged as stored {acknowledged}: {check}",
     ])

@@ -35,28 +35,43 @@ class ClientAddress:
     """The client's IP: the peer, or, when the peer is a trusted proxy, X-Forwarded-For's last hop
     that is not itself a trusted proxy (walking from the right, as each proxy appends its peer)."""
 
+    MAX_PEERS = 10_000  # peers remembered (address text, trusted?) before the memo starts over
+
     def __init__(self, trusted_proxies: Sequence[IPNetwork]) -> None:
         self.trusted = tuple(trusted_proxies)
+        # Parsing a peer with ipaddress costs more than the rest of a registration's bookkeeping,
+        # and an app's installs come back from the same few addresses (or one proxy's).
+        self._peers: dict[str, tuple[str, bool] | None] = {}
 
     def _is_trusted(self, addr: IPAddress) -> bool:
         return any(addr.version == net.version and addr in net for net in self.trusted)
 
     def resolve(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
         """The client IP as text, or "" when the peer is not an IP (e.g. a unix socket)."""
-        addr = _address(peer) if peer else None
-        if addr is None:
+        if not peer:
             return ""
-        if not self.trusted or not self._is_trusted(addr):
-            return str(addr)
+        try:
+            known = self._peers[peer]
+        except KeyError:
+            addr = _address(peer)
+            known = None if addr is None else (str(addr), self._is_trusted(addr))
+            if len(self._peers) >= self.MAX_PEERS:
+                self._peers.clear()
+            self._peers[peer] = known
+        if known is None:
+            return ""
+        text, trusted = known
+        if not trusted:
+            return text
         hops = [hop for header in forwarded_for for hop in header.split(",")]
         for hop in reversed(hops):
             hop_addr = _address(hop)
             if hop_addr is None:  # a forged or garbled hop: trust nothing to its left
                 break
-            addr = hop_addr
-            if not self._is_trusted(addr):
+            text = str(hop_addr)
+            if not self._is_trusted(hop_addr):
                 break
-        return str(addr)
+        return text
 
 
 class RateLimiter:

@@ -30,6 +30,7 @@ from syncd.web import keys, openapi
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 RETRY_AFTER_UNAVAILABLE = 30  # seconds an app should wait when the database is away
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # built once; json.dumps() builds one a call
 
 
 class Registry:
@@ -65,7 +66,7 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the registry's group-committing writer, drained on shutdown."""
     settings = app[keys.SETTINGS].registry
     write = functools.partial(_write, app[keys.DB], settings.last_seen_resolution_seconds)
-    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write, max_inflight=4)
+    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write)
     app[REGISTRY] = Registry(settings, writer)
     yield
     await writer.close()
@@ -80,7 +81,7 @@ def _answer(status: int, message: str, ip: str, started: float, data: dict[str, 
     body = {"status": status, "timestamp": int(time.time()),
             "time": round(time.perf_counter() - started, 3), "ip": ip, "message": message,
             "data": data, **extra}
-    return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
+    return web.Response(body=_ENCODER.encode(body).encode(), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -92,6 +93,11 @@ async def _read(request: web.Request, limit: int) -> bytes:
     """The body, refusing more than `limit` bytes before reading them where the length is known."""
     if request.content_length is not None and request.content_length > limit:
         raise _TooLarge
+    if request.content.is_eof():  # all of it arrived with the headers (an app's usual few hundred bytes)
+        body = await request.read()
+        if len(body) > limit:
+            raise _TooLarge
+        return body
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():

@@ -85,7 +85,8 @@ def validate(fields: dict[str, Any], max_field_length: int) -> Registration:
             errors[name] = f"must be a string, not {_json_type(value)}"
         elif len(value := value.strip()) > max_field_length:
             errors[name] = f"longer than {max_field_length} characters"
-        elif _CONTROL.search(value) or not _encodable(value):
+        elif not (value.isascii() and value.isprintable()) and (  # the usual case, checked fast
+                _CONTROL.search(value) or not _encodable(value)):
             errors[name] = "contains control characters or invalid Unicode"
         else:
             values[name] = value
@@ -143,10 +144,13 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads() with options builds a decoder per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant)
+
+
 def _json_fields(body: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(body.decode("utf-8"), object_pairs_hook=_unique,
-                         parse_constant=_no_constant)
+        doc = _DECODER.decode(body.decode("utf-8"))
     except Invalid:
         raise
     except UnicodeDecodeError:
