@@ -27,6 +27,7 @@ from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
 from syncd.simulators.common import serve
 from syncd.sync.codelocks import K3ClientsJob, K3Context, K3Job, K3LocksJob
 from syncd.sync.k3_audit import K3AuditJob
+from syncd.vendors import usage
 from syncd.vendors.http import RetryPolicy
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -94,7 +95,8 @@ async def _month(db: Database, sim: CodelocksSim, url: str, clock: Clock) -> dic
                 sim.add_lock()
             for job in jobs:
                 ctx = RunContext(db=db, job=job.name)
-                await job.run(ctx)
+                with usage.counting(ctx.usage):  # as the job runner does
+                    await job.run(ctx)
                 runs += ctx.requests > 0
             clock.at += TICK
     async with db.connection() as conn:

@@ -119,6 +119,7 @@ async def job(url: str, dsn: str, rate: float = 90.0) -> dict[str, Any]:
     from syncd.runtime import open_http
     from syncd.settings import NeoLockSettings
     from syncd.sync.neolock import NeoLockUploadsJob, neolock_client
+    from syncd.vendors import usage
 
     settings = NeoLockSettings(base_url=url, login=SIM_LOGIN, password=SIM_PASSWORD,
                                rate_limit=rate)
@@ -128,7 +129,8 @@ async def job(url: str, dsn: str, rate: float = 90.0) -> dict[str, Any]:
             the_job = NeoLockUploadsJob(db, neolock_client(settings, session))
             ctx = RunContext(db, the_job.name)
             began = time.perf_counter()
-            await the_job.run(ctx)
+            with usage.counting(ctx.usage):  # as the job runner does: requests count to this run
+                await the_job.run(ctx)
             seconds = time.perf_counter() - began
         async with db.connection() as conn:
             rows = int(await conn.fetchval("SELECT count(*) FROM vendor.phone_uploads"))
