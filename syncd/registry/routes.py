@@ -93,8 +93,8 @@ async def _read(request: web.Request, limit: int) -> bytes:
     """The body, refusing more than `limit` bytes before reading them where the length is known."""
     if request.content_length is not None and request.content_length > limit:
         raise _TooLarge
-    if request.content.is_eof():  # all of it arrived with the headers (an app's usual few hundred bytes)
-        body = await request.read()
+    if request.content.is_eof():  # it all came with the headers (an app's few hundred bytes)
+        body = request.content.read_nowait()
         if len(body) > limit:
             raise _TooLarge
         return body
