@@ -78,15 +78,17 @@ async def _reset_session(conn: asyncpg.Connection) -> None:
             await conn.execute(query)
 
 
-def _statement(name: str) -> tuple[str, contextvars.Token[bool] | None]:
-    """The named query's SQL, and the token marking this call as one self-contained statement."""
-    text = queries.get(name)
-    return text, None if queries.leaves_session_state(name) else _ONE_STATEMENT.set(True)
-
-
-def _done(token: contextvars.Token[bool] | None) -> None:
-    if token is not None:
-        _ONE_STATEMENT.reset(token)
+@contextlib.contextmanager
+def _statement(name: str) -> Iterator[str]:
+    """The named query's SQL, run inside translate(); marked as one self-contained statement
+    (see _ONE_STATEMENT) unless it can leave session state."""
+    token = None if queries.leaves_session_state(name) else _ONE_STATEMENT.set(True)
+    try:
+        with translate():
+            yield queries.get(name)
+    finally:
+        if token is not None:
+            _ONE_STATEMENT.reset(token)
 
 
 class Database:
@@ -129,39 +131,23 @@ class Database:
 
     async def execute(self, name: str, *args: Any) -> str:
         """Run the named query; return its status tag."""
-        text, token = _statement(name)
-        try:
-            with translate():
-                return str(await self.pool.execute(text, *args))
-        finally:
-            _done(token)
+        with _statement(name) as text:
+            return str(await self.pool.execute(text, *args))
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         """Run the named query; return all rows."""
-        text, token = _statement(name)
-        try:
-            with translate():
-                return list(await self.pool.fetch(text, *args))
-        finally:
-            _done(token)
+        with _statement(name) as text:
+            return list(await self.pool.fetch(text, *args))
 
     async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
         """Run the named query; return the first row or None."""
-        text, token = _statement(name)
-        try:
-            with translate():
-                return await self.pool.fetchrow(text, *args)
-        finally:
-            _done(token)
+        with _statement(name) as text:
+            return await self.pool.fetchrow(text, *args)
 
     async def fetchval(self, name: str, *args: Any) -> Any:
         """Run the named query; return the first column of the first row."""
-        text, token = _statement(name)
-        try:
-            with translate():
-                return await self.pool.fetchval(text, *args)
-        finally:
-            _done(token)
+        with _statement(name) as text:
+            return await self.pool.fetchval(text, *args)
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raise DatabaseUnavailable unless a trivial query answers within `timeout`."""
