@@ -1,0 +1,1 @@
+"""Operator actions on vendors, each written to the action log."""

@@ -1,0 +1,1 @@
+"""Developer tools: vendor simulators and the demo; imported lazily."""

@@ -1,0 +1,1 @@
+"""`syncd demo`: the whole cycle against the simulators."""

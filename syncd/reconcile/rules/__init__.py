@@ -1,0 +1,1 @@
+"""Pure reconcile rules: data and `now` in, findings out."""

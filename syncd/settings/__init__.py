@@ -1,0 +1,1 @@
+"""Configuration: sections, one TOML/environment reader, checks."""
