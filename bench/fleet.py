@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncd.db.pool import Connection
-from syncd.simulators.kg_core import Fleet
-from syncd.simulators.neolock import device_json
+from syncd.devtools.simulators.kg_core import Fleet
+from syncd.devtools.simulators.neolock import device_json
 from syncd.sync.neolock import PHONES, device_record
 from syncd.vendors.neolock.models import Device
 

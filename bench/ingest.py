@@ -24,7 +24,7 @@ from bench import floors
 from bench.common import Postgres, Report, free_port, percentile, run_json
 from syncd import heap
 from syncd.app import create_app
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 CONCURRENCY = 64
 REQUESTS = 2000  # per measured round and side

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from syncd.simulators.kg_core import Fleet, StateChange
-from syncd.simulators.neolock_push import PushEvent, default_event_body
+from syncd.devtools.simulators.kg_core import Fleet, StateChange
+from syncd.devtools.simulators.neolock_push import PushEvent, default_event_body
 
 TRANSITIONS = (("Locking", "Locked"), ("Unlocking", "Enrolled"), ("Enrolled", "Blinked"),
                ("Accepted", "Enrolled"))

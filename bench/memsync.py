@@ -44,7 +44,7 @@ async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     from bench.common import quiet_logging
     from syncd.jobs.base import RunContext
     from syncd.runtime import open_database, open_http
-    from syncd.settings import Settings
+    from syncd.settings.core import Settings
     from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
     from syncd.vendors import usage
 

@@ -14,16 +14,16 @@ import dataclasses
 import time
 
 from bench.common import Postgres, Report
-from syncd.runtime import open_http
-from syncd.settings import NeoLockSettings
-from syncd.simulators.common import SlidingWindowLimiter, serve
-from syncd.simulators.neolock import (
+from syncd.devtools.simulators.common import SlidingWindowLimiter, serve
+from syncd.devtools.simulators.neolock import (
     BASE_PATH,
     DEFAULT_LOGIN,
     DEFAULT_PASSWORD,
     NeoLockSim,
     create_app,
 )
+from syncd.runtime import open_http
+from syncd.settings.core import NeoLockSettings
 from syncd.sync.neolock import neolock_client, refresh
 
 DEVICES = 450  # ~4.6 s of requests at 98/s

@@ -23,7 +23,7 @@ import time
 from bench.common import Postgres, Report
 from syncd.db.pool import Database
 from syncd.reconcile.engine import reconcile
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 ROWS = int(os.environ.get("BENCH_RECONCILE_ROWS", "1000000"))
 DRIFT_EVERY = 100  # 1 %

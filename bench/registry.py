@@ -25,7 +25,7 @@ from bench.ingest import Side, ratios, served
 from syncd import heap
 from syncd.app import create_app
 from syncd.registry.routes import REGISTRY
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 CONCURRENCY = 64
 REQUESTS = 2000  # per measured round and side

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from bench.memsync import SIM_LOGIN, SIM_PASSWORD
-from syncd.simulators.common import serve
-from syncd.simulators.neolock import BASE_PATH, NeoLockSim, create_app
+from syncd.devtools.simulators.common import serve
+from syncd.devtools.simulators.neolock import BASE_PATH, NeoLockSim, create_app
 
 
 async def main(devices: int, port: int, rate_limit: int, uids_file: Path | None) -> None:

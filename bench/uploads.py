@@ -117,7 +117,7 @@ async def job(url: str, dsn: str, rate: float = 90.0) -> dict[str, Any]:
     from syncd.db.pool import Database
     from syncd.jobs.base import RunContext
     from syncd.runtime import open_http
-    from syncd.settings import NeoLockSettings
+    from syncd.settings.core import NeoLockSettings
     from syncd.sync.neolock import NeoLockUploadsJob, neolock_client
     from syncd.vendors import usage
 

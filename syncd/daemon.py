@@ -18,8 +18,8 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
-from syncd.settings import Settings, SystemdEnv
-from syncd.settings_checks import config_warnings
+from syncd.settings.checks import config_warnings
+from syncd.settings.core import Settings, SystemdEnv
 from syncd.transition import Transition
 from syncd.web import keys, server
 from syncd.web.middleware import INFLIGHT

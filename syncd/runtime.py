@@ -15,7 +15,7 @@ from syncd.db.embedded import embedded_postgres, running_dsn
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -27,7 +27,7 @@ import structlog
 
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 TEMPLATE = f"syncd_tpl_{os.getpid()}"
 # A developer's SYNCD_* settings (SYNCD_DATABASE__URL, SYNCD_CONFIG, ...) must not reach the code

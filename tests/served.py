@@ -15,7 +15,7 @@ from aiohttp import web
 
 from syncd import logs
 from syncd.app import create_app
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.web import server as web_server
 
 HOOK_JOBS_OFF = {n: {"enabled": False} for n in (

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.actions import actions_for, enqueue_alert, record_action, verify_chain
 from syncd.db.pool import Database
 

@@ -16,10 +16,10 @@ from syncd.alerts.deliverer import Deliverer, hooks_from
 from syncd.db import alerts as queue
 from syncd.db.actions import enqueue_alert
 from syncd.db.pool import Database
+from syncd.devtools.simulators.alert_receiver import AlertReceiver, create_app
+from syncd.devtools.simulators.common import serve
 from syncd.metrics import Metrics
-from syncd.settings import AlertSettings
-from syncd.simulators.alert_receiver import AlertReceiver, create_app
-from syncd.simulators.common import serve
+from syncd.settings.core import AlertSettings
 from tests.conftest import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -9,14 +9,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from syncd.cli import main
+from syncd.actions.terminals import TerminalCommand, send_command
+from syncd.cli.main import main
 from syncd.db.pool import Database
+from syncd.devtools.simulators.biotime import BASE_PATH, BioTimeSim, create_app
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.settings import BioTimeSettings
-from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import Running, serve
+from syncd.settings.core import BioTimeSettings
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
-from syncd.terminals import TerminalCommand, send_command
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
 

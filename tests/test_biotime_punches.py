@@ -12,10 +12,10 @@ from aiohttp import web
 
 from syncd.db.biotime import punch_cursor
 from syncd.db.pool import Database
+from syncd.devtools.simulators.biotime import BASE_PATH, BioTimeSim, create_app
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner, Outcome, RunResult
-from syncd.settings import BioTimeSettings
-from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import Running, serve
+from syncd.settings.core import BioTimeSettings
 from syncd.sync.biotime import BioTimePunchesJob, biotime_client
 from syncd.vendors.http import RetryPolicy
 

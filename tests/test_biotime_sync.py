@@ -13,12 +13,12 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.pool import Database
+from syncd.devtools.simulators.biotime import BASE_PATH, BioTimeSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.jobs.runner import JobRunner, Outcome, RunResult
-from syncd.settings import BioTimeSettings
-from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
+from syncd.settings.core import BioTimeSettings
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
 from syncd.vendors.http import RetryPolicy
 

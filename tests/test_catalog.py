@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from syncd import catalog
 from syncd.db.pool import Database
-from syncd.settings import Settings
+from syncd.jobs import catalog
+from syncd.settings.core import Settings
 
 NEOLOCK = {"base_url": "https://x/api", "login": "l", "password": "pw-long-enough",
            "subscription_check_seconds": 120}

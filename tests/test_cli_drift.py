@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from syncd.cli import main
-from syncd.cli_drift import until_time
+from syncd.cli.drift import until_time
+from syncd.cli.main import main
 from syncd.jobs.runner import Outcome, RunResult
 from syncd.reconcile.job import after_sync
 
@@ -87,7 +87,7 @@ async def test_run_soon_brings_a_scheduled_job_forward() -> None:
     """A job scheduled hourly runs again promptly when run_soon names it."""
     from syncd.jobs.base import RunContext
     from syncd.jobs.scheduler import Scheduler
-    from syncd.settings import JobSettings
+    from syncd.settings.core import JobSettings
 
     runs: list[int] = []
 

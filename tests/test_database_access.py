@@ -11,11 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.readers import ensure_reader
+from syncd.devtools.simulators.runner import run_all
 from syncd.runtime import open_database
-from syncd.settings import Settings
-from syncd.simulators.runner import run_all
+from syncd.settings.core import Settings
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 from syncd.db import drift
 from syncd.db.pool import Database
 from syncd.reconcile.engine import reconcile
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

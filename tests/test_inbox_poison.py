@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient
 from syncd.app import create_app
 from syncd.db import ops
 from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import Running, serve
 from syncd.inbox.worker import MAX_ATTEMPTS, InboxWorker
 from syncd.inbox.writer import GroupCommitter, InboxItem
-from syncd.settings import Settings
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import Running, serve
+from syncd.settings.core import Settings
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.web import intake
 

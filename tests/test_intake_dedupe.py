@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from syncd.app import create_app
 from syncd.db import ops
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.web import keys
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]

@@ -34,7 +34,7 @@ from syncd.app import create_app
 from syncd.db.pool import Database
 from syncd.errors import DataRejected
 from syncd.inbox.writer import GroupCommitter, InboxItem
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.web import intake
 from tests.conftest import free_port, pg_ctl, pg_start
 
@@ -157,7 +157,7 @@ class Daemons:
         env["NOTIFY_SOCKET"] = self.notify.path
         out, err = self.directory / f"stdout-{n}.log", self.directory / f"stderr-{n}.log"
         with out.open("wb") as fout, err.open("wb") as ferr:
-            proc = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "run"],
+            proc = subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "run"],
                                     stdout=fout, stderr=ferr, env=env, preexec_fn=preexec_fn)
         daemon = Daemon(proc, port, out, err)
         self.started.append(daemon)

@@ -11,14 +11,14 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db import locks, ops
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.jobs.scheduler import Scheduler
-from syncd.settings import JobSettings, Settings
+from syncd.settings.core import JobSettings, Settings
 from syncd.vendors import usage
 
 

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from syncd.db.pool import Database
+from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, usage_calls
 
 AUDIT_ROUTE = "/u/1/k3connect/{id}/audit"
@@ -53,7 +53,7 @@ async def test_kill_9_mid_audit_resumes_where_it_stopped_without_gaps_or_duplica
                        f'access_keys = [{keys}]\naudit_page_size = {PAGE}\nrate_limit = 1000\n')
         running.faults.set(AUDIT_ROUTE, FaultSpec(latency=0.1))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "k3-audit", "--once",
+            sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "sync", "k3-audit", "--once",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
         for _ in range(600):

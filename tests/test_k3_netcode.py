@@ -11,13 +11,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from syncd.cli import main
+from syncd.actions.netcodes import NetCodeRequestError, validate
+from syncd.cli.main import main
 from syncd.db.pool import Database
+from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.codelocks_state import netcode_digits
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner
-from syncd.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
-from syncd.simulators.codelocks_state import netcode_digits
-from syncd.simulators.common import Running, serve
-from syncd.sync.netcodes import NetCodeRequestError, validate
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings
 
 

@@ -12,13 +12,13 @@ from structlog.testing import capture_logs
 
 from syncd.db.codelocks import Usage
 from syncd.db.pool import Database
+from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.errors import QuotaExhausted
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.settings import CodelocksSettings
-from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
-from syncd.sync.k3_planner import JobNeed, plan_intervals
-from syncd.sync.k3_quota import PLANS, QuotaConfig, QuotaLedger, alerts_crossed
+from syncd.settings.core import CodelocksSettings
+from syncd.sync.codelocks.planner import JobNeed, plan_intervals
+from syncd.sync.codelocks.quota import PLANS, QuotaConfig, QuotaLedger, alerts_crossed
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls
 
 AUDIT_ROUTE = "/u/1/k3connect/{id}/audit"

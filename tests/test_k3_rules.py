@@ -8,8 +8,10 @@ from collections.abc import Callable
 import aiohttp
 
 from syncd.db.pool import Database
+from syncd.devtools.simulators.codelocks import CodelocksSim, create_app
+from syncd.devtools.simulators.common import serve
 from syncd.reconcile.engine import reconcile
-from syncd.reconcile.k3 import (
+from syncd.reconcile.rules.k3 import (
     ClientFact,
     LockFact,
     battery_low,
@@ -17,9 +19,7 @@ from syncd.reconcile.k3 import (
     k3_findings,
     silent_locks,
 )
-from syncd.settings import Settings
-from syncd.simulators.codelocks import CodelocksSim, create_app
-from syncd.simulators.common import serve
+from syncd.settings.core import Settings
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)

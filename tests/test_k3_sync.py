@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.catalog import build_jobs
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.pool import Database
+from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.common import Running, serve
+from syncd.jobs.catalog import build_jobs
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.simulators.codelocks import UTILITY, CodelocksSim, create_app
-from syncd.simulators.common import Running, serve
 from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from syncd import settings as config
+from syncd.devtools.simulators.common import serve
+from syncd.devtools.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+from syncd.devtools.simulators.knoxguard_auth import generate_keys
+from syncd.devtools.simulators.runner import knox_key_flow
 from syncd.errors import ConfigError
-from syncd.simulators.common import serve
-from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
-from syncd.simulators.knoxguard_auth import generate_keys
-from syncd.simulators.runner import knox_key_flow
+from syncd.settings import core as config
 from syncd.sync.knoxguard import knoxguard_client
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.pool import Database
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
+from syncd.devtools.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuardSim, create_app
 from syncd.jobs.runner import JobRunner, Outcome, RunResult
-from syncd.settings import Settings
-from syncd.simulators.common import FaultSpec, Running, serve
-from syncd.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuardSim, create_app
+from syncd.settings.core import Settings
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import KnoxGuardClient

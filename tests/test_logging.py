@@ -9,7 +9,7 @@ import logging
 import structlog
 
 from syncd.logs import REDACTED, Redactor, configure
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 SECRET = "neo-Pa55word-that-must-not-leak"
 

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 
 from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import Running, serve
 from syncd.sync import neolock
 from syncd.sync.neolock_uploads import NeoLockUploadsJob
 from syncd.vendors.neolock.client import NeoLockClient

@@ -12,9 +12,9 @@ import pytest
 
 from syncd.db import ops
 from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import Running, serve
 from syncd.sync import neolock
 from syncd.vendors.neolock.client import NeoLockClient
 

@@ -14,13 +14,13 @@ import pytest
 from aiohttp import web
 
 from syncd.app import create_app
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db import ops
 from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.settings import Settings
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import FaultSpec, Running, serve
+from syncd.settings.core import Settings
 from syncd.sync import neolock
 from syncd.sync.subscription import digest, ensure
 from syncd.vendors.neolock.client import NeoLockClient

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from syncd import catalog
-from syncd import settings as config
-from syncd.cli import main
-from syncd.cli_config import notices
-from syncd.cli_jobs import select_jobs
+from syncd.cli.config import notices
+from syncd.cli.jobs import select_jobs
+from syncd.cli.main import main
 from syncd.errors import ConfigError
-from syncd.settings import Settings
+from syncd.jobs import catalog
+from syncd.settings import core as config
+from syncd.settings.core import Settings
 
 # The registry as it was before Codelocks landed: the K3 jobs named, not built.
 PLANNED_K3 = tuple(dataclasses.replace(spec, factory=None) if spec.section == "codelocks" else spec
@@ -182,7 +182,7 @@ def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
 
 def test_every_subcommand_help_has_an_example() -> None:
     """Each top-level subcommand's --help ends with at least one example command line."""
-    from syncd.cli import build_parser
+    from syncd.cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

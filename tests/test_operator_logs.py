@@ -16,7 +16,7 @@ from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 HOOK_SECRET = "hook-secret-for-the-access-log-9d2c41"
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]

@@ -10,11 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.cli import main
-from syncd.db.actions import actions_for, verify_chain
-from syncd.db.pool import Database
-from syncd.jobs.runner import JobRunner, Outcome
-from syncd.phones import (
+from syncd.actions.phones import (
     ALLOWED,
     KnoxVendor,
     NeoLockVendor,
@@ -23,10 +19,14 @@ from syncd.phones import (
     parse_upload,
     perform,
 )
-from syncd.settings import Settings
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import Running, serve
-from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+from syncd.cli.main import main
+from syncd.db.actions import actions_for, verify_chain
+from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import Running, serve
+from syncd.devtools.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+from syncd.jobs.runner import JobRunner, Outcome
+from syncd.settings.core import Settings
 from syncd.sync.knoxguard import KnoxDevicesJob
 from syncd.vendors.knoxguard import Blink, KnoxGuardClient
 from syncd.vendors.neolock import NeoLockClient

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from syncd.progress import Bar, Terminal
+from syncd.cli.progress import Bar, Terminal
 
 
 class FakeTty(io.StringIO):

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from syncd.reconcile import health, phones, terminals
 from syncd.reconcile.findings import Thresholds
 from syncd.reconcile.plan import Policy, plan_for
+from syncd.reconcile.rules import health, phones, terminals
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 TH = Thresholds(grace=dt.timedelta(minutes=10), transitional=dt.timedelta(hours=1),

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from syncd.app import create_app
 from syncd.db.pool import Database
 from syncd.registry.validate import FIELDS
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], "asyncio.Future[Client]"]

@@ -20,11 +20,11 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from syncd.app import create_app
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.actions import actions_for, verify_chain
 from syncd.db.pool import Database
 from syncd.registry import store
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from tests.conftest import free_port, pg_ctl, pg_start
 
 Client = TestClient[web.Request, web.Application]
@@ -111,7 +111,7 @@ def test_the_contract_holds_against_a_running_syncd_run(db_dsn: str, tmp_path: P
     port = free_port()
     cfg = config_file(tmp_path, db_dsn, port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-    proc = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "run"],
+    proc = subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 60

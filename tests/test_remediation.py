@@ -12,13 +12,13 @@ import pytest
 from syncd.db import drift
 from syncd.db.actions import actions_for, verify_chain
 from syncd.db.pool import Database
+from syncd.devtools.simulators import biotime as biosim
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.base import RunContext
 from syncd.reconcile.engine import reconcile
 from syncd.reconcile.job import ReconcileJob, build_remediators
-from syncd.settings import Settings
-from syncd.simulators import biotime as biosim
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import Running, serve
+from syncd.settings.core import Settings
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
 
 LONG_AGO = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -179,7 +179,7 @@ async def test_apply_locks_a_knox_guard_device_through_the_tenant_api(
         db: Database, make_settings: Callable[..., Settings],
         session: aiohttp.ClientSession) -> None:
     """A Knox Guard device due for locking is re-read, locked at the tenant and logged as knoxguard."""
-    from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+    from syncd.devtools.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
 
     sim = KnoxGuardSim(seed=8, devices=4, transition_delay=0.05)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:

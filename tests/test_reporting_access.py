@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.db.pool import Database
 from syncd.db.readers import ensure_reader
 

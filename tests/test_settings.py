@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd import settings as config
-from syncd.cli import main
+from syncd.cli.main import main
 from syncd.errors import ConfigError
+from syncd.settings import core as config
 
 GOOD = """
 data_dir = "/tmp/syncd-test"
@@ -141,7 +141,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path,
 def test_run_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
     """`syncd run` with a bad config exits 1 with the same lines, before doing anything."""
     path = write(tmp_path, "[server]\nport = -1\n")
-    proc = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(path), "run"],
+    proc = subprocess.run([sys.executable, "-m", "syncd.cli.main", "--config", str(path), "run"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
-from syncd.cli import build_parser
+from syncd.cli.main import build_parser
 from syncd.db.pool import Database
+from syncd.devtools.simulators import biotime as biosim
+from syncd.devtools.simulators.common import serve
 from syncd.logs import Redactor
-from syncd.settings import Settings
-from syncd.simulators import biotime as biosim
-from syncd.simulators.common import serve
+from syncd.settings.core import Settings
 
 
 async def test_add_update_delete_a_terminal(db: Database, make_settings: Callable[..., Settings],

@@ -17,13 +17,13 @@ import aiohttp
 import pytest
 
 from syncd.db.pool import Database
+from syncd.devtools.simulators import neolock as neosim
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.errors import VendorNotFound
 from syncd.inbox.worker import InboxWorker
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.metrics import Metrics
-from syncd.simulators import neolock as neosim
-from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob
 from syncd.vendors import usage
 from syncd.vendors.neolock.client import NeoLockClient

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 import syncd
 from syncd.app import create_app
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.web import keys, openapi
 from tests.conftest import pg_ctl, pg_start
 

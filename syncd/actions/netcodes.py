@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from syncd.db import codelocks as queries
 from syncd.db.actions import record_action
 from syncd.errors import QuotaExhausted, SyncdError, VendorError
-from syncd.sync.codelocks import K3Context
+from syncd.sync.codelocks.jobs import K3Context
 from syncd.vendors.codelocks.models import LOCK_MODELS
 
 START_FORMAT = "%Y-%m-%d %H:%M"

@@ -27,7 +27,7 @@ from syncd.db import drift
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.metrics import Metrics
-from syncd.settings import AlertSettings
+from syncd.settings.core import AlertSettings
 from syncd.vendors.http import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import settings as config
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

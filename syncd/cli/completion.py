@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from syncd.cli_help import SubParsers, add_command
+from syncd.cli.help import SubParsers, add_command
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -77,7 +77,7 @@ complete -o default -F _syncd syncd
 
 async def completion(args: argparse.Namespace, settings: object, redactor: object) -> int:
     """Print the completion script for the requested shell (of the parser main() used)."""
-    from syncd import catalog
+    from syncd.jobs import catalog
 
     print(script(args.parser, {"sync": ["all", *catalog.built()]}), end="")
     return 0

@@ -9,11 +9,11 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from syncd import catalog
-from syncd import settings as config
-from syncd.cli_help import SubParsers, add_command
+from syncd.cli.help import SubParsers, add_command
+from syncd.jobs import catalog
 from syncd.logs import Redactor
-from syncd.settings_checks import config_warnings
+from syncd.settings import core as config
+from syncd.settings.checks import config_warnings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:

@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from syncd import settings as config
-from syncd.cli_help import SubParsers, add_command
+from syncd.cli.help import SubParsers, add_command
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 READER_ROLE = "syncd_report"  # created by migration 0007: SELECT on report.* only
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

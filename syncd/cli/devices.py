@@ -8,8 +8,8 @@ import json
 import re
 import sys
 
-from syncd import settings as config
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # app-sent text must not drive the terminal
 

@@ -8,11 +8,11 @@ import json
 import sys
 from typing import Any
 
-from syncd import catalog
-from syncd import settings as config
-from syncd.cli_help import SubParsers, add_command
+from syncd.cli.help import SubParsers, add_command
+from syncd.jobs import catalog
+from syncd.jobs.status import Health, json_default
 from syncd.logs import Redactor
-from syncd.status import Health, json_default
+from syncd.settings import core as config
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -73,8 +73,8 @@ def _version() -> str:
 
 async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Run the named jobs once; a line per finished job on stdout; exit 1 if any failed."""
+    from syncd.cli.progress import Terminal
     from syncd.jobs.runner import JobRunner, Outcome
-    from syncd.progress import Terminal
     from syncd.runtime import open_database, open_http
 
     if not args.once:
@@ -106,8 +106,8 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     """Print the status; exit 0 ok, 1 degraded, 2 down (database unreachable in --timeout)."""
     from syncd.db import migrate as migrations
     from syncd.errors import DatabaseError
+    from syncd.jobs.status import collect_status
     from syncd.runtime import open_database
-    from syncd.status import collect_status
 
     body: dict[str, Any]
     try:
@@ -140,7 +140,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
 
 
 async def _quota(db: Any, codelocks: config.CodelocksSettings) -> dict[str, Any]:
-    from syncd.cli_quota import quota_of
+    from syncd.cli.quota import quota_of
     from syncd.runtime import open_http
 
     async with open_http() as http:  # K3Context wants one; the quota status sends nothing
@@ -170,7 +170,7 @@ def _print_status(body: dict[str, Any]) -> None:
     print("NeoLock subscription: " + (f"{sub['status']} {sub['url']} (checked "
                                       f"{_when(sub['checked_at'])})" if sub else "none"))
     if "codelocks_quota" in body:
-        from syncd.sync.k3_status import format_quota
+        from syncd.sync.codelocks.status import format_quota
 
         print("\n" + "\n".join(format_quota(body["codelocks_quota"])))
     print("open drift: " + (", ".join(f"{k} {v}" for k, v in body["drift_open"].items())

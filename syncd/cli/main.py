@@ -18,25 +18,23 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import syncd
-from syncd import (
-    catalog,
-    cli_audit,
-    cli_completion,
-    cli_config,
-    cli_db,
-    cli_devices,
-    cli_drift,
-    cli_jobs,
-    cli_netcode,
-    cli_phones,
-    cli_quota,
-    cli_terminals,
-)
-from syncd import settings as config
-from syncd.cli_help import add_command, example
+from syncd.cli import audit as cli_audit
+from syncd.cli import completion as cli_completion
+from syncd.cli import config as cli_config
+from syncd.cli import db as cli_db
+from syncd.cli import devices as cli_devices
+from syncd.cli import drift as cli_drift
+from syncd.cli import jobs as cli_jobs
+from syncd.cli import netcode as cli_netcode
+from syncd.cli import phones as cli_phones
+from syncd.cli import quota as cli_quota
+from syncd.cli import terminals as cli_terminals
+from syncd.cli.help import add_command, example
+from syncd.cli.progress import Terminal
 from syncd.errors import ConfigError, SyncdError
+from syncd.jobs import catalog
 from syncd.logs import Redactor, configure
-from syncd.progress import Terminal
+from syncd.settings import core as config
 
 Command = Callable[[argparse.Namespace, config.Settings, Redactor], Coroutine[Any, Any, int]]
 LEVELS = ("debug", "info", "warning", "error")
@@ -49,13 +47,13 @@ async def _run(args: argparse.Namespace, settings: config.Settings, redactor: Re
 
 
 async def _simulate(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
-    from syncd.simulators import runner
+    from syncd.devtools.simulators import runner
 
     return await runner.simulate(args)
 
 
 async def _demo(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
-    from syncd import demo
+    from syncd.devtools.demo import run as demo
 
     return await demo.run(args, redactor)
 
@@ -112,7 +110,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, top: bool = True) ->
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    from syncd.simulators.runner import add_arguments
+    from syncd.devtools.simulators.runner import add_arguments
 
     add_arguments(parser)
 

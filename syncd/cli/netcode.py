@@ -7,8 +7,8 @@ import getpass
 import json
 import sys
 
-from syncd import settings as config
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,9 +48,9 @@ def _user() -> str:
 async def issue_netcode(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
     """Validate, then answer from the ledger or ask the vendor; print the code."""
+    from syncd.actions.netcodes import NetCodeLedger, NetCodeRequestError, validate
     from syncd.runtime import open_database, open_http
-    from syncd.sync.codelocks import K3Context
-    from syncd.sync.netcodes import NetCodeLedger, NetCodeRequestError, validate
+    from syncd.sync.codelocks.jobs import K3Context
 
     if settings.codelocks is None:
         print("syncd netcode: Codelocks is not configured (no [codelocks] section)",

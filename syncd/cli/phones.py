@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from syncd import settings as config
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
 PROVIDERS = ("knoxguard", "neolock")
@@ -160,7 +160,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 async def act(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Run one action on one phone; print its outcome; exit 1 unless it was sent."""
-    from syncd.phones import KnoxVendor, NeoLockVendor, PhoneVendor, perform
+    from syncd.actions.phones import KnoxVendor, NeoLockVendor, PhoneVendor, perform
     from syncd.runtime import open_database
 
     params = _params(args)  # a blink that breaks the documented rules stops here, unsent
@@ -180,7 +180,7 @@ async def act(args: argparse.Namespace, settings: config.Settings, redactor: Red
 async def upload_file(args: argparse.Namespace, settings: config.Settings,
                       redactor: Redactor) -> int:
     """Upload the file's device ids; invalid lines stop the upload and are listed by number."""
-    from syncd.phones import parse_upload, upload, uploader
+    from syncd.actions.phones import parse_upload, upload, uploader
     from syncd.runtime import open_database
 
     try:

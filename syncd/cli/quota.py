@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from syncd import settings as config
 from syncd.db.pool import Database
 from syncd.logs import Redactor
+from syncd.settings import core as config
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 async def quota_of(db: Database, settings: config.CodelocksSettings,
                    http: aiohttp.ClientSession) -> dict[str, Any]:
     """The quota status of this configuration (no vendor call)."""
-    from syncd.sync.codelocks import K3Context
-    from syncd.sync.k3_status import quota_status
+    from syncd.sync.codelocks.jobs import K3Context
+    from syncd.sync.codelocks.status import quota_status
 
     return await quota_status(K3Context(db, settings, http))
 
@@ -37,7 +37,7 @@ async def show_quota(args: argparse.Namespace, settings: config.Settings,
                      redactor: Redactor) -> int:
     """Print the quota status."""
     from syncd.runtime import open_database, open_http
-    from syncd.sync.k3_status import format_quota
+    from syncd.sync.codelocks.status import format_quota
 
     if settings.codelocks is None:
         print("syncd quota: Codelocks is not configured (no [codelocks] section)", file=sys.stderr)

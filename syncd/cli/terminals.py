@@ -10,9 +10,9 @@ import re
 import sys
 from zoneinfo import ZoneInfo
 
-from syncd import settings as config
+from syncd.actions.terminals import TerminalCommand
 from syncd.logs import Redactor
-from syncd.terminals import TerminalCommand
+from syncd.settings import core as config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
 _COMMANDS = (
@@ -166,9 +166,9 @@ def _user() -> str:
 
 async def send(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Send one terminal command to each SN; print each outcome; exit 1 if any failed."""
+    from syncd.actions.terminals import send_command
     from syncd.runtime import open_database, open_http
     from syncd.sync.biotime import biotime_client
-    from syncd.terminals import send_command
 
     if settings.biotime is None:
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)

@@ -18,10 +18,10 @@ from syncd.db.pool import Database
 from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.reconcile.job import ReconcileJob, build_remediators
-from syncd.settings import JobSettings, Settings
+from syncd.settings.core import JobSettings, Settings
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
-from syncd.sync.codelocks import K3ClientsJob, K3Context, K3LocksJob
-from syncd.sync.k3_audit import K3AuditJob
+from syncd.sync.codelocks.audit import K3AuditJob
+from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3LocksJob
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
 from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
 from syncd.sync.subscription import NeoLockSubscriptionJob

@@ -16,7 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
-from syncd.settings import JobSettings
+from syncd.settings.core import JobSettings
 from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)

@@ -19,7 +19,7 @@ from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.reconcile.findings import SEVERITY_RANK, Finding
 from syncd.reconcile.plan import Policy, plan_for
 from syncd.reconcile.rulesets import RULE_SETS, RuleSet
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from syncd.jobs.base import RunContext
 from syncd.jobs.runner import Outcome, RunResult
 from syncd.reconcile import remediate
 from syncd.reconcile.engine import reconcile
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.sync.biotime import biotime_client
 from syncd.sync.knoxguard import knoxguard_client
 from syncd.sync.neolock import neolock_client

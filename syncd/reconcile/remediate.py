@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from syncd.actions.phones import KnoxVendor
 from syncd.db import drift
 from syncd.db.actions import Outcome, record_action
 from syncd.db.pool import Database
 from syncd.db.upsert import upsert
 from syncd.errors import VendorError, VendorNotFound, VendorStateInvalid
-from syncd.phones import KnoxVendor
-from syncd.settings import ReconcileSettings
+from syncd.settings.core import ReconcileSettings
 from syncd.sync import biotime as biotime_sync
 from syncd.sync import knoxguard as knox_sync
 from syncd.sync import neolock as neolock_sync

@@ -10,7 +10,7 @@ A rule set is a `RuleSet(name, kinds, enabled, find)`:
   functions of the rows and `now`; no clock reads, no vendor calls.
 
 Plugging in a vendor (e.g. Codelocks) is a few lines: write `k3_findings(row, now, thresholds)`
-in `syncd/reconcile/k3.py`, a loader here, and append
+in `syncd/reconcile/rules/k3.py`, a loader here, and append
 `RuleSet("k3", K3_KINDS, lambda s: s.codelocks is not None, find_k3)` to `RULE_SETS`.
 Give kinds a vendor prefix (`k3_…`, `phone_…`) so (kind, subject) stays unambiguous; add a
 remediation by mapping the kind to an action in `plan.ACTIONS` and the action to a
@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 
 from syncd.db import ops
 from syncd.db.pool import Database
-from syncd.reconcile import health, k3, phones, terminals
 from syncd.reconcile.findings import Finding, Thresholds
-from syncd.settings import Settings
+from syncd.reconcile.rules import health, k3, phones, terminals
+from syncd.settings.core import Settings
 from syncd.sync.subscription import hook_base
 
 Find = Callable[[Database, Settings, dt.datetime], Awaitable[list[Finding]]]

@@ -1,5 +1,5 @@
 """How configuration problems are found and worded: environment key paths, job names, pydantic
-errors as one line each. Pure functions over what `syncd.settings` hands them (it alone reads the
+errors as one line each. Pure functions over what `syncd.settings.core` hands them (it alone reads the
 environment), kept apart so that settings.py stays the list of sections.
 """
 

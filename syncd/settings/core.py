@@ -31,8 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from syncd import settings_checks as checks
 from syncd.errors import ConfigError
+from syncd.settings import checks
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
 CODELOCKS_PLANS = (

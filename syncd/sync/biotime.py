@@ -27,7 +27,7 @@ from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault
 from syncd.jobs.base import RunContext
-from syncd.settings import BioTimeSettings
+from syncd.settings.core import BioTimeSettings
 from syncd.sync.refresh import confirm_each
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
 from syncd.vendors.biotime.models import is_online, server_time

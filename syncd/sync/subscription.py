@@ -18,7 +18,7 @@ from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import VendorError, VendorNotFound
 from syncd.jobs.base import RunContext
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.transition import Transition
 from syncd.vendors.neolock.client import NeoLockClient
 

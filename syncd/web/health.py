@@ -10,7 +10,7 @@ from aiohttp import web
 from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
-from syncd.status import collect_status, inbox_backlog, json_default
+from syncd.jobs.status import collect_status, inbox_backlog, json_default
 from syncd.web import keys, openapi
 
 routes = web.RouteTableDef()

@@ -13,7 +13,7 @@ from syncd.db.pool import Database
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
-from syncd.settings import Settings
+from syncd.settings.core import Settings
 from syncd.vendors.neolock.client import NeoLockClient
 
 SETTINGS = web.AppKey("settings", Settings)

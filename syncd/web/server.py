@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from syncd.settings import ServerSettings
+from syncd.settings.core import ServerSettings
 from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)

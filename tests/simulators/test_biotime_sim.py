@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 import pytest
 
-from syncd.simulators.biotime import BioTimeSim, create_app
-from syncd.simulators.common import Running, serve
+from syncd.devtools.simulators.biotime import BioTimeSim, create_app
+from syncd.devtools.simulators.common import Running, serve
 
 
 class Clock:

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
+from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 

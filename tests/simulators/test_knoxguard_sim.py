@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.simulators.common import Running, serve
-from syncd.simulators.kg_core import STATES
-from syncd.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+from syncd.devtools.simulators.common import Running, serve
+from syncd.devtools.simulators.kg_core import STATES
+from syncd.devtools.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
 
 
 @pytest.fixture

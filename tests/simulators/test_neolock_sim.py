@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.simulators.common import FaultSpec, Running, serve
-from syncd.simulators.kg_core import STATES
-from syncd.simulators.neolock import BASE_PATH, NeoLockSim, create_app
-from syncd.simulators.neolock_push import PushEvent
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
+from syncd.devtools.simulators.kg_core import STATES
+from syncd.devtools.simulators.neolock import BASE_PATH, NeoLockSim, create_app
+from syncd.devtools.simulators.neolock_push import PushEvent
 
 UNAUTHORIZED = ("Authorization required to do specific action\n"
                 "Для выполнения определенных действий требуется авторизация")

@@ -15,11 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd import catalog
-from syncd import settings as config
-from syncd.settings_checks import config_warnings
-from syncd.simulators.common import serve
-from syncd.simulators.runner import (
+from syncd.devtools.simulators.common import serve
+from syncd.devtools.simulators.runner import (
     Simulators,
     add_arguments,
     config_toml,
@@ -27,6 +24,9 @@ from syncd.simulators.runner import (
     push,
     run_all,
 )
+from syncd.jobs import catalog
+from syncd.settings import core as config
+from syncd.settings.checks import config_warnings
 
 
 async def test_run_all_starts_four_reachable_servers() -> None:
@@ -147,7 +147,7 @@ def test_add_arguments_defaults_and_overrides() -> None:
 async def test_simulate_prints_config_and_stops_on_sigterm() -> None:
     """simulate prints the URLs and a TOML snippet, serves until SIGTERM, then exits 0."""
     code = ("import argparse, asyncio, sys\n"
-            "from syncd.simulators.runner import add_arguments, simulate\n"
+            "from syncd.devtools.simulators.runner import add_arguments, simulate\n"
             "p = argparse.ArgumentParser(); add_arguments(p)\n"
             "sys.exit(asyncio.run(simulate(p.parse_args(['--devices', '2', '--locks', '2']))))\n")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code,

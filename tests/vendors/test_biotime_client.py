@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from syncd.devtools.simulators.biotime import BASE_PATH, BioTimeSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -17,8 +19,6 @@ from syncd.errors import (
     VendorLicenceError,
     VendorNotFound,
 )
-from syncd.simulators.biotime import BASE_PATH, BioTimeSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
 from tests.clocks import WallClock

@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -16,8 +18,6 @@ from syncd.errors import (
     VendorFault,
     VendorNotFound,
 )
-from syncd.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
-from syncd.simulators.common import FaultSpec, Running, serve
 from syncd.vendors.codelocks import CodelocksClient
 from syncd.vendors.http import RetryPolicy
 

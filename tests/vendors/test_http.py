@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from syncd.devtools.simulators.common import serve
 from syncd.errors import (
     SyncdError,
     VendorAuthError,
@@ -21,7 +22,6 @@ from syncd.errors import (
     VendorRateLimited,
     VendorTransportError,
 )
-from syncd.simulators.common import serve
 from syncd.vendors import usage
 from syncd.vendors.http import (
     Pacer,

@@ -13,6 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from syncd.devtools.simulators.common import Running, serve
+from syncd.devtools.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuardSim, create_app
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -20,8 +22,6 @@ from syncd.errors import (
     VendorRateLimited,
     VendorStateInvalid,
 )
-from syncd.simulators.common import Running, serve
-from syncd.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuardSim, create_app
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import Blink, KnoxGuardClient, KnoxRequestInvalid
 from tests.clocks import WallClock

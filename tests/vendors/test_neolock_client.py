@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from syncd.devtools.simulators.common import FaultSpec, Running, serve
+from syncd.devtools.simulators.neolock import BASE_PATH, NeoLockSim, create_app
 from syncd.errors import (
     VendorAuthError,
     VendorBadRequest,
@@ -19,8 +21,6 @@ from syncd.errors import (
     VendorStateInvalid,
     VendorTransportError,
 )
-from syncd.simulators.common import FaultSpec, Running, serve
-from syncd.simulators.neolock import BASE_PATH, NeoLockSim, create_app
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.neolock import NeoLockClient
 

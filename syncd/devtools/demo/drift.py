@@ -12,9 +12,9 @@ import aiohttp
 
 from syncd.db import drift
 from syncd.db.pool import Database
+from syncd.devtools.simulators.alert_receiver import AlertReceiver
 from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
-from syncd.simulators.alert_receiver import AlertReceiver
 
 
 def new_secret() -> str:

@@ -19,16 +19,16 @@ import aiohttp
 from aiohttp import web
 
 from syncd.app import create_app
-from syncd.catalog import build_jobs
 from syncd.db import demo as demo_db
-from syncd.demo_drift import drift_cycle, new_secret
+from syncd.devtools.demo.drift import drift_cycle, new_secret
+from syncd.devtools.simulators.alert_receiver import AlertReceiver
+from syncd.devtools.simulators.alert_receiver import create_app as create_receiver
+from syncd.devtools.simulators.common import serve
+from syncd.devtools.simulators.runner import Simulators, run_all
+from syncd.jobs.catalog import build_jobs
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
-from syncd.settings import Settings
-from syncd.simulators.alert_receiver import AlertReceiver
-from syncd.simulators.alert_receiver import create_app as create_receiver
-from syncd.simulators.common import serve
-from syncd.simulators.runner import Simulators, run_all
+from syncd.settings.core import Settings
 from syncd.web import keys
 
 

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from syncd.simulators.common import COUNTERS_KEY, Handler, SlidingWindowLimiter, route_key
+from syncd.devtools.simulators.common import COUNTERS_KEY, Handler, SlidingWindowLimiter, route_key
 
 STATES: tuple[str, ...] = (
     "Pending", "Rejected", "Accepted", "Enrolled", "Exchanging", "Resetting", "StartingReminder",

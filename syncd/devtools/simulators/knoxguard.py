@@ -26,8 +26,8 @@ from typing import Any, NoReturn
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from syncd.simulators.common import Handler, SlidingWindowLimiter, make_app
-from syncd.simulators.kg_core import (
+from syncd.devtools.simulators.common import Handler, SlidingWindowLimiter, make_app
+from syncd.devtools.simulators.kg_core import (
     Device,
     DeviceNotFound,
     Fleet,
@@ -40,8 +40,8 @@ from syncd.simulators.kg_core import (
     read_object,
     refusal_middleware,
 )
-from syncd.simulators.knoxguard_auth import AuthRefused, BadExchange, TokenAuthority
-from syncd.simulators.knoxguard_rules import VALIDATORS, apply_params
+from syncd.devtools.simulators.knoxguard_auth import AuthRefused, BadExchange, TokenAuthority
+from syncd.devtools.simulators.knoxguard_rules import VALIDATORS, apply_params
 
 BASE_PATH = "/kcs/v1.1/kg"
 TOKEN_PATH = "/ams/v1/users/accesstoken"

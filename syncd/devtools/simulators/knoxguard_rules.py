@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from syncd.simulators.kg_core import Device, Refusal
+from syncd.devtools.simulators.kg_core import Device, Refusal
 
 IDENTIFIERS = ("objectId", "deviceUid", "approveId")
 

@@ -41,8 +41,8 @@ from typing import Any, NoReturn
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from syncd.simulators.common import Handler, SlidingWindowLimiter, make_app
-from syncd.simulators.kg_core import (
+from syncd.devtools.simulators.common import Handler, SlidingWindowLimiter, make_app
+from syncd.devtools.simulators.kg_core import (
     Device,
     DeviceNotFound,
     Fleet,
@@ -58,7 +58,7 @@ from syncd.simulators.kg_core import (
     read_object,
     refusal_middleware,
 )
-from syncd.simulators.neolock_push import Delivery, EventBody, PushDelivery, default_event_body
+from syncd.devtools.simulators.neolock_push import Delivery, EventBody, PushDelivery, default_event_body
 
 BASE_PATH = "/api"
 TOKEN_HEADER = "x-knox-apitoken"

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from syncd.simulators.kg_core import StateChange
+from syncd.devtools.simulators.kg_core import StateChange
 
 
 @dataclasses.dataclass(frozen=True)

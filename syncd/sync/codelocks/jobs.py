@@ -1,4 +1,4 @@
-"""Codelocks K3 pull jobs: `k3-locks`, `k3-clients` (here) and `k3-audit` (k3_audit.py).
+"""Codelocks K3 pull jobs: `k3-locks`, `k3-clients` (here) and `k3-audit` (audit.py).
 
 Every call is billed against a monthly quota, so the jobs run when the budget planner says so:
 the scheduler ticks every `min_interval_seconds`, and a job that is not yet due returns at once
@@ -24,9 +24,9 @@ from syncd.db.pool import Database
 from syncd.db.upsert import UpsertSpec, upsert
 from syncd.errors import QuotaExhausted, VendorAuthError, VendorNotFound
 from syncd.jobs.base import RunContext
-from syncd.settings import CodelocksSettings
-from syncd.sync.k3_planner import JobNeed, JobPlan, plan_intervals
-from syncd.sync.k3_quota import UTILITY, VENDOR, Clock, QuotaConfig, QuotaLedger, utc_now
+from syncd.settings.core import CodelocksSettings
+from syncd.sync.codelocks.planner import JobNeed, JobPlan, plan_intervals
+from syncd.sync.codelocks.quota import UTILITY, VENDOR, Clock, QuotaConfig, QuotaLedger, utc_now
 from syncd.vendors.codelocks import CodelocksClient, K3Client, K3Lock, QuotaRefusedByVendor
 from syncd.vendors.http import RetryPolicy
 

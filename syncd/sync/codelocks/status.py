@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from syncd.db import codelocks as queries
-from syncd.sync.codelocks import JOBS, K3Context
-from syncd.sync.k3_quota import CATEGORIES, VENDOR
+from syncd.sync.codelocks.jobs import JOBS, K3Context
+from syncd.sync.codelocks.quota import CATEGORIES, VENDOR
 
 
 async def quota_status(k3: K3Context, now: dt.datetime | None = None) -> dict[str, Any]:
