@@ -25,7 +25,7 @@ from bench.common import Postgres, Report
 from syncd.db.pool import Database
 from syncd.devtools.simulators.common import serve
 from syncd.devtools.simulators.neolock import BASE_PATH, NeoLockSim, create_app
-from syncd.jobs.base import Job, RunContext
+from syncd.sync.base import Job, RunContext
 from syncd.sync.neolock import NeoLockDevicesJob
 from syncd.sync.neolock_uploads import NeoLockUploadsJob
 from syncd.vendors import usage

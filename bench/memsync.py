@@ -42,9 +42,9 @@ def peak_rss_kib() -> int:
 async def sync(devices: int, url: str, dsn: str) -> dict[str, Any]:
     """Run NeoLockDevicesJob over every known device; report peak RSS before and after."""
     from bench.common import quiet_logging
-    from syncd.jobs.base import RunContext
     from syncd.runtime import open_database, open_http
     from syncd.settings.core import Settings
+    from syncd.sync.base import RunContext
     from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
     from syncd.vendors import usage
 

@@ -115,9 +115,9 @@ async def floor(url: str, dsn: str) -> dict[str, Any]:
 async def job(url: str, dsn: str, rate: float = 90.0) -> dict[str, Any]:
     """`NeoLockUploadsJob` as the daemon runs it, timed from the run's start to its end."""
     from syncd.db.pool import Database
-    from syncd.jobs.base import RunContext
     from syncd.runtime import open_http
     from syncd.settings.core import NeoLockSettings
+    from syncd.sync.base import RunContext
     from syncd.sync.neolock import NeoLockUploadsJob, neolock_client
     from syncd.vendors import usage
 

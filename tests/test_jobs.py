@@ -15,10 +15,10 @@ from syncd.cli.main import main
 from syncd.db import locks, ops
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
-from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.jobs.scheduler import Scheduler
 from syncd.settings.core import JobSettings, Settings
+from syncd.sync.base import RunContext
 from syncd.vendors import usage
 
 

@@ -121,7 +121,7 @@ CHILD = textwrap.dedent("""
     import asyncio, sys
     import aiohttp
     from syncd.db.pool import Database
-    from syncd.jobs.base import RunContext
+    from syncd.sync.base import RunContext
     from syncd.sync.neolock_uploads import NeoLockUploadsJob
     from syncd.vendors.neolock.client import NeoLockClient
 

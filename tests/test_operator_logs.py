@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 from syncd.app import create_app
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
-from syncd.jobs.base import RunContext
 from syncd.jobs.runner import JobRunner
 from syncd.logs import Redactor, configure
 from syncd.settings.core import Settings
+from syncd.sync.base import RunContext
 
 HOOK_SECRET = "hook-secret-for-the-access-log-9d2c41"
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]

@@ -15,10 +15,10 @@ from syncd.db.pool import Database
 from syncd.devtools.simulators import biotime as biosim
 from syncd.devtools.simulators import neolock as neosim
 from syncd.devtools.simulators.common import Running, serve
-from syncd.jobs.base import RunContext
 from syncd.reconcile.engine import reconcile
 from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings.core import Settings
+from syncd.sync.base import RunContext
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
 
 LONG_AGO = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from syncd.db.pool import Database
-from syncd.jobs.base import Job
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings.core import JobSettings, Settings
+from syncd.sync.base import Job
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
 from syncd.sync.codelocks.audit import K3AuditJob
 from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3LocksJob

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from syncd.db import ops
-from syncd.jobs.base import RunContext
+from syncd.sync.base import RunContext
 
 RETAIN_DAYS = 30
 INBOX_DAYS = 7  # also the duplicate-push window: at least 72 hours

@@ -18,8 +18,8 @@ import structlog
 from syncd.db import locks, ops
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.jobs.base import Gated, Job, ProgressCallback, RunContext
 from syncd.metrics import Metrics
+from syncd.sync.base import Gated, Job, ProgressCallback, RunContext
 from syncd.transition import Transition
 from syncd.vendors import usage
 from syncd.vendors.usage import Usage

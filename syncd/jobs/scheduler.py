@@ -14,9 +14,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.errors import DatabaseUnavailable, SyncdError
-from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
 from syncd.settings.core import JobSettings
+from syncd.sync.base import Job
 from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)

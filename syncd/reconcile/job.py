@@ -10,11 +10,11 @@ import aiohttp
 
 from syncd.db.pool import Database
 from syncd.errors import SyncdError
-from syncd.jobs.base import RunContext
 from syncd.jobs.runner import Outcome, RunResult
 from syncd.reconcile import remediate
 from syncd.reconcile.engine import reconcile
 from syncd.settings.core import Settings
+from syncd.sync.base import RunContext
 from syncd.sync.biotime import biotime_client
 from syncd.sync.knoxguard import knoxguard_client
 from syncd.sync.neolock import neolock_client

@@ -26,8 +26,8 @@ from syncd.db import biotime as queries
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault
-from syncd.jobs.base import RunContext
 from syncd.settings.core import BioTimeSettings
+from syncd.sync.base import RunContext
 from syncd.sync.refresh import confirm_each
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
 from syncd.vendors.biotime.models import is_online, server_time

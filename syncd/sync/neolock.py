@@ -15,8 +15,8 @@ import structlog
 from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
-from syncd.jobs.base import RunContext
 from syncd.settings.core import NeoLockSettings
+from syncd.sync.base import RunContext
 from syncd.sync.neolock_uploads import NeoLockUploadsJob
 from syncd.sync.refresh import PHONES, Refresh, device_record, refresh, store
 from syncd.vendors.neolock.client import NeoLockClient

@@ -20,7 +20,7 @@ from typing import Any
 from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.errors import VendorBadRequest, VendorFault
-from syncd.jobs.base import RunContext
+from syncd.sync.base import RunContext
 from syncd.vendors.neolock.client import NeoLockClient
 from syncd.vendors.neolock.models import RawUploadPage
 

@@ -17,8 +17,8 @@ import structlog
 from syncd.db import ops
 from syncd.db.pool import Database
 from syncd.errors import VendorError, VendorNotFound
-from syncd.jobs.base import RunContext
 from syncd.settings.core import Settings
+from syncd.sync.base import RunContext
 from syncd.transition import Transition
 from syncd.vendors.neolock.client import NeoLockClient
 

@@ -13,8 +13,8 @@ import aiohttp
 from syncd.db import drift
 from syncd.db.pool import Database
 from syncd.devtools.simulators.alert_receiver import AlertReceiver
-from syncd.jobs.base import Job
 from syncd.jobs.runner import JobRunner
+from syncd.sync.base import Job
 
 
 def new_secret() -> str:

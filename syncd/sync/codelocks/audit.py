@@ -25,7 +25,7 @@ import structlog
 from syncd.db import codelocks as queries
 from syncd.db import ops
 from syncd.db.codelocks import AuditRow
-from syncd.jobs.base import RunContext
+from syncd.sync.base import RunContext
 from syncd.sync.codelocks.jobs import K3Job, as_utc
 from syncd.vendors.codelocks import AuditEntry
 
