@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from syncd.alerts.service import alerts_ctx
+from syncd.web.alerting import alerts_ctx
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs.catalog import build_jobs
