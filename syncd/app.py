@@ -8,21 +8,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from syncd.web.alerting import alerts_ctx
 from syncd.inbox.worker import InboxWorker, run_worker
 from syncd.inbox.writer import GroupCommitter
-from syncd.jobs.catalog import build_jobs
+from syncd.jobs.catalog import after_sync, build_jobs
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
-from syncd.reconcile.job import after_sync
 from syncd.registry import routes as registry
 from syncd.runtime import open_database, open_http
 from syncd.settings.core import Settings
 from syncd.sync.neolock import neolock_client
 from syncd.vendors import usage
 from syncd.web import health, intake, keys
+from syncd.web.alerting import alerts_ctx
 from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
 
 

@@ -1,4 +1,9 @@
-"""The shape of the package: the import graph between syncd's packages has no cycle."""
+"""The shape of the package: declared layers, no import against them, no cycle between packages.
+
+The layers follow the data flow (README, "Code layout"); a module imports only its own layer or
+lower ones, lazy imports included. `devtools/` stands beside the stack and may use it, but its
+simulators never import a vendor client or model of syncd's.
+"""
 
 from __future__ import annotations
 
@@ -78,9 +83,66 @@ def test_package_import_graph_has_no_cycle() -> None:
     assert order.index("metrics") < order.index("web")
 
 
-def test_metrics_settings_logs_and_errors_import_nothing_above_them() -> None:
-    """The shared modules below everything (DESIGN.md) import no other syncd unit but each other."""
+# Lowest first. `__init__` (the version) and `__main__` (the entry point) are outside the stack.
+LAYERS: list[set[str]] = [
+    {"errors", "logs", "metrics", "backoff", "transition", "heap", "sdnotify"},
+    {"vendors"},
+    {"settings"},
+    {"db"},
+    {"sync"},
+    {"inbox"},
+    {"actions"},
+    {"reconcile"},
+    {"alerts"},
+    {"jobs"},
+    {"web"},
+    {"registry"},
+    {"runtime", "app", "daemon"},
+    {"cli"},
+]
+BESIDE = {"devtools", "__init__", "__main__"}
+
+
+def rank(unit: str) -> int:
+    """The layer a unit belongs to; an undeclared unit fails, so a new package must be placed."""
+    for index, layer in enumerate(LAYERS):
+        if unit in layer:
+            return index
+    raise AssertionError(f"syncd/{unit} is in no layer: add it to LAYERS in {__name__}")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every edge from a unit to a unit in a higher layer, as `source -> target`."""
+    return sorted(f"{source} -> {target}" for source, targets in graph.items()
+                  if source not in BESIDE for target in targets
+                  if target not in BESIDE and rank(target) > rank(source))
+
+
+def test_no_unit_imports_a_higher_layer() -> None:
+    """No module of syncd imports (even lazily) a module of a higher layer than its own, and
+    nothing but the CLI reaches into devtools/."""
     graph = package_graph()
-    below = {"settings", "settings_checks", "metrics", "logs", "errors"}
-    for unit in below:
-        assert graph.get(unit, set()) <= below, (unit, graph[unit])
+    assert layer_violations(graph) == []
+    assert [u for u, targets in graph.items() if "devtools" in targets and u not in
+            {"cli", "devtools"}] == []
+
+
+def test_layer_check_catches_an_upward_import() -> None:
+    """The layer check itself flags a lower unit importing a higher one (vendors -> db, sync ->
+    jobs), so the test above cannot pass by checking nothing."""
+    graph = package_graph()
+    graph["vendors"] = graph["vendors"] | {"db"}
+    graph["sync"] = graph["sync"] | {"jobs"}
+    assert layer_violations(graph) == ["sync -> jobs", "vendors -> db"]
+
+
+def test_vendors_and_simulators_stay_on_their_side() -> None:
+    """Vendor clients import no db, sync or settings; the simulators import no syncd module
+    outside devtools/ (each side reads the vendor docs on its own)."""
+    graph = package_graph()
+    assert graph["vendors"] & {"db", "sync", "settings"} == set()
+    sims = ROOT / "devtools" / "simulators"
+    for path in sims.rglob("*.py"):
+        outside = {m for m in _imports(path) if m.startswith("syncd.")
+                   and not m.startswith("syncd.devtools.simulators")}
+        assert outside == set(), (path.name, outside)

@@ -12,8 +12,8 @@ import pytest
 
 from syncd.cli.drift import until_time
 from syncd.cli.main import main
+from syncd.jobs.catalog import after_sync
 from syncd.jobs.runner import Outcome, RunResult
-from syncd.reconcile.job import after_sync
 
 
 def config(tmp_path: Path, db_dsn: str) -> str:

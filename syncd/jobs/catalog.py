@@ -16,6 +16,8 @@ import aiohttp
 
 from syncd.db.pool import Database
 from syncd.jobs.housekeeping import HousekeepingJob
+from syncd.jobs.runner import Outcome, RunResult
+from syncd.reconcile.job import NAME as RECONCILE
 from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings.core import JobSettings, Settings
 from syncd.sync.base import Job
@@ -206,3 +208,13 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
             assert spec.factory is not None
             jobs[spec.name] = spec.factory(deps)
     return jobs
+
+
+def after_sync(run_soon: Callable[[str], None]) -> Callable[[RunResult], None]:
+    """A runner hook: a sync job that wrote rows asks for a reconcile soon."""
+
+    def hook(result: RunResult) -> None:
+        if result.job != RECONCILE and result.outcome is not Outcome.SKIPPED and result.items > 0:
+            run_soon(RECONCILE)
+
+    return hook

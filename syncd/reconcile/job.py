@@ -1,16 +1,14 @@
-"""The `reconcile` job (own schedule, and soon after a sync job wrote rows) and its remediators."""
+"""The `reconcile` job and its remediators (the scheduler also runs it soon after a sync wrote rows)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from syncd.db.pool import Database
 from syncd.errors import SyncdError
-from syncd.jobs.runner import Outcome, RunResult
 from syncd.reconcile import remediate
 from syncd.reconcile.engine import reconcile
 from syncd.settings.core import Settings
@@ -67,12 +65,3 @@ class ReconcileJob:
             raise SyncdError("rule set(s) could not load: " + "; ".join(
                 f"{name}: {error}" for name, error in sorted(result.failed.items())))
 
-
-def after_sync(run_soon: Callable[[str], None]) -> Callable[[RunResult], None]:
-    """A runner hook: a sync job that wrote rows asks for a reconcile soon."""
-
-    def hook(result: RunResult) -> None:
-        if result.job != NAME and result.outcome is not Outcome.SKIPPED and result.items > 0:
-            run_soon(NAME)
-
-    return hook
