@@ -19,8 +19,6 @@ and broken connections only for idempotent calls (GET/HEAD/OPTIONS, or `idempote
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import contextlib
 import dataclasses
@@ -136,15 +134,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def jwt_expiry(token: str) -> float | None:
-    """The `exp` claim (Unix time) of a JWT, read without verifying it; None if there is none."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(parts[1]) > 8192:
+    """The `exp` claim (Unix time) of a JWT, read with PyJWT without verifying the signature (the
+    vendor signs it for itself; we only plan the renewal); None if there is none or it is no JWT."""
+    import jwt  # imported on first use: the CLI's start-up needs no PyJWT/cryptography
+
+    if len(token) > 16384:
         return None
     try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.InvalidTokenError:
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    exp = claims.get("exp")
     if isinstance(exp, int | float) and not isinstance(exp, bool) and 0 < exp < 1e11:
         return float(exp)
     return None
