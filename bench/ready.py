@@ -33,7 +33,7 @@ def _time_to_ready(data_dir: Path) -> float:
         env.update(NOTIFY_SOCKET=path, SYNCD_DATA_DIR=str(data_dir), SYNCD_SERVER__PORT="0",
                    SYNCD_LOGGING__LEVEL="warning")
         began = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "run"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "syncd", "run"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             while b"READY=1" not in sock.recv(4096):

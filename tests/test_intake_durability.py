@@ -157,7 +157,7 @@ class Daemons:
         env["NOTIFY_SOCKET"] = self.notify.path
         out, err = self.directory / f"stdout-{n}.log", self.directory / f"stderr-{n}.log"
         with out.open("wb") as fout, err.open("wb") as ferr:
-            proc = subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "run"],
+            proc = subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
                                     stdout=fout, stderr=ferr, env=env, preexec_fn=preexec_fn)
         daemon = Daemon(proc, port, out, err)
         self.started.append(daemon)

@@ -53,7 +53,7 @@ async def test_kill_9_mid_audit_resumes_where_it_stopped_without_gaps_or_duplica
                        f'access_keys = [{keys}]\naudit_page_size = {PAGE}\nrate_limit = 1000\n')
         running.faults.set(AUDIT_ROUTE, FaultSpec(latency=0.1))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "sync", "k3-audit", "--once",
+            sys.executable, "-m", "syncd", "--config", str(cfg), "sync", "k3-audit", "--once",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
         for _ in range(600):
@@ -62,6 +62,7 @@ async def test_kill_9_mid_audit_resumes_where_it_stopped_without_gaps_or_duplica
             await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+        await _until_its_locks_are_gone(db)
         first = running.counters[AUDIT_ROUTE].requests
         async with db.connection() as conn:
             kept = await conn.fetchval("SELECT count(*) FROM vendor.k3_audit")
@@ -79,3 +80,15 @@ async def test_kill_9_mid_audit_resumes_where_it_stopped_without_gaps_or_duplica
     assert set(stored) == {(e.lock_id, e.entry_id) for es in sim.audit.values() for e in es}
     counted = await usage_calls(db)
     assert sim.quota_used(UTILITY) <= counted <= sim.quota_used(UTILITY) + 1
+
+
+async def _until_its_locks_are_gone(db: Database) -> None:
+    """Wait until PostgreSQL has ended the killed process's session (and so released its job
+    lock): the server learns of a vanished client only when it next reads from its socket."""
+    for _ in range(500):
+        async with db.connection() as conn:
+            held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        if held == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the killed process's advisory lock was never released")

@@ -62,7 +62,7 @@ enabled = false
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
     env.update(NOTIFY_SOCKET=notify, WATCHDOG_USEC="400000")
-    return subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "run"],
+    return subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

@@ -111,7 +111,7 @@ def test_the_contract_holds_against_a_running_syncd_run(db_dsn: str, tmp_path: P
     port = free_port()
     cfg = config_file(tmp_path, db_dsn, port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-    proc = subprocess.Popen([sys.executable, "-m", "syncd.cli.main", "--config", str(cfg), "run"],
+    proc = subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 60

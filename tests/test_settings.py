@@ -141,7 +141,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path,
 def test_run_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
     """`syncd run` with a bad config exits 1 with the same lines, before doing anything."""
     path = write(tmp_path, "[server]\nport = -1\n")
-    proc = subprocess.run([sys.executable, "-m", "syncd.cli.main", "--config", str(path), "run"],
+    proc = subprocess.run([sys.executable, "-m", "syncd", "--config", str(path), "run"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
