@@ -18,6 +18,7 @@ from bench.common import Postgres, Report, postgres_server, quiet_logging
 
 # name -> (module, summary name, time bound in seconds)
 BENCHMARKS: dict[str, tuple[str, str, float]] = {
+    "cli_start": ("bench.cli_start", "cli_start", 240),
     "ingest": ("bench.ingest", "ingest_vs_bare", 240),
     "registry": ("bench.registry", "registry_vs_bare", 240),
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
