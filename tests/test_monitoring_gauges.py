@@ -100,3 +100,18 @@ async def test_the_projection_extends_the_pace_so_far_to_the_period_end(db: Data
     use = await period_use(ledger, april)
     assert {category: (usage.calls, projected) for category, (usage, projected) in use.items()} \
         == {"utility": (40, 80), "netcode": (0, 0)}
+
+
+async def test_each_hook_counts_every_delivery_outcome_from_zero(
+        make_settings: Callable[..., Settings], aiohttp_client: AiohttpClient) -> None:
+    """Before any alert, /metrics has syncd_alert_attempts_total at 0 for each configured hook and
+    outcome, so increase() sees a hook's first dead-lettering (SyncdAlertDeliveriesDead)."""
+    hooks = [{"url": "http://127.0.0.1:9/a", "secret": "whsec_" + "QUJD" * 8, "name": "pager"},
+             {"url": "http://127.0.0.1:9/b", "secret": "whsec_" + "REVG" * 8, "name": "chat"}]
+    client = await aiohttp_client(create_app(make_settings(alerts={"hooks": hooks})))
+    found = await samples(client)
+    attempts = {dict(labelled)["hook"] + "/" + dict(labelled)["outcome"]: value
+                for (name, labelled), value in found.items()
+                if name == "syncd_alert_attempts_total"}
+    assert attempts == {f"{hook}/{outcome}": 0.0 for hook in ("pager", "chat")
+                        for outcome in ("delivered", "retry", "stopped", "dead")}
