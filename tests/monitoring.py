@@ -67,8 +67,8 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
 def selectors(expr: str) -> list[Selector]:
     """Every series selector in a PromQL expression (or a promtool series line), in order.
 
-    Function and aggregation names (an identifier before `(`), keywords and the label lists of
-    by/without/on/ignoring/group_* are not series; a string never is, whatever it holds.
+    Function and aggregation names (an identifier before `(`, `by` or `without`), keywords and
+    the label lists of by/without/on/ignoring/group_* are not series; a string never is.
     """
     tokens = _tokens(expr)
     found: list[Selector] = []
@@ -78,7 +78,8 @@ def selectors(expr: str) -> list[Selector]:
         following = tokens[i + 1][1] if i + 1 < len(tokens) else ""
         if kind == "ident" and text.lower() in _LABEL_LISTS and following == "(":
             i = tokens.index(("op", ")"), i)  # label names end at the first `)`
-        elif kind == "ident" and text.lower() not in _KEYWORDS and following != "(":
+        elif kind == "ident" and text.lower() not in _KEYWORDS and following != "(" \
+                and following.lower() not in ("by", "without"):  # `sum by (…) (…)`
             matchers, i = _matchers(tokens, i + 1) if following == "{" else ((), i)
             found.append(Selector(text, matchers))
         elif kind == "op" and text == "{":  # a selector without a name: {__name__="…"}
