@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install lint typecheck test demo bench simulate clean
+.PHONY: install lint typecheck promtool test demo bench simulate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "syncd needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 1; }
@@ -26,7 +26,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# promtool runs the Prometheus rules' unit tests (tests/test_monitoring_rules.py). When it is not on
+# PATH, get-promtool unpacks it from Debian's prometheus package into .venv (as root it may run
+# apt-get update); where that cannot work (no apt-get), those tests skip and say so.
+promtool: $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || test -x $(BIN)/promtool || \
+		deploy/prometheus/get-promtool $(BIN)/promtool || \
+		echo "promtool is not available: the Prometheus rule tests will skip"
+
+test: lint typecheck promtool
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

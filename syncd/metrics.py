@@ -1,7 +1,8 @@
 """Prometheus metrics, in a registry owned by the app (no module-level globals).
 
-Gauges that describe the database (inbox backlog, last successes, subscription state) are
-refreshed from it when /metrics is scraped, so every replica reports the same truth.
+Gauges that describe the database (inbox backlog, last successes, failures in a row,
+subscription state, Codelocks quota) are refreshed from it when /metrics is scraped, so every
+replica reports the same truth.
 """
 
 from __future__ import annotations
@@ -128,6 +129,25 @@ class Metrics:
             "syncd_subscription_state",
             "1 for the webhook subscription's current state (registered, failed, deleted, none)",
             ["provider", "state"], registry=r)
+        self.job_failed_in_a_row = Gauge(
+            "syncd_job_consecutive_failures",
+            "Latest finished runs of the job that failed in a row, 0 after a success (any replica)",
+            ["job"], registry=r)
+        self.ready = Gauge("syncd_ready", "1 when this replica is ready as /readyz says (database "
+                           "reachable, migrations current)", registry=r)
+        self.quota_used = Gauge("syncd_codelocks_quota_used_calls",
+                                "Codelocks calls counted this quota period (jobs and operators)",
+                                ["category"], registry=r)
+        self.quota_limit = Gauge("syncd_codelocks_quota_limit_calls",
+                                 "Codelocks calls the quota allows this period (bolt-ons included)",
+                                 ["category"], registry=r)
+        self.quota_reserve = Gauge("syncd_codelocks_quota_reserve_calls",
+                                   "Codelocks calls of the period kept for operators",
+                                   ["category"], registry=r)
+        self.quota_projected = Gauge(
+            "syncd_codelocks_quota_projected_calls",
+            "Codelocks calls the period would end with at its pace so far", ["category"],
+            registry=r)
         self.vendor_requests = Counter(
             "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
             "calls included), by route template and outcome", ["vendor", "route", "outcome"],
@@ -150,6 +170,14 @@ class Metrics:
         current = state or "none"
         for name in SUBSCRIPTION_STATES:
             self.subscription.labels(provider=provider, state=name).set(int(name == current))
+
+    def set_quota(self, category: str, *, used: int, limit: int, reserve: int,
+                  projected: int) -> None:
+        """Set one Codelocks quota category's gauges."""
+        self.quota_used.labels(category=category).set(used)
+        self.quota_limit.labels(category=category).set(limit)
+        self.quota_reserve.labels(category=category).set(reserve)
+        self.quota_projected.labels(category=category).set(projected)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

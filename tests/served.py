@@ -42,15 +42,17 @@ ServeSyncd = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
 
 @pytest.fixture
 def serve_syncd(make_settings: Callable[..., Settings]) -> ServeSyncd:
-    """Start syncd's app (hook secret given, NeoLock unreachable, pull jobs off) the way the
-    daemon does (runner and site from syncd.web.server), logging JSON into a buffer."""
+    """Start syncd's app (hook secret given, NeoLock unreachable, pull jobs off; `sections`
+    replaces any of those settings sections) the way the daemon does (runner and site from
+    syncd.web.server), logging JSON into a buffer."""
 
     @contextlib.asynccontextmanager
-    async def start(secret: str, **server: Any) -> AsyncIterator[Served]:
-        settings = make_settings(
-            neolock={"base_url": "http://127.0.0.1:9/api", "login": "shop",
-                     "password": "never-logged-password-42", "webhook_secret": secret},
-            jobs=HOOK_JOBS_OFF, server=server)
+    async def start(secret: str, *, sections: dict[str, Any] | None = None,
+                    **server: Any) -> AsyncIterator[Served]:
+        settings = make_settings(**{
+            "neolock": {"base_url": "http://127.0.0.1:9/api", "login": "shop",
+                        "password": "never-logged-password-42", "webhook_secret": secret},
+            "jobs": HOOK_JOBS_OFF, "server": server, **(sections or {})})
         output = io.StringIO()
         redactor = logs.configure(fmt="json", stream=output,
                                   redactor=logs.Redactor(settings.secrets()))

@@ -24,6 +24,16 @@ SELECT DISTINCT ON (r.job)
 FROM ops.sync_runs r
 ORDER BY r.job, r.started_at DESC, r.id DESC
 
+-- sync_runs_failed_in_a_row --
+-- Per job with runs: how many of its runs since its latest successful one failed.
+SELECT j.job,
+       (SELECT count(*) FROM ops.sync_runs f
+        WHERE f.job = j.job AND f.status = 'failed'
+          AND f.started_at > coalesce((SELECT max(s.started_at) FROM ops.sync_runs s
+                                       WHERE s.job = j.job AND s.status = 'ok'),
+                                      '-infinity')) AS failed
+FROM (SELECT DISTINCT job FROM ops.sync_runs) j
+
 -- sync_runs_abandon --
 -- Mark the job's runs still 'running' as failed: called while holding the job's advisory lock,
 -- so whoever started them has died.

@@ -32,6 +32,7 @@ from syncd.vendors.http import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)
 GAUGE_EVERY = 15.0  # seconds between refreshes of the drift and delivery gauges
+OUTCOMES = ("delivered", "retry", "stopped", "dead")  # of one POST, as syncd_alert_attempts_total counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,10 @@ class Deliverer:
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self.firing_for = firing_for
         self._failing: set[str] = set()
+        if metrics is not None:  # every hook's outcomes from 0, so a rate sees the first one
+            for name in self.hooks:
+                for outcome in OUTCOMES:
+                    metrics.alerts_sent.labels(hook=name, outcome=outcome)
 
     async def run_once(self) -> int:
         """Fan out new alerts, then send every due delivery once; return how many were sent."""

@@ -43,6 +43,11 @@ async def latest_runs(db: Database) -> dict[str, dict[str, Any]]:
     return {row["job"]: dict(row) for row in await db.fetch("sync_runs_latest")}
 
 
+async def failed_in_a_row(db: Database) -> dict[str, int]:
+    """Job name → how many of its runs since its latest successful one failed."""
+    return {row["job"]: int(row["failed"]) for row in await db.fetch("sync_runs_failed_in_a_row")}
+
+
 async def prune(db: Database, query: str, days: float) -> int:
     """Run one of the *_prune queries; return how many rows it deleted."""
     status = await db.execute(query, days)

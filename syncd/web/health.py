@@ -11,6 +11,8 @@ from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
 from syncd.jobs.status import collect_status, inbox_backlog, json_default
+from syncd.sync.codelocks.quota import QuotaConfig, QuotaLedger, utc_now
+from syncd.sync.codelocks.status import period_use
 from syncd.web import keys, openapi
 
 routes = web.RouteTableDef()
@@ -30,8 +32,17 @@ async def healthz(request: web.Request) -> web.Response:
                     tags=["operations"], schemas={200: "Readiness", 503: "Readiness"})
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the database answers and every migration is applied, else 503."""
-    db = request.app[keys.DB]
-    metrics = request.app[keys.METRICS]
+    checks = await _readiness(request.app)
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def _readiness(app: web.Application) -> dict[str, str]:
+    """Readiness checks by name ("ok" or what is wrong), also set as syncd_database_up and
+    syncd_ready."""
+    db = app[keys.DB]
+    metrics = app[keys.METRICS]
     checks: dict[str, str] = {}
     try:
         await db.ping(timeout=2.0)
@@ -43,10 +54,9 @@ async def readyz(request: web.Request) -> web.Response:
     except DatabaseError as err:
         checks.setdefault("database", f"unavailable: {type(err).__name__}")
         checks.setdefault("migrations", "unknown")
-    ready = all(value == "ok" for value in checks.values())
     metrics.db_up.set(1 if checks["database"] == "ok" else 0)
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                             status=200 if ready else 503)
+    metrics.ready.set(1 if all(value == "ok" for value in checks.values()) else 0)
+    return checks
 
 
 @routes.get("/metrics")
@@ -78,15 +88,20 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def _refresh(app: web.Application) -> None:
-    """Set the gauges that describe the database: backlog, last successes, subscription."""
+    """Set the gauges that describe the database: readiness, backlog, last successes, failures in
+    a row, subscription, Codelocks quota."""
+    if (await _readiness(app))["database"] != "ok":
+        return  # syncd_database_up says so; the other gauges keep their last values
     metrics = app[keys.METRICS]
     db = app[keys.DB]
     try:
         backlog = await inbox_backlog(db)
         latest = await ops.latest_runs(db)
         sub = await ops.get_subscription(db, "neolock")
+        await _refresh_jobs(app)
+        await _refresh_quota(app)
     except DatabaseError:
-        return  # syncd_database_up (readiness) says so; the gauges keep their last values
+        return  # lost since the readiness check: the gauges keep their last values
     metrics.inbox_pending.set(backlog.pending)
     metrics.inbox_oldest.set(backlog.oldest_seconds or 0.0)
     for job, run in latest.items():
@@ -94,6 +109,22 @@ async def _refresh(app: web.Application) -> None:
             metrics.job_last_success.labels(job=job).set(run["last_success_at"].timestamp())
     if app[keys.SETTINGS].neolock is not None:
         metrics.set_subscription("neolock", sub.status if sub else None)
+
+
+async def _refresh_jobs(app: web.Application) -> None:
+    metrics = app[keys.METRICS]
+    for job, failed in (await ops.failed_in_a_row(app[keys.DB])).items():
+        metrics.job_failed_in_a_row.labels(job=job).set(failed)
+
+
+async def _refresh_quota(app: web.Application) -> None:
+    codelocks = app[keys.SETTINGS].codelocks
+    if codelocks is None:
+        return
+    ledger = QuotaLedger(app[keys.DB], QuotaConfig.from_settings(codelocks))
+    for category, (usage, projected) in (await period_use(ledger, utc_now())).items():
+        app[keys.METRICS].set_quota(category, used=usage.calls, limit=usage.quota,
+                                    reserve=usage.reserve, projected=projected)
 
 
 def _dumps(value: Any) -> str:

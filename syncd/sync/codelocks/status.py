@@ -6,27 +6,37 @@ import datetime as dt
 from typing import Any
 
 from syncd.db import codelocks as queries
+from syncd.db.codelocks import Usage
 from syncd.sync.codelocks.jobs import JOBS, K3Context
-from syncd.sync.codelocks.quota import CATEGORIES, VENDOR
+from syncd.sync.codelocks.quota import CATEGORIES, VENDOR, QuotaLedger
+
+
+async def period_use(ledger: QuotaLedger, now: dt.datetime) -> dict[str, tuple[Usage, int]]:
+    """Each category's ledger this period, with the calls it would end with at its pace so far."""
+    start, end = ledger.config.period_bounds(now)
+    elapsed = max((now - start).total_seconds(), 1.0)
+    length = (end - start).total_seconds()
+    found = {}
+    for category in CATEGORIES:
+        usage = await ledger.usage(category, now)
+        found[category] = (usage, round(usage.calls * length / elapsed))
+    return found
 
 
 async def quota_status(k3: K3Context, now: dt.datetime | None = None) -> dict[str, Any]:
     """Use per category this period, the projection to its end, and each K3 job's next run."""
     now = now or k3.clock()
-    start, end = k3.quota.period_bounds(now)
-    elapsed = max((now - start).total_seconds(), 1.0)
-    length = (end - start).total_seconds()
+    _, end = k3.quota.period_bounds(now)
     plans = await k3.plan(now)
     categories: dict[str, Any] = {}
-    for category in CATEGORIES:
-        usage = await k3.ledger.usage(category, now)
+    for category, (usage, at_pace) in (await period_use(k3.ledger, now)).items():
         # Planned: each job's runs left at its expected cost (its share, whole runs only).
         planned = sum(p.planned_calls for p in plans.values()) if category == "utility" else 0.0
         categories[category] = {
             "period": k3.quota.period_of(now), "calls": usage.calls, "quota": usage.quota,
             "reserve": usage.reserve, "operator_calls": usage.operator_calls,
             "left_for_jobs": usage.job_left, "refused": usage.refused,
-            "projected_at_pace": round(usage.calls * length / elapsed),
+            "projected_at_pace": at_pace,
             "projected_as_planned": min(usage.calls + round(planned), usage.quota),
         }
     states = await queries.plan_states(k3.db, VENDOR)
