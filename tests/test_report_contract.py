@@ -1,8 +1,9 @@
-"""The report.* views keep the columns DESIGN.md promises and the README documents."""
+"""The report.* views keep the columns DESIGN.md promises, each says what it means (COMMENT ON),
+and the README's view reference is generated from those comments."""
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 
 from syncd.db.pool import Database
@@ -48,12 +49,59 @@ async def test_views_have_the_contracted_columns(db: Database) -> None:
         assert not missing, f"report.{view} lacks {missing}"
 
 
-async def test_readme_documents_real_view_columns(db: Database) -> None:
-    """Each `report.x` row of the README's table names only columns the view really has."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    rows = re.findall(r"^\| `report\.(\w+)` \| ([^|]+) \|$", readme, flags=re.MULTILINE)
-    assert len(rows) >= 4
-    found = await view_columns(db)
-    for view, columns in rows:
-        listed = {c.strip() for c in columns.replace("(at least)", "").split(",")}
-        assert listed <= found.get(view, set()), f"README lists {listed - found.get(view, set())}"
+BEGIN = "<!-- report-views: generated from the views' COMMENT ON by tests/test_report_contract.py -->"
+END = "<!-- report-views: end -->"
+README = Path(__file__).parent.parent / "README.md"
+
+
+async def view_reference(db: Database) -> tuple[str, list[str]]:
+    """The README's view reference rendered from the database's comments, and every view or
+    column that has no comment."""
+    async with db.connection() as conn:
+        rows = await conn.fetch("""
+            SELECT c.relname AS view, obj_description(c.oid, 'pg_class') AS about,
+                   a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
+                   col_description(c.oid, a.attnum) AS meaning
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'report'
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE c.relkind = 'v'
+            ORDER BY c.relname, a.attnum""")
+    lines: list[str] = []
+    missing: list[str] = []
+    current = None
+    for row in rows:
+        if row["view"] != current:
+            current = row["view"]
+            if row["about"] is None:
+                missing.append(f"report.{current}")
+            lines += ["", f"#### `report.{current}`", "", row["about"] or "", "",
+                      "| column | type | meaning |", "|---|---|---|"]
+        if row["meaning"] is None:
+            missing.append(f"report.{current}.{row['column']}")
+        meaning = (row["meaning"] or "").replace("|", "\\|")
+        lines.append(f"| `{row['column']}` | {row['type']} | {meaning} |")
+    return "\n".join(lines[1:]), missing
+
+
+async def test_every_report_view_and_column_has_a_comment(db: Database) -> None:
+    """Each report.* view and each of its columns carries a COMMENT ON saying what it means."""
+    _, missing = await view_reference(db)
+    assert missing == [], f"no COMMENT ON for: {', '.join(missing)}"
+
+
+async def test_readme_view_reference_is_generated_from_the_comments(db: Database) -> None:
+    """README's view reference is exactly what the views' comments render to (columns, types and
+    meanings), so the analyst's documentation cannot drift from the database. With
+    UPDATE_README=1 the test rewrites the README's block instead (then review the diff)."""
+    rendered, _ = await view_reference(db)
+    text = README.read_text()
+    assert BEGIN in text and END in text, "README lacks the report-views markers"
+    head, rest = text.split(BEGIN, 1)
+    current, tail = rest.split(END, 1)
+    wanted = f"\n{rendered}\n"
+    if os.environ.get("UPDATE_README") == "1":
+        README.write_text(head + BEGIN + wanted + END + tail)
+        return
+    assert current == wanted, ("README's view reference differs from the views' comments: "
+                               "run UPDATE_README=1 pytest tests/test_report_contract.py")

@@ -1,0 +1,203 @@
+-- The analyst's contract: every report.* view and column says what it means, its unit and its zone.
+-- README's "SQL for reporting" reference is generated from these comments (tests/test_report_contract.py).
+-- Times are timestamptz (instants) unless a comment says otherwise.
+
+COMMENT ON VIEW report.phones IS 'One row per phone a vendor (NeoLock or Knox Guard) holds, with the business''s contract for it.';
+COMMENT ON COLUMN report.phones.provider IS 'Who holds the device: neolock or knoxguard.';
+COMMENT ON COLUMN report.phones.device_uid IS 'The vendor''s device id (deviceUid); matches local.phone_contracts.device_uid.';
+COMMENT ON COLUMN report.phones.imei IS 'First IMEI as the vendor reports it.';
+COMMENT ON COLUMN report.phones.imei2 IS 'Second IMEI (dual-SIM), if any.';
+COMMENT ON COLUMN report.phones.vendor_state IS 'Knox Guard API state as the vendor reports it (Enrolled, Locked, Locking, Completed, …).';
+COMMENT ON COLUMN report.phones.console_state IS 'The name the Knox Guard console shows for vendor_state (Enrolled → Active, Accepted → Activating, Blinked → Reminder On).';
+COMMENT ON COLUMN report.phones.license_expiry IS 'When the device''s Knox Guard licence ends.';
+COMMENT ON COLUMN report.phones.desired_state IS 'What the contract says the phone must be: active, locked or completed; NULL without a contract.';
+COMMENT ON COLUMN report.phones.in_drift IS 'True when the contract''s desired_state disagrees with vendor_state (in-flight states such as Locking count as agreeing).';
+COMMENT ON COLUMN report.phones.last_seen_at IS 'When syncd last read the device from the vendor (refreshed at most hourly when nothing changed).';
+COMMENT ON COLUMN report.phones.gone_at IS 'When the vendor answered 404 for the device; NULL while it exists.';
+COMMENT ON COLUMN report.phones.last_changed_at IS 'When a field of the device last changed in syncd''s copy.';
+
+COMMENT ON VIEW report.terminals IS 'One row per BioTime attendance terminal, listed by BioTime or expected in local.terminals (or both).';
+COMMENT ON COLUMN report.terminals.sn IS 'Terminal serial number; matches local.terminals.sn.';
+COMMENT ON COLUMN report.terminals.alias IS 'Alias as BioTime lists it.';
+COMMENT ON COLUMN report.terminals.area_name IS 'Area name as BioTime lists it.';
+COMMENT ON COLUMN report.terminals.ip_address IS 'The terminal''s IP address as BioTime last saw it.';
+COMMENT ON COLUMN report.terminals.state IS 'BioTime terminal state: 1 online, other values offline (as BioTime reports it).';
+COMMENT ON COLUMN report.terminals.online IS 'True when state is 1 and last_activity is within biotime.online_window_seconds of now (and the terminal is not gone).';
+COMMENT ON COLUMN report.terminals.last_activity IS 'The terminal''s last contact with BioTime; BioTime sends it without a zone, read in biotime.timezone.';
+COMMENT ON COLUMN report.terminals.expected IS 'True when local.terminals lists the terminal.';
+COMMENT ON COLUMN report.terminals.last_seen_at IS 'When syncd last saw the terminal in BioTime''s list.';
+COMMENT ON COLUMN report.terminals.gone_at IS 'When the terminal disappeared from BioTime''s list; NULL while listed.';
+COMMENT ON COLUMN report.terminals.status IS 'ok, offline, unknown (listed, not in local.terminals), missing (in local.terminals, not listed) or gone.';
+COMMENT ON COLUMN report.terminals.area_code IS 'Area code as BioTime lists it.';
+COMMENT ON COLUMN report.terminals.terminal_id IS 'BioTime''s internal terminal id (used by terminal commands).';
+COMMENT ON COLUMN report.terminals.terminal_name IS 'Terminal name as BioTime lists it.';
+COMMENT ON COLUMN report.terminals.fw_ver IS 'Firmware version as BioTime lists it.';
+COMMENT ON COLUMN report.terminals.terminal_tz IS 'The terminal''s time zone setting as BioTime lists it (an offset number, verbatim).';
+COMMENT ON COLUMN report.terminals.first_seen_at IS 'When syncd first saw the terminal in BioTime''s list.';
+COMMENT ON COLUMN report.terminals.last_changed_at IS 'When a field of the terminal last changed in syncd''s copy.';
+COMMENT ON COLUMN report.terminals.expected_alias IS 'The alias local.terminals expects (NULL: any).';
+COMMENT ON COLUMN report.terminals.expected_area_code IS 'The area code local.terminals expects (NULL: any).';
+
+COMMENT ON VIEW report.terminal_commands IS 'Commands syncd sent to BioTime terminals (reboot, uploads, clear, add/update/delete), one row each.';
+COMMENT ON COLUMN report.terminal_commands.id IS 'The command''s id in syncd.';
+COMMENT ON COLUMN report.terminal_commands.sn IS 'Serial number of the terminal the command was for.';
+COMMENT ON COLUMN report.terminal_commands.terminal_id IS 'BioTime''s internal terminal id the command was sent to.';
+COMMENT ON COLUMN report.terminal_commands.command IS 'The command sent.';
+COMMENT ON COLUMN report.terminal_commands.requested_at IS 'When an operator (or syncd) asked for it.';
+COMMENT ON COLUMN report.terminal_commands.requested_by IS 'Who asked: the operator''s name, or reconcile.';
+COMMENT ON COLUMN report.terminal_commands.outcome IS 'pending, ok or failed.';
+COMMENT ON COLUMN report.terminal_commands.finished_at IS 'When BioTime answered; NULL while pending.';
+COMMENT ON COLUMN report.terminal_commands.error IS 'Why it failed (secrets removed); NULL otherwise.';
+
+COMMENT ON VIEW report.punches IS 'Attendance punches pulled from BioTime, one row per transaction.';
+COMMENT ON COLUMN report.punches.id IS 'BioTime''s transaction id.';
+COMMENT ON COLUMN report.punches.emp_code IS 'The employee code as BioTime sends it.';
+COMMENT ON COLUMN report.punches.punch_time IS 'When the employee punched; BioTime sends it without a zone, read in biotime.timezone.';
+COMMENT ON COLUMN report.punches.punch_state IS 'Punch state as BioTime sends it (check in/out, break, overtime codes), verbatim.';
+COMMENT ON COLUMN report.punches.verify_type IS 'How the employee was verified, BioTime''s code, verbatim.';
+COMMENT ON COLUMN report.punches.work_code IS 'Work code entered at the terminal, if any.';
+COMMENT ON COLUMN report.punches.terminal_sn IS 'Serial number of the terminal that recorded it.';
+COMMENT ON COLUMN report.punches.terminal_alias IS 'That terminal''s alias as BioTime sent it with the punch.';
+COMMENT ON COLUMN report.punches.area_alias IS 'That terminal''s area as BioTime sent it with the punch.';
+COMMENT ON COLUMN report.punches.upload_time IS 'When the terminal uploaded the punch to BioTime; read in biotime.timezone.';
+COMMENT ON COLUMN report.punches.upload_delay IS 'upload_time - punch_time (an interval): how late the terminal uploaded.';
+COMMENT ON COLUMN report.punches.expected_terminal IS 'True when local.terminals lists the terminal that recorded it.';
+COMMENT ON COLUMN report.punches.first_seen_at IS 'When syncd first stored the punch.';
+
+COMMENT ON VIEW report.events IS 'Pushed vendor events (NeoLock webhook), each stored before it was acknowledged.';
+COMMENT ON COLUMN report.events.id IS 'syncd''s id of the stored push.';
+COMMENT ON COLUMN report.events.source IS 'Who pushed it: neolock.';
+COMMENT ON COLUMN report.events.received_at IS 'When syncd received and stored the push.';
+COMMENT ON COLUMN report.events.event_type IS 'The event type the push named, verbatim.';
+COMMENT ON COLUMN report.events.subject IS 'The device the push is about (device uid), if it named one.';
+COMMENT ON COLUMN report.events.status IS 'pending (not processed yet), processed, unparsed (kept, could not be read) or failed (gave up after retries).';
+
+COMMENT ON VIEW report.sync_runs IS 'One row per job run (pull jobs, reconcile, housekeeping), from any replica.';
+COMMENT ON COLUMN report.sync_runs.job IS 'The job''s name (neolock-uploads, k3-audit, reconcile, …).';
+COMMENT ON COLUMN report.sync_runs.started_at IS 'When the run started.';
+COMMENT ON COLUMN report.sync_runs.finished_at IS 'When it ended; NULL while running.';
+COMMENT ON COLUMN report.sync_runs.status IS 'running, ok or failed (a run whose process died is marked failed, error "abandoned: …").';
+COMMENT ON COLUMN report.sync_runs.items IS 'Rows the run wrote or actions it took (a count).';
+COMMENT ON COLUMN report.sync_runs.requests IS 'Vendor HTTP requests the run sent, retries included (a count).';
+COMMENT ON COLUMN report.sync_runs.error IS 'Why it failed (secrets removed); NULL otherwise.';
+
+COMMENT ON VIEW report.actions IS 'The hash-chained action log: every remediation and operator action, refusal, failure and skip.';
+COMMENT ON COLUMN report.actions.seq IS 'Position in the chain (increasing).';
+COMMENT ON COLUMN report.actions.at IS 'When the action was recorded.';
+COMMENT ON COLUMN report.actions.actor IS 'Who acted: reconcile, or the operator''s name.';
+COMMENT ON COLUMN report.actions.action IS 'What was done (phone.lock, terminal.update, netcode.issue, …).';
+COMMENT ON COLUMN report.actions.subject IS 'What it was done to: device uid, terminal sn, lock id, MAC.';
+COMMENT ON COLUMN report.actions.provider IS 'The vendor acted on, if any.';
+COMMENT ON COLUMN report.actions.outcome IS 'ok, failed, refused (the vendor said no) or skipped (no longer needed, cooldown, cap).';
+COMMENT ON COLUMN report.actions.detail IS 'JSON with the action''s parameters and the vendor''s answer (secrets removed).';
+
+COMMENT ON VIEW report.app_devices IS 'Devices registered through the app device registry (POST /v2/device), one row per MAC address.';
+COMMENT ON COLUMN report.app_devices.mac_address IS 'The device''s MAC address, lower case with colons.';
+COMMENT ON COLUMN report.app_devices.device_os IS 'Operating system the app reported.';
+COMMENT ON COLUMN report.app_devices.device_version IS 'OS version the app reported.';
+COMMENT ON COLUMN report.app_devices.device_type IS 'Device type the app reported.';
+COMMENT ON COLUMN report.app_devices.app_version IS 'App version at the latest registration.';
+COMMENT ON COLUMN report.app_devices.app_name IS 'App name the device registered with.';
+COMMENT ON COLUMN report.app_devices.status IS '1: registered and active (the API''s data.status).';
+COMMENT ON COLUMN report.app_devices.ban_status IS '1 while the device is banned, else 0.';
+COMMENT ON COLUMN report.app_devices.updated_at IS 'When the device''s fields last changed (or it registered).';
+COMMENT ON COLUMN report.app_devices.first_seen_at IS 'Its first registration.';
+COMMENT ON COLUMN report.app_devices.last_seen_at IS 'Its latest registration call, at registry.last_seen_resolution_seconds precision.';
+COMMENT ON COLUMN report.app_devices.banned_at IS 'When it was banned; NULL unless banned.';
+COMMENT ON COLUMN report.app_devices.ban_reason IS 'The reason the operator gave for the ban.';
+
+COMMENT ON VIEW report.app_device_history IS 'One row per registration and per change of a registered device''s fields.';
+COMMENT ON COLUMN report.app_device_history.mac_address IS 'The device''s MAC address.';
+COMMENT ON COLUMN report.app_device_history.changed_at IS 'When this registration or change happened.';
+COMMENT ON COLUMN report.app_device_history.change IS 'registered (first call) or updated (a field changed).';
+COMMENT ON COLUMN report.app_device_history.device_os IS 'Operating system as of this row.';
+COMMENT ON COLUMN report.app_device_history.device_version IS 'OS version as of this row.';
+COMMENT ON COLUMN report.app_device_history.device_type IS 'Device type as of this row.';
+COMMENT ON COLUMN report.app_device_history.app_version IS 'App version as of this row.';
+COMMENT ON COLUMN report.app_device_history.app_name IS 'App name as of this row.';
+COMMENT ON COLUMN report.app_device_history.previous_app_version IS 'The app version of the device''s previous row; NULL on its first.';
+COMMENT ON COLUMN report.app_device_history.app_version_changed IS 'True on an update row whose app_version differs from the previous row (an app upgrade or downgrade).';
+COMMENT ON COLUMN report.app_device_history.first_seen_at IS 'The device''s first registration.';
+COMMENT ON COLUMN report.app_device_history.last_seen_at IS 'The device''s latest registration call.';
+
+COMMENT ON VIEW report.k3_locks IS 'Codelocks K3Connect locks on the configured access keys.';
+COMMENT ON COLUMN report.k3_locks.lock_id IS 'The lock''s identifier at Codelocks.';
+COMMENT ON COLUMN report.k3_locks.lock_name IS 'The lock''s name as Codelocks lists it.';
+COMMENT ON COLUMN report.k3_locks.battery_status IS 'Battery status as the lock last reported it (e.g. Good, Low, Critical), verbatim.';
+COMMENT ON COLUMN report.k3_locks.battery_updated_at IS 'When the lock reported it; Codelocks sends no zone, read as UTC.';
+COMMENT ON COLUMN report.k3_locks.firmware_version IS 'Firmware version as Codelocks lists it.';
+COMMENT ON COLUMN report.k3_locks.last_audit_at IS 'entered_at of the lock''s newest audit entry syncd holds; NULL with none.';
+COMMENT ON COLUMN report.k3_locks.model_name IS 'Lock model as Codelocks lists it.';
+COMMENT ON COLUMN report.k3_locks.timezone IS 'The lock''s time zone as Codelocks lists it.';
+COMMENT ON COLUMN report.k3_locks.last_seen_at IS 'When syncd last saw the lock listed.';
+COMMENT ON COLUMN report.k3_locks.gone_at IS 'When it stopped being listed; NULL while listed.';
+
+COMMENT ON VIEW report.k3_audit IS 'K3 lock audit trail entries, each stored once.';
+COMMENT ON COLUMN report.k3_audit.lock_id IS 'The lock the entry is from.';
+COMMENT ON COLUMN report.k3_audit.audit_entry_id IS 'Codelocks'' id of the entry (increasing per lock).';
+COMMENT ON COLUMN report.k3_audit.entered_at IS 'When the event happened at the lock; Codelocks sends no zone, read as UTC.';
+COMMENT ON COLUMN report.k3_audit.entry_type IS 'EntryType verbatim, as the vendor sent it.';
+COMMENT ON COLUMN report.k3_audit.entry_text IS 'The entry''s text as the vendor sent it.';
+COMMENT ON COLUMN report.k3_audit.first_seen_at IS 'When syncd first stored the entry.';
+COMMENT ON COLUMN report.k3_audit.lateness IS 'first_seen_at - entered_at (an interval): audit reaches Codelocks only when a lock syncs.';
+
+COMMENT ON VIEW report.k3_clients IS 'Smartphone clients of K3 locks: those Codelocks lists and those local.k3_clients expects.';
+COMMENT ON COLUMN report.k3_clients.lock_id IS 'The lock.';
+COMMENT ON COLUMN report.k3_clients.email IS 'The client''s e-mail address (matched case-insensitively with local.k3_clients).';
+COMMENT ON COLUMN report.k3_clients.status IS 'The vendor''s status (ACTIVE, PENDING, SUSPENDED) or missing (expected, not listed).';
+COMMENT ON COLUMN report.k3_clients.access_type IS 'Access type as listed by the vendor, else as expected.';
+COMMENT ON COLUMN report.k3_clients.expected IS 'True for an enabled local.k3_clients row.';
+COMMENT ON COLUMN report.k3_clients.active_periods IS 'The client''s access windows as the vendor lists them (JSON, verbatim).';
+COMMENT ON COLUMN report.k3_clients.last_seen_at IS 'When syncd last saw the client listed; NULL when missing.';
+
+COMMENT ON VIEW report.api_usage IS 'Vendor calls counted against quotas, per vendor, category and billing period (Codelocks).';
+COMMENT ON COLUMN report.api_usage.vendor IS 'The vendor billed: codelocks.';
+COMMENT ON COLUMN report.api_usage.category IS 'Quota category: netcode or utility.';
+COMMENT ON COLUMN report.api_usage.period IS 'The billing period (month), as text, in codelocks.period_timezone.';
+COMMENT ON COLUMN report.api_usage.calls IS 'Calls counted this period, before sending (retries included), so a crash can only over-count.';
+COMMENT ON COLUMN report.api_usage.quota IS 'The period''s limit of calls (plan plus bolt-ons).';
+COMMENT ON COLUMN report.api_usage.reserve IS 'Calls kept for operator actions; scheduled jobs never take them.';
+COMMENT ON COLUMN report.api_usage.operator_calls IS 'Calls operators made this period (from the reserve).';
+COMMENT ON COLUMN report.api_usage.refused IS 'Calls refused: by syncd past the limit, or by the vendor with its quota 429.';
+COMMENT ON COLUMN report.api_usage.updated_at IS 'When this row last changed.';
+
+COMMENT ON VIEW report.netcodes IS 'NetCodes issued through syncd (the ledger); the codes themselves stay sealed and are not shown.';
+COMMENT ON COLUMN report.netcodes.lock_id IS 'The lock the code is for.';
+COMMENT ON COLUMN report.netcodes.lock_model IS 'The lock model the code was generated for.';
+COMMENT ON COLUMN report.netcodes.start IS 'Start as given to the vendor: the lock''s local time, no zone (timestamp).';
+COMMENT ON COLUMN report.netcodes.duration_id IS 'Codelocks'' duration id (how long the code is valid), verbatim.';
+COMMENT ON COLUMN report.netcodes.expires_at IS 'When the code stops working: the lock''s local time, no zone (timestamp).';
+COMMENT ON COLUMN report.netcodes.issued_at IS 'When syncd first issued it.';
+COMMENT ON COLUMN report.netcodes.issued_by IS 'The operator who asked for it.';
+COMMENT ON COLUMN report.netcodes.repeats IS 'How many times the same code was asked for again and answered from the ledger (no vendor call).';
+
+COMMENT ON VIEW report.drift IS 'Drift cases: one open case per (kind, subject); resolved cases are kept.';
+COMMENT ON COLUMN report.drift.id IS 'The case id (also case_id in alerts).';
+COMMENT ON COLUMN report.drift.kind IS 'What disagrees: phone_not_locked, terminal_missing, job_failing, k3_battery_low, … (README: drift kinds).';
+COMMENT ON COLUMN report.drift.subject IS 'What it is about: device uid, terminal sn, job name, provider, lock id or lock id/email.';
+COMMENT ON COLUMN report.drift.expected IS 'What the business''s records (or syncd''s health) expect, as text.';
+COMMENT ON COLUMN report.drift.actual IS 'What the vendor (or syncd) says, as text.';
+COMMENT ON COLUMN report.drift.severity IS 'info, warning or critical.';
+COMMENT ON COLUMN report.drift.status IS 'open, suppressed (open, silenced until suppressed_until) or resolved.';
+COMMENT ON COLUMN report.drift.first_seen_at IS 'When the case opened.';
+COMMENT ON COLUMN report.drift.last_seen_at IS 'When reconcile last confirmed it (moved at most every reconcile.seen_resolution_seconds).';
+COMMENT ON COLUMN report.drift.resolved_at IS 'When the condition cleared; NULL while open.';
+COMMENT ON COLUMN report.drift.provider IS 'The vendor concerned, if any.';
+COMMENT ON COLUMN report.drift.detail IS 'JSON with the facts behind the finding.';
+COMMENT ON COLUMN report.drift.plan IS 'The remediation planned for the case (action, allowed, reason), JSON; NULL when none.';
+COMMENT ON COLUMN report.drift.suppressed_until IS 'Until when an operator suppressed it; NULL if never.';
+COMMENT ON COLUMN report.drift.suppressed_reason IS 'The reason the operator gave.';
+COMMENT ON COLUMN report.drift.suppressed_by IS 'The operator who suppressed it.';
+
+COMMENT ON VIEW report.alert_deliveries IS 'Alert deliveries: one row per (alert, hook).';
+COMMENT ON COLUMN report.alert_deliveries.id IS 'The delivery''s id.';
+COMMENT ON COLUMN report.alert_deliveries.event_id IS 'The alert''s webhook-id, stable per (case, transition): receivers dedupe on it.';
+COMMENT ON COLUMN report.alert_deliveries.type IS 'The alert type: drift.opened, drift.resolved, job.failing, subscription.lost, quota.warning, …';
+COMMENT ON COLUMN report.alert_deliveries.hook IS 'The hook''s name (alerts.hooks name, else hook-<hash of its URL>; never the URL).';
+COMMENT ON COLUMN report.alert_deliveries.status IS 'pending, delivered, stopped (the receiver answered 410 Gone) or dead (gave up after alerts.max_age_hours).';
+COMMENT ON COLUMN report.alert_deliveries.attempts IS 'POSTs tried so far (a count).';
+COMMENT ON COLUMN report.alert_deliveries.next_attempt_at IS 'When the next try is due; NULL once finished.';
+COMMENT ON COLUMN report.alert_deliveries.last_status IS 'HTTP status of the latest try; NULL for a transport error or none yet.';
+COMMENT ON COLUMN report.alert_deliveries.last_error IS 'What went wrong on the latest try; NULL after success.';
+COMMENT ON COLUMN report.alert_deliveries.created_at IS 'When the alert was queued (with the change that caused it).';
+COMMENT ON COLUMN report.alert_deliveries.finished_at IS 'When it was delivered, stopped or dead-lettered; NULL while pending.';
