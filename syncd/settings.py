@@ -541,12 +541,24 @@ def read_toml(path: str | Path | None = None) -> tuple[Path | None, dict[str, An
     return source, checks.read_toml(source)
 
 
+def _anchor_data_dir(data: dict[str, Any], source: Path | None) -> dict[str, Any]:
+    """A relative data_dir (the file's, or the default .syncd) is relative to the config file's
+    directory, so every command reading one file finds one database whatever its working
+    directory. Without a file, and in SYNCD_DATA_DIR (which wins over both), it is relative to
+    the working directory."""
+    raw = data.get("data_dir", _default_data_dir())
+    if source is None or not isinstance(raw, str | Path) or Path(raw).is_absolute():
+        return data
+    return {**data, "data_dir": str(source.absolute().parent / raw)}
+
+
 def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None = None) -> Settings:
     """Load and validate settings; raise ConfigError with one line for every problem at once.
 
     `known_jobs` (from the job registry) makes `[jobs.<name>]` with any other name an error.
     """
-    _, data = read_toml(path)
+    source, data = read_toml(path)
+    data = _anchor_data_dir(data, source)
     lines = _env_problems()
     lines += checks.job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
     try:

@@ -31,7 +31,7 @@ async def test_embedded_listener_admits_readers_with_a_password_and_nobody_else(
     port = _free_port()
     settings = Settings(data_dir=short_dir,
                         database={"embedded_listen": f"127.0.0.1:{port}"})
-    async with open_database(settings, borrow=False) as db:
+    async with open_database(settings, borrow=False, create=True) as db:
         await ensure_reader(db, "tcp_reader", "reader-password-0123")
         conn = await asyncpg.connect(host="127.0.0.1", port=port, user="tcp_reader",
                                      password="reader-password-0123", database="postgres")
