@@ -33,8 +33,8 @@ def _free_port() -> int:
 
 async def test_embedded_listener_admits_readers_with_a_password_and_nobody_else(
         short_dir: Path) -> None:
-    """With embedded_listen, a reader logs in over TCP with its password; the superuser cannot,
-    and neither can the reader without its password."""
+    """With embedded_listen, a reader logs in over TCP with its password (a non-ASCII one too,
+    normalised as PostgreSQL does); the superuser cannot, nor can the reader without its password."""
     port = _free_port()
     settings = Settings(data_dir=short_dir,
                         database={"embedded_listen": f"127.0.0.1:{port}"})
@@ -48,6 +48,13 @@ async def test_embedded_listener_admits_readers_with_a_password_and_nobody_else(
                 await conn.fetch("SELECT * FROM ops.sync_runs")
         finally:
             await conn.close()
+        # SASLprep as PostgreSQL and its clients apply it: NFKC makes the ligature "fi", and
+        # the no-break space a space, so the verifier syncd computed matches the client's proof.
+        await ensure_reader(db, "tcp_reader_utf8", "p\u00e4ssw\u00f6rt-\ufb01le\u00a0\u00fc")
+        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="tcp_reader_utf8",
+                                     password="p\u00e4ssw\u00f6rt-file \u00fc",
+                                     database="postgres")
+        await conn.close()
         for user, password in (("postgres", None), ("tcp_reader", None),
                                ("tcp_reader", "wrong-password-000")):
             with pytest.raises((asyncpg.InvalidPasswordError,
