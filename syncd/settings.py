@@ -561,8 +561,8 @@ def _env_problems() -> tuple[list[str], dict[tuple[str, ...], str]]:
         found = env_path(name)
         if isinstance(found, str):
             problems.append(f"{name}: unknown setting in the environment: {found}")
-        else:
-            paths[found] = name
+        else:  # the whole name: env_path stops early at jobs and lists
+            paths[tuple(name[len(checks.ENV_PREFIX):].lower().split("__"))] = name
     return problems, paths
 
 

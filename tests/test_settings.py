@@ -199,10 +199,12 @@ def test_strict_booleans_in_the_file_and_the_environment(
     settings = config.load(good)
     assert settings.registry.enabled is False and settings.reconcile.allow_unlock is True
     monkeypatch.setenv("SYNCD_JOBS__HOUSEKEEPING__ENABLED", "on")
-    with pytest.raises(ConfigError) as info:
-        config.load(good)
-    assert info.value.problems == ["SYNCD_JOBS__HOUSEKEEPING__ENABLED: jobs.housekeeping.enabled: "
-                                   "must be true or false (got 'on')"]
+    with pytest.raises(ConfigError) as info:  # the file's own mistake is not the variable's
+        config.load(write(tmp_path, '[jobs.neolock-uploads]\nenabled = "maybe"\n'))
+    assert info.value.problems == [
+        "jobs.neolock-uploads.enabled: must be true or false (got 'maybe')",
+        "SYNCD_JOBS__HOUSEKEEPING__ENABLED: jobs.housekeeping.enabled: must be true or false "
+        "(got 'on')"]
 
 
 def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
