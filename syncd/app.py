@@ -26,7 +26,7 @@ from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, r
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[keys.SETTINGS], borrow=False) as db:
+    async with open_database(app[keys.SETTINGS], borrow=False, create=True) as db:
         app[keys.DB] = db
         yield
 

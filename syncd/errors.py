@@ -23,12 +23,20 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached right now (connection refused, pool closed, timeout)."""
 
 
+class DatabaseMissing(DatabaseError):
+    """An embedded database was expected under data_dir and is not there (the command creates none)."""
+
+
 class DataRejected(DatabaseError):
     """The database refused a value (e.g. JSON that jsonb cannot hold); retrying will not help."""
 
 
 class MigrationError(DatabaseError):
     """Migrations cannot be applied (e.g. an applied migration was edited)."""
+
+
+class ReaderRefused(SyncdError):
+    """`syncd db reader` will not touch this role (a superuser, syncd's own login, not a reader)."""
 
 
 class VendorError(SyncdError):

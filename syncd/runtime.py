@@ -11,10 +11,10 @@ import structlog
 
 import syncd
 from syncd.backoff import DATABASE_WAIT
-from syncd.db.embedded import embedded_postgres, running_dsn
+from syncd.db.embedded import embedded_postgres, initialised, running_dsn
 from syncd.db.migrate import migrate
 from syncd.db.pool import Database
-from syncd.errors import DatabaseUnavailable
+from syncd.errors import DatabaseMissing, DatabaseUnavailable
 from syncd.settings.core import Settings
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,7 @@ async def _connect(dsn: str, settings: Settings, max_wait: float) -> Database:
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings, *, apply_migrations: bool = True,
                         wait: float = STARTUP_DB_WAIT,
-                        borrow: bool = True) -> AsyncIterator[Database]:
+                        borrow: bool = True, create: bool = False) -> AsyncIterator[Database]:
     """Connect to database.url (or start the embedded server), migrate, and yield the Database.
 
     A database that is not up yet is retried for `wait` seconds. With `borrow` (one-shot
@@ -51,6 +51,10 @@ async def open_database(settings: Settings, *, apply_migrations: bool = True,
     socket without joining it: the command neither starts, reconfigures nor stops it, and does
     not need to own its files (root running `syncd status` next to the service). The daemon
     passes borrow=False: it must own the server it depends on.
+
+    Only `create` (the daemon, `migrate`, `db restore`) may initdb a new embedded database; any
+    other command meeting an empty data_dir raises DatabaseMissing instead of creating a second,
+    empty database where one was expected (a data_dir resolved against the wrong directory).
     """
     async with contextlib.AsyncExitStack() as stack:
         running = running_dsn(settings.data_dir) if borrow else None
@@ -59,6 +63,11 @@ async def open_database(settings: Settings, *, apply_migrations: bool = True,
         elif running is not None:
             dsn = running
         else:
+            if not create and not initialised(settings.data_dir):
+                raise DatabaseMissing(
+                    f"no database under {(settings.data_dir / 'postgres').absolute()}, and this "
+                    "command creates none: check data_dir (a relative one is relative to the "
+                    "config file), or create it with `syncd migrate` or `syncd run`")
             dsn = await stack.enter_async_context(
                 embedded_postgres(settings.data_dir, settings.database.embedded_listen))
         db = await _connect(dsn, settings, wait)

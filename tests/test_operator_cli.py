@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ from syncd.errors import ConfigError
 from syncd.jobs import catalog
 from syncd.settings import core as config
 from syncd.settings.core import Settings
+from tests.conftest import pg_ctl
 
 # The registry as it was before Codelocks landed: the K3 jobs named, not built.
 PLANNED_K3 = tuple(dataclasses.replace(spec, factory=None) if spec.section == "codelocks" else spec
@@ -153,6 +155,84 @@ def test_no_configuration_at_all_creates_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / ".syncd").exists()
+
+
+def test_relative_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    """data_dir = "state" in DIR/syncd.toml is DIR/state from any working directory, and so is the
+    default .syncd; SYNCD_DATA_DIR, typed in a shell, stays relative to the working directory."""
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf.mkdir()
+    elsewhere.mkdir()
+    given, default = conf / "given.toml", conf / "default.toml"
+    given.write_text('data_dir = "state"\n')
+    default.write_text("[server]\nport = 8089\n")
+
+    def data_dir(cfg: Path, env: dict[str, str] | None = None) -> str:
+        proc = cli("config", "show", "--json", "--config", str(cfg), cwd=elsewhere, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return str(next(r["value"] for r in json.loads(proc.stdout) if r["key"] == "data_dir"))
+
+    assert data_dir(given) == str(conf / "state")
+    assert data_dir(default) == str(conf / ".syncd")
+    assert data_dir(given, {"SYNCD_DATA_DIR": "mine"}) == "mine"
+
+
+def test_a_command_that_would_create_a_second_database_stops(tmp_path: Path) -> None:
+    """On an embedded data_dir holding no database, status, db psql, db reader and sync say so in
+    one line (naming the directory) and create nothing; check-config --connect reports it as not
+    created yet, not as a failure."""
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text('data_dir = "state"\n')
+    pgdata = tmp_path / "state" / "postgres"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    status = cli("status", "--config", str(cfg), cwd=elsewhere)
+    assert status.returncode == 2
+    assert status.stdout.startswith(f"health: down (database unavailable: no database under "
+                                    f"{pgdata}, and this command creates none")
+    secret = tmp_path / "pw"
+    secret.write_text("reader-password-0123\n")
+    for argv in (["db", "psql", "-c", "SELECT 1"], ["db", "reader", "grafana", "--password-file",
+                                                    str(secret)],
+                 ["db", "dump", "-o", str(tmp_path / "x.dump")], ["sync", "housekeeping", "--once"]):
+        proc = cli(*argv, "--config", str(cfg), cwd=elsewhere)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, (argv, proc.stderr)
+        assert lines[0].startswith(f"syncd {argv[0]}: no database under {pgdata}, "), lines
+    checked = cli("check-config", "--connect", "--config", str(cfg), cwd=elsewhere)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "database: embedded, not created yet" in checked.stdout
+    assert not (tmp_path / "state").exists() and list(elsewhere.iterdir()) == []
+    assert list(tmp_path.glob("*.partial")) == [] and not (tmp_path / "x.dump").exists()
+
+
+def test_status_from_any_directory_reads_the_database_next_to_the_config(
+        short_dir: Path) -> None:
+    """`migrate` run from one directory creates the embedded database under the config file's
+    relative data_dir; commands run from other directories read that same database."""
+    cfg = short_dir / "syncd.toml"
+    cfg.write_text('data_dir = "state"\n[jobs.housekeeping]\nenabled = false\n')
+    first, second = short_dir / "a", short_dir / "b"
+    first.mkdir()
+    second.mkdir()
+    try:
+        made = cli("migrate", "--config", str(cfg), cwd=first, timeout=180)
+        assert made.returncode == 0 and made.stdout.startswith("applied "), made.stderr
+        marked = cli("db", "psql", "-c", "CREATE TABLE local.marker (x int)", "--config",
+                     str(cfg), cwd=first)
+        assert marked.returncode == 0, marked.stderr
+        seen = cli("db", "psql", "-tA", "-c", "SELECT to_regclass('local.marker') IS NOT NULL",
+                   "--config", str(cfg), cwd=second)
+        assert (seen.returncode, seen.stdout.strip()) == (0, "t"), seen.stderr
+        status = cli("status", "--json", "--config", str(cfg), cwd=second)
+        assert json.loads(status.stdout)["health"] != "down", status.stdout
+        assert (short_dir / "state" / "postgres" / "PG_VERSION").exists()
+        assert list(first.iterdir()) == [] and list(second.iterdir()) == []
+    finally:
+        pgdata = short_dir / "state" / "postgres"
+        if (pgdata / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                pg_ctl(pgdata, "-w", "-m", "immediate", "stop")
 
 
 def test_config_show_masks_secrets_and_names_origins(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from syncd.cli.main import main
 from syncd.db.pool import Database
 from syncd.db.readers import ensure_reader
+from tests.test_operator_cli import cli
 
 PASSWORD = "reader-password-0123"
 
@@ -134,3 +135,168 @@ async def test_dump_then_restore_into_an_empty_database_keeps_every_row(
             "SELECT has_table_privilege('syncd_report', 'report.terminals', 'SELECT')")
     finally:
         await restored.close()
+
+
+@pytest.fixture
+async def roles(pg_admin_dsn: str, db_dsn: str) -> AsyncIterator[list[str]]:
+    """Role names a test creates (cluster-wide), dropped with whatever they own afterwards."""
+    made: list[str] = []
+    yield made
+    conn = await asyncpg.connect(db_dsn)  # a superuser on the test's database
+    try:
+        for name in made:
+            if await conn.fetchval("SELECT to_regrole($1) IS NOT NULL", name):
+                await conn.execute(f'DROP OWNED BY "{name}"')
+                await conn.execute(f'DROP ROLE "{name}"')
+    finally:
+        await conn.close()
+
+
+def reader_config(tmp_path: Path, dsn: str) -> tuple[Path, Path]:
+    """A config file for `dsn` and a password file for `db reader`."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{dsn}"\n')
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    return cfg, secret
+
+
+async def stored_password(conn: asyncpg.Connection, name: str) -> str | None:
+    """The role's stored password (verifier), read as a superuser."""
+    value = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", name)
+    return None if value is None else str(value)
+
+
+async def test_db_reader_refuses_a_superuser_and_changes_nothing(
+        db_dsn: str, tmp_path: Path) -> None:
+    """`db reader <superuser>` (e.g. postgres) is refused in one line, exit 1; no password is set."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        superuser = str(await conn.fetchval("SELECT current_user"))
+        before = await stored_password(conn, superuser)
+        cfg, secret = reader_config(tmp_path, db_dsn)
+        proc = await asyncio.to_thread(cli, "db", "reader", superuser, "--password-file",
+                                       str(secret), "--config", str(cfg))
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [
+            f"syncd db reader: refused: role {superuser} exists and is a superuser: `db reader` "
+            "makes new roles and changes only its own readers"]
+        assert await stored_password(conn, superuser) == before
+        assert not await conn.fetchval("SELECT pg_has_role($1, 'syncd_report', 'MEMBER') "
+                                       "AND NOT rolsuper FROM pg_roles WHERE rolname = $1",
+                                       superuser)
+    finally:
+        await conn.close()
+
+
+async def test_db_reader_refuses_syncd_own_login(db_dsn: str, tmp_path: Path,
+                                                 roles: list[str]) -> None:
+    """syncd logged in as a non-superuser role: `db reader <that role>` is refused, no password."""
+    own = f"syncd_own_{uuid.uuid4().hex[:8]}"
+    roles.append(own)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute(f'CREATE ROLE "{own}" LOGIN CREATEROLE')
+        cfg, secret = reader_config(tmp_path, as_user(db_dsn, own))
+        proc = await asyncio.to_thread(cli, "db", "reader", own, "--password-file", str(secret),
+                                       "--config", str(cfg))
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [
+            f"syncd db reader: refused: role {own} exists and is syncd's own login: `db reader` "
+            "makes new roles and changes only its own readers"]
+        assert await stored_password(conn, own) is None
+    finally:
+        await conn.close()
+
+
+async def test_db_reader_refuses_roles_that_are_more_than_a_reader(
+        db_dsn: str, tmp_path: Path, roles: list[str]) -> None:
+    """An existing role that is not a plain syncd_report member is neither re-passworded nor
+    dropped: not in the group, an attribute, another membership, a member of its own, an object it
+    owns. Each refusal is one line naming the reason, exit 1; the role is left as it was."""
+    tag = uuid.uuid4().hex[:8]
+    cases = {
+        f"outsider_{tag}": ("LOGIN", "is not a member of syncd_report"),
+        f"maker_{tag}": ("LOGIN CREATEDB IN ROLE syncd_report", "has CREATEDB"),
+        f"wide_{tag}": ("LOGIN IN ROLE syncd_report, pg_read_all_data",
+                        "is also a member of pg_read_all_data"),
+        f"group_{tag}": ("NOLOGIN IN ROLE syncd_report", f"is granted to outsider_{tag}"),
+        f"owner_{tag}": ("LOGIN IN ROLE syncd_report", "owns objects or holds privileges"),
+    }
+    roles.extend(cases)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        for name, (options, _) in cases.items():
+            await conn.execute(f'CREATE ROLE "{name}" {options}')
+        await conn.execute(f'GRANT "group_{tag}" TO "outsider_{tag}"')
+        await conn.execute(f'CREATE TABLE local.owned_{tag} (x int)')
+        await conn.execute(f'ALTER TABLE local.owned_{tag} OWNER TO "owner_{tag}"')
+        cfg, secret = reader_config(tmp_path, db_dsn)
+        for name, (_, reason) in cases.items():
+            made = await asyncio.to_thread(cli, "db", "reader", name, "--password-file",
+                                           str(secret), "--config", str(cfg))
+            dropped = await asyncio.to_thread(cli, "db", "reader", "drop", name, "--yes",
+                                              "--config", str(cfg))
+            for proc in (made, dropped):
+                lines = proc.stderr.strip().splitlines()
+                assert proc.returncode == 1 and len(lines) == 1, (name, proc.stderr)
+                assert lines[0].startswith(f"syncd db reader: refused: role {name} ")
+                assert reason in lines[0], (name, lines[0])
+            assert await stored_password(conn, name) is None
+            assert await conn.fetchval("SELECT to_regrole($1) IS NOT NULL", name)
+    finally:
+        await conn.close()
+
+
+async def test_db_reader_creates_updates_lists_and_drops_a_reader(
+        db_dsn: str, tmp_path: Path, roles: list[str]) -> None:
+    """A new name is created (a SCRAM verifier stored, never the password), again re-passworded;
+    `list` shows it as a reader; `drop` needs --yes off a terminal, then ends its open session and
+    drops it."""
+    name = f"grafana_{uuid.uuid4().hex[:8]}"
+    roles.append(name)
+    cfg, secret = reader_config(tmp_path, db_dsn)
+    admin = await asyncpg.connect(db_dsn)
+    try:
+        made = await asyncio.to_thread(cli, "db", "reader", name, "--password-file", str(secret),
+                                       "--config", str(cfg))
+        assert made.returncode == 0, made.stderr
+        assert made.stdout == f"created login {name} in syncd_report (SELECT on report.* only)\n"
+        first = await stored_password(admin, name)
+        assert first is not None and first.startswith("SCRAM-SHA-256$4096:")
+        again = await asyncio.to_thread(cli, "db", "reader", name, "--password-file",
+                                        str(secret), "--config", str(cfg))
+        assert again.returncode == 0 and again.stdout.startswith(f"updated login {name} ")
+        assert await stored_password(admin, name) not in (None, first)  # a new salt
+        listed = await asyncio.to_thread(cli, "db", "reader", "list", "--config", str(cfg))
+        assert listed.returncode == 0
+        assert [line.split() for line in listed.stdout.splitlines() if line.startswith(name)] == \
+            [[name, "login", "reader"]]
+        session = await asyncpg.connect(as_user(db_dsn, name))
+        kept = await asyncio.to_thread(cli, "db", "reader", "drop", name, "--config", str(cfg))
+        assert kept.returncode == 1 and "pass --yes" in kept.stderr
+        assert await admin.fetchval("SELECT to_regrole($1) IS NOT NULL", name)
+        dropped = await asyncio.to_thread(cli, "db", "reader", "drop", name, "--yes",
+                                          "--config", str(cfg))
+        assert dropped.returncode == 0, dropped.stderr
+        assert dropped.stdout == f"dropped login {name}; ended 1 open session(s)\n"
+        assert not await admin.fetchval("SELECT to_regrole($1) IS NOT NULL", name)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await session.fetchval("SELECT 1")
+        listed = await asyncio.to_thread(cli, "db", "reader", "list", "--config", str(cfg))
+        assert name not in listed.stdout
+    finally:
+        await admin.close()
+
+
+async def test_db_reader_usage_mistakes_are_one_line_each(db_dsn: str, tmp_path: Path) -> None:
+    """Bad names, `drop` without a name and `list NAME` are refused before any database work."""
+    cfg, secret = reader_config(tmp_path, db_dsn)
+    for argv, problem in ((["Bad-Name"], "the name must be lower case"),
+                          (["pg_monitor"], "(not pg_…)"),
+                          (["drop"], "drop needs the NAME"),
+                          (["list", "x"], "list takes no NAME")):
+        proc = await asyncio.to_thread(cli, "db", "reader", *argv, "--password-file", str(secret),
+                                       "--config", str(cfg))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and problem in lines[0], (argv, lines)

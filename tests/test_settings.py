@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,12 +103,139 @@ def test_missing_required_key_names_the_key(tmp_path: Path) -> None:
     assert any(p.startswith("neolock.password: missing") for p in info.value.problems)
 
 
-def test_invalid_toml_is_one_clear_line(tmp_path: Path) -> None:
-    """A syntax error in the file is reported with the file name."""
+def test_invalid_toml_names_file_line_and_column(tmp_path: Path) -> None:
+    """A syntax error is one line naming file, line and column (a table with no closing bracket)."""
+    path = write(tmp_path, "[server\nport = 1")
     with pytest.raises(ConfigError) as info:
-        config.load(write(tmp_path, "[server\nport = 1"))
-    assert len(info.value.problems) == 1
-    assert "is not valid TOML" in info.value.problems[0]
+        config.load(path)
+    assert info.value.problems == [
+        f"{path}:1:8: not valid TOML: Expected ']' at the end of a table declaration"]
+
+
+def test_a_syntax_error_leaves_the_other_sections_checked(tmp_path: Path) -> None:
+    """Past a TOML syntax error, the tables that parse on their own are still validated, so one run
+    of check-config shows the syntax error, a later one, and the other sections' mistakes."""
+    path = write(tmp_path, """\
+[server]
+port = 70000
+
+[neolock]
+base_url = "https://x/api"
+login = "shop
+password = "pw-long-enough"
+
+[reconcile]
+mode = "sometimes"
+
+[registry]
+rate_limit_burst = = 3
+""")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == [
+        f"{path}:6:14: not valid TOML: Illegal character '\\n'",
+        f"{path}:13:20: not valid TOML: Invalid value",
+        "server.port: Input should be less than or equal to 65535 (got 70000)",
+        "reconcile.mode: Input should be 'off', 'plan' or 'apply' (got 'sometimes')"]
+
+
+def test_either_x_or_x_file_does_not_hide_the_sections_other_problems(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`password` and `password_file` together is one problem of that key; the section's other
+    keys are still checked in the same pass."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = write(tmp_path, '[neolock]\nbase_url = "nope"\nlogin = "shop"\n'
+                 'password = "pw-long-enough"\npassword_file = "pw"\nrate_limit = -1\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert sorted(info.value.problems) == [
+        "neolock.base_url: Input should be a valid URL, relative URL without a base; expected "
+        "an http(s) URL such as https://host/path",
+        "neolock.password: give either password or password_file, not both",
+        "neolock.rate_limit: Input should be greater than 0 (got -1)"]
+
+
+def test_unknown_sections_and_keys_suggest_the_nearest_name(tmp_path: Path) -> None:
+    """`[neolok]`, `logn`, `passwrd_file`, a hook's `urll` and `[jobs.neolock-uplods]` each name
+    the key they were probably meant to be, as SYNCD_NEOLOK__LOGIN does in the environment."""
+    path = write(tmp_path, """\
+[neolok]
+login = "x"
+[neolock]
+base_url = "https://x/api"
+logn = "shop"
+password = "pw-long-enough"
+passwrd_file = "pw"
+[[alerts.hooks]]
+urll = "https://hooks.example.com/x"
+[jobs.neolock-uplods]
+enabled = false
+""")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, known_jobs=["neolock-uploads", "housekeeping"])
+    problems = info.value.problems
+    hint = " (check the spelling against syncd.toml.example)"
+    assert "neolok: unknown section (did you mean 'neolock'?)" + hint in problems
+    assert "neolock.logn: unknown key (did you mean 'login'?)" + hint in problems
+    assert "neolock.passwrd_file: unknown key (did you mean 'password_file'?)" + hint in problems
+    assert "alerts.hooks.0.urll: unknown key (did you mean 'url'?)" + hint in problems
+    assert "jobs.neolock-uplods: unknown job (did you mean 'neolock-uploads'?); known jobs: " \
+        "neolock-uploads, housekeeping" in problems
+
+
+def test_strict_booleans_in_the_file_and_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`enabled = "yes"` or `= 1` in the file is an error (pydantic alone would take both); the
+    environment, where every value is text, may say true/false/1/0 and nothing else."""
+    path = write(tmp_path, '[registry]\nenabled = "yes"\n[reconcile]\nallow_unlock = 1\n'
+                 '[jobs.housekeeping]\nenabled = false\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == ["reconcile.allow_unlock: must be true or false (got 1)",
+                                   "registry.enabled: must be true or false (got 'yes')"]
+    good = write(tmp_path, "[jobs.housekeeping]\nenabled = false\n")
+    monkeypatch.setenv("SYNCD_REGISTRY__ENABLED", "False")
+    monkeypatch.setenv("SYNCD_RECONCILE__ALLOW_UNLOCK", "1")
+    settings = config.load(good)
+    assert settings.registry.enabled is False and settings.reconcile.allow_unlock is True
+    monkeypatch.setenv("SYNCD_JOBS__HOUSEKEEPING__ENABLED", "on")
+    with pytest.raises(ConfigError) as info:  # the file's own mistake is not the variable's
+        config.load(write(tmp_path, '[jobs.neolock-uploads]\nenabled = "maybe"\n'))
+    assert info.value.problems == [
+        "jobs.neolock-uploads.enabled: must be true or false (got 'maybe')",
+        "SYNCD_JOBS__HOUSEKEEPING__ENABLED: jobs.housekeeping.enabled: must be true or false "
+        "(got 'on')"]
+
+
+def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
+    """A value of the wrong type from the environment names the SYNCD_* variable it came from
+    (check-config, exit 1), next to the file's own problems; a list that is not JSON too, without
+    echoing its text (it may hold a hook's secret)."""
+    path = write(tmp_path, "[server]\nhost = 3\n")
+    proc = subprocess.run([sys.executable, "-m", "syncd", "check-config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "SYNCD_SERVER__PORT": "eighty",
+                               "SYNCD_ALERTS__HOOKS": "[{secret: whsec_not-json}]"})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "config error: server.host: Input should be a valid string (got 3)",
+        "config error: SYNCD_SERVER__PORT: server.port: Input should be a valid integer, unable "
+        "to parse string as an integer (got 'eighty')",
+        "config error: SYNCD_ALERTS__HOOKS: alerts.hooks: Input should be a valid list; the "
+        "environment gives lists and tables as JSON"]
+
+
+def test_an_empty_config_file_warns(tmp_path: Path) -> None:
+    """check-config on an empty file (comments only) passes with a warning naming the file."""
+    path = write(tmp_path, "# nothing here yet\n")
+    proc = subprocess.run([sys.executable, "-m", "syncd", "check-config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")})
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [
+        f"config warning: the config file {path} is empty: every setting is at its default "
+        "unless a SYNCD_* variable sets it"]
+    assert config.load(write(tmp_path, "[server]\nport = 8089\n")).empty_file is None
 
 
 def test_check_config_exits_1_with_lines_and_never_prints_secrets(

@@ -71,6 +71,9 @@ def test_sighup_stops_the_daemon_and_its_postgres(short_dir: Path) -> None:
 
 def test_sigterm_stops_a_one_shot_command_and_its_postgres(short_dir: Path) -> None:
     """A one-shot command (`db psql`, waiting on its input) killed by SIGTERM stops PostgreSQL too."""
+    made = _start(short_dir, "migrate")  # `db psql` uses a database, it does not create one
+    out, err = made.communicate(timeout=120)
+    assert made.returncode == 0 and out.startswith("applied "), err
     proc = _start(short_dir, "db", "psql")
     postmaster = _postmaster(short_dir, proc)
     time.sleep(0.5)  # psql is started and reading its (empty, open) stdin

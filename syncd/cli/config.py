@@ -62,7 +62,7 @@ async def check_config(args: argparse.Namespace, settings: config.Settings,
     async for name, problem in _connect_checks(settings, args.timeout):
         if problem is None:
             print(f"{name}: ok")
-        elif name in BILLED:
+        elif name in BILLED or problem == NOT_YET:
             print(f"{name}: {problem}")  # a deliberate skip, not a failure
         else:
             print(f"{name}: {redactor.scrub(problem)}")
@@ -72,11 +72,13 @@ async def check_config(args: argparse.Namespace, settings: config.Settings,
 
 # Vendors whose every call is billed (Codelocks Connect): --connect does not call them.
 BILLED = ("codelocks",)
+# --connect before the first start: the embedded database does not exist yet, and is no failure.
+NOT_YET = "embedded, not created yet (`syncd run` or `syncd migrate` creates it)"
 
 
 async def _connect_checks(settings: config.Settings,
                           timeout: float) -> AsyncIterator[tuple[str, str | None]]:
-    from syncd.errors import SyncdError
+    from syncd.errors import DatabaseMissing, SyncdError
     from syncd.runtime import open_database, open_http
 
     try:
@@ -84,6 +86,8 @@ async def _connect_checks(settings: config.Settings,
             async with open_database(settings, apply_migrations=False, wait=timeout) as db:
                 await db.ping(timeout=timeout)
         yield "database", None
+    except DatabaseMissing:  # before the first start: `syncd run` creates it, nothing is wrong
+        yield "database", NOT_YET
     except (TimeoutError, SyncdError) as err:
         yield "database", f"unreachable: {err or 'timed out'}"
     async with open_http() as http:

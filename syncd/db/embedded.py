@@ -170,6 +170,11 @@ async def embedded_postgres(data_dir: Path, listen: str | None = None) -> AsyncI
         log.info("db.embedded_stopped", pgdata=str(pgdata))
 
 
+def initialised(data_dir: Path) -> bool:
+    """Whether data_dir holds an embedded database (initdb has run), running or not."""
+    return (data_dir / "postgres" / "PG_VERSION").exists()
+
+
 def running_dsn(data_dir: Path) -> str | None:
     """The DSN of the embedded server if one is running under data_dir (without starting one)."""
     pgdata = (data_dir / "postgres").resolve()

@@ -19,14 +19,17 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -69,6 +72,16 @@ class _SecretFile(str):
     __slots__ = ()
 
 
+class _BothGiven(str):
+    """`x` and `x_file` both given: an error of field `x`, raised by its own validator so that the
+    section's other problems are still found."""
+
+    __slots__ = ()
+
+
+_TRUE, _FALSE = ("true", "1"), ("false", "0")  # what a boolean may say in the environment
+
+
 class Section(BaseModel):
     """A config section: unknown keys are errors, and any secret `x` may be given as `x_file`."""
 
@@ -86,17 +99,29 @@ class Section(BaseModel):
             if field is None or "SecretStr" not in repr(field.annotation):
                 continue
             raw = data.pop(key)
-            if data.get(name):
-                raise ValueError(f"give either {name} or {name}_file, not both")
-            data[name] = _SecretFile(str(raw))
+            data[name] = _BothGiven(name) if data.get(name) else _SecretFile(str(raw))
         return data
 
     @field_validator("*", mode="before")
     @classmethod
     def _read_file(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, _BothGiven):
+            raise ValueError(f"give either {value} or {value}_file, not both")
         if isinstance(value, _SecretFile):
             return _read_secret_file(info.field_name or "secret", value)
         return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would take "yes", "on", 1: a boolean is true or false (in the environment,
+        # where every value is text, also "1" or "0").
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or field.annotation is not bool or isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError("must be true or false")
 
 
 class DatabaseSettings(Section):
@@ -425,6 +450,18 @@ class RegistrySettings(Section):
     database_timeout_seconds: PositiveFloat = 5.0
 
 
+class _EnvSource(EnvSettingsSource):
+    """SYNCD_* variables; a list or table that is not valid JSON is left as text, so validation
+    reports it on its own line, naming the variable, with every other problem."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        """JSON-decode a list or table value; the text itself when it is not JSON."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
 def _default_data_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise a directory under the cwd.
     state = os.environ.get("STATE_DIRECTORY")
@@ -455,6 +492,13 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     registry: RegistrySettings = RegistrySettings()
 
+    _empty_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def empty_file(self) -> Path | None:
+        """The config file these settings were loaded from, when it holds no setting at all."""
+        return self._empty_file
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -465,7 +509,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs (see load()); environment wins over it.
-        return (env_settings, init_settings)
+        return (_EnvSource(settings_cls), init_settings)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
@@ -510,13 +554,16 @@ def env_path(name: str) -> tuple[str, ...] | str:
     return checks.env_path(name, Settings)
 
 
-def _env_problems() -> list[str]:
-    problems = []
+def _env_problems() -> tuple[list[str], dict[tuple[str, ...], str]]:
+    """Unknown SYNCD_* names, and the known ones by the key path they set."""
+    problems, paths = [], {}
     for name in sorted(syncd_environ()):
         found = env_path(name)
         if isinstance(found, str):
             problems.append(f"{name}: unknown setting in the environment: {found}")
-    return problems
+        else:  # the whole name: env_path stops early at jobs and lists
+            paths[tuple(name[len(checks.ENV_PREFIX):].lower().split("__"))] = name
+    return problems, paths
 
 
 def _env_jobs() -> dict[str, Any]:
@@ -541,21 +588,39 @@ def read_toml(path: str | Path | None = None) -> tuple[Path | None, dict[str, An
     return source, checks.read_toml(source)
 
 
+def _anchor_data_dir(data: dict[str, Any], source: Path | None) -> dict[str, Any]:
+    """A relative data_dir (the file's, or the default .syncd) is relative to the config file's
+    directory, so every command reading one file finds one database whatever its working
+    directory. Without a file, and in SYNCD_DATA_DIR (which wins over both), it is relative to
+    the working directory."""
+    raw = data.get("data_dir", _default_data_dir())
+    if source is None or not isinstance(raw, str | Path) or Path(raw).is_absolute():
+        return data
+    return {**data, "data_dir": str(source.absolute().parent / raw)}
+
+
 def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None = None) -> Settings:
     """Load and validate settings; raise ConfigError with one line for every problem at once.
 
     `known_jobs` (from the job registry) makes `[jobs.<name>]` with any other name an error.
     """
-    _, data = read_toml(path)
-    lines = _env_problems()
-    lines += checks.job_problems({**data.get("jobs", {}), **_env_jobs()}, known_jobs)
+    source = config_path(path)
+    data, lines = checks.parse_toml(source)  # after a syntax error: what still parses
+    env_lines, env = _env_problems()
+    lines += env_lines
+    jobs = data.get("jobs", {})
+    lines += checks.job_problems({**(jobs if isinstance(jobs, dict) else {}), **_env_jobs()},
+                                 known_jobs)
     try:
-        settings = Settings(**data)
+        settings = Settings(**_anchor_data_dir(data, source))
     except ValidationError as err:
-        lines += [checks.problem_line(dict(e)) for e in err.errors(include_url=False)]
+        lines += [checks.problem_line(dict(e), Settings, env)
+                  for e in err.errors(include_url=False)]
         raise ConfigError(sorted(set(lines), key=lines.index)) from None
     if lines:
         raise ConfigError(lines)
+    if source is not None and not data:
+        settings._empty_file = source
     return settings
 
 

@@ -87,7 +87,7 @@ async def test_printed_config_loads_as_pasted(tmp_path: Path,
         path.write_text(config_toml(sims, syncd_port=8099))
     monkeypatch.chdir(tmp_path)
     settings = config.load(path, known_jobs=[spec.name for spec in catalog.JOBS])
-    assert settings.data_dir == Path(".syncd-sim")
+    assert settings.data_dir == tmp_path / ".syncd-sim"  # next to the file it is written in
     assert str(settings.server.public_url) == "http://127.0.0.1:8099/"
     assert settings.server.port == 8099
     assert settings.biotime is not None and settings.biotime.timezone == "Asia/Tashkent"
