@@ -43,7 +43,7 @@ def db_config(tmp_path: Path, dsn: str, extra: str = "") -> Path:
 
 def test_status_json_is_alone_on_stdout_and_logs_go_to_stderr(db_dsn: str, tmp_path: Path) -> None:
     """Data on stdout, logs on stderr: `sync` at info level and `status --json` stay parseable."""
-    cfg = db_config(tmp_path, db_dsn)
+    cfg = db_config(tmp_path, db_dsn, "[status]\nexpect_daemon = false\n")
     synced = cli("sync", "housekeeping", "--once", "--config", str(cfg), "--log-level", "info")
     assert synced.returncode == 0
     assert synced.stdout.startswith("housekeeping: ok items=0") and synced.stdout.count("\n") == 1
@@ -65,8 +65,9 @@ def test_quiet_leaves_only_errors_on_stderr(db_dsn: str, tmp_path: Path) -> None
 
 
 def test_status_exit_codes_ok_degraded_down(db_dsn: str, tmp_path: Path) -> None:
-    """status exits 0 when healthy, 1 when an enabled job's last run failed, 2 when no database."""
-    cfg = db_config(tmp_path, db_dsn)
+    """status exits 0 when healthy, 1 when an enabled job's last run failed, 2 when no database
+    (here with no daemon expected: tests/test_replicas_live.py covers the daemons)."""
+    cfg = db_config(tmp_path, db_dsn, "[status]\nexpect_daemon = false\n")
     assert cli("status", "--config", str(cfg)).returncode == 0
     import asyncio
 
@@ -147,11 +148,13 @@ def test_a_planned_job_section_is_a_warning_and_unused_vendors_are_not_enabled(
 
 
 def test_no_configuration_at_all_creates_nothing(tmp_path: Path) -> None:
-    """Without any config, a command refuses (exit 1, one line) and creates no ./.syncd."""
-    proc = cli("status", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / ".syncd").exists()
+    """Without any config, a command refuses (exit 1, one line; `status` 3, "could not tell") and
+    creates no ./.syncd."""
+    for command, code in (("migrate", 1), ("status", 3)):
+        proc = cli(command, cwd=tmp_path)
+        assert proc.returncode == code
+        assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / ".syncd").exists()
 
 
 def test_config_show_masks_secrets_and_names_origins(tmp_path: Path) -> None:
