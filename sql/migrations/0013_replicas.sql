@@ -12,6 +12,9 @@ CREATE TABLE ops.replicas (
     started_at timestamptz NOT NULL DEFAULT now(),
     beat_at    timestamptz NOT NULL DEFAULT now(),
     stopped_at timestamptz,
+    -- its heartbeat.interval_seconds: a replica is never given up before it missed three beats,
+    -- whatever the config of the replica judging it
+    interval_seconds double precision NOT NULL,
     -- task name -> {"up", "restarts", "last_error", "last_error_at"}, as of the last beat
     tasks      jsonb NOT NULL DEFAULT '{}'
 );

@@ -1,7 +1,7 @@
 -- replica_beat --
--- Register replica $1 or refresh its beat and task health ($2 kind, $3 command, $4 host, $5 pid, $6 version, $7 tasks); a row lost meanwhile (pruned) is made again.
-INSERT INTO ops.replicas (id, kind, command, host, pid, version, tasks)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+-- Register replica $1 or refresh its beat and task health ($2 kind, $3 command, $4 host, $5 pid, $6 version, $7 tasks, $8 beat interval); a row lost meanwhile (pruned) is made again.
+INSERT INTO ops.replicas (id, kind, command, host, pid, version, tasks, interval_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO UPDATE SET beat_at = now(), stopped_at = NULL, tasks = EXCLUDED.tasks
 
 -- replica_stop --
@@ -16,19 +16,21 @@ WHERE replica = $1 AND status = 'running'
 RETURNING id, job
 
 -- sync_runs_abandon_silent --
--- Fail the runs still 'running' whose replica stopped, or has not beaten for $1 seconds, or is unknown; returns them.
+-- Fail the runs still 'running' whose replica stopped, is unknown, or has not beaten for $1 seconds (and three of its own intervals); returns them.
 UPDATE ops.sync_runs r
 SET status = 'failed', finished_at = now(),
     error = 'abandoned: its replica (' || r.runner || ') stopped beating'
 WHERE r.status = 'running' AND r.replica IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM ops.replicas p
                   WHERE p.id = r.replica AND p.stopped_at IS NULL
-                    AND p.beat_at > now() - make_interval(secs => $1))
+                    AND p.beat_at > now() - make_interval(
+                            secs => greatest($1::float8, 3 * p.interval_seconds)))
 RETURNING r.id, r.job, r.runner
 
 -- replicas_recent --
 -- Replicas up or stopped/silent in the last hour, and the latest daemon whatever its age, with state from $1 (stale after seconds) by the database's clock.
-SELECT id, kind, command, host, pid, version, started_at, beat_at, stopped_at, tasks,
+SELECT id, kind, command, host, pid, version, started_at, beat_at, stopped_at, interval_seconds,
+       tasks,
        CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
             WHEN beat_at > now() - make_interval(secs => $1) THEN 'up'
             ELSE 'stale' END AS state,

@@ -41,6 +41,7 @@ class Replica:
     started_at: dt.datetime
     beat_at: dt.datetime
     stopped_at: dt.datetime | None
+    interval_seconds: float
     tasks: dict[str, Any]
     state: str
     silent_seconds: float
@@ -55,9 +56,11 @@ class AbandonedRun:
     runner: str | None = None
 
 
-async def beat(db: Database, me: Identity, tasks: dict[str, Any]) -> None:
-    """Register `me`, or refresh its beat and task health (re-registers a row that was lost)."""
-    await db.execute("replica_beat", me.id, me.kind, me.command, me.host, me.pid, me.version, tasks)
+async def beat(db: Database, me: Identity, tasks: dict[str, Any], interval: float) -> None:
+    """Register `me` (beating every `interval` seconds), or refresh its beat and task health
+    (re-registers a row that was lost)."""
+    await db.execute("replica_beat", me.id, me.kind, me.command, me.host, me.pid, me.version, tasks,
+                     interval)
 
 
 async def stop(db: Database, me: Identity, tasks: dict[str, Any]) -> list[AbandonedRun]:

@@ -49,7 +49,8 @@ class Heartbeat:
 
     async def register(self) -> None:
         """Write this replica's row (raises DatabaseError: a process that cannot register stops)."""
-        await replicas.beat(self.db, self.me, self.supervisor.snapshot())
+        await replicas.beat(self.db, self.me, self.supervisor.snapshot(),
+                            self.conf.interval_seconds)
         log.info("replica.registered", replica=str(self.me.id), kind=self.me.kind,
                  command=self.me.command)
 
@@ -65,7 +66,8 @@ class Heartbeat:
 
     async def beat_once(self) -> list[replicas.AbandonedRun]:
         """One beat with the tasks' health, then close the runs of silent replicas."""
-        await replicas.beat(self.db, self.me, self.supervisor.snapshot())
+        await replicas.beat(self.db, self.me, self.supervisor.snapshot(),
+                            self.conf.interval_seconds)
         closed = await replicas.abandon_silent(self.db, self.conf.abandon_after_seconds)
         for run in closed:
             log.warning("run.abandoned", job=run.job, run_id=run.id, runner=run.runner,

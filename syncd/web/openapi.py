@@ -63,12 +63,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Replica": {
         "type": "object",
         "required": ["id", "kind", "command", "host", "pid", "version", "started_at", "beat_at",
-                     "stopped_at", "state", "silent_seconds", "tasks"],
+                     "stopped_at", "interval_seconds", "state", "silent_seconds", "tasks"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "kind": {"enum": ["daemon", "once"]}, "command": {"type": "string"},
             "host": {"type": "string"}, "pid": {"type": "integer"}, "version": {"type": "string"},
             "started_at": _TIME, "beat_at": _TIME, "stopped_at": _TIME,
+            "interval_seconds": {"type": "number", "description": "how often it beats"},
             "state": {"enum": ["up", "stale", "stopped"], "description": "up: beat within "
                       "status.stale_after_seconds"},
             "silent_seconds": {"type": "number", "description": "since its last beat"},
