@@ -488,12 +488,15 @@ class Settings(BaseSettings):
     status: StatusSettings = StatusSettings()
     tasks: TaskSettings = TaskSettings()
 
-    @model_validator(mode="after")
-    def _stale_after_a_missed_beat(self) -> Settings:
-        if self.status.stale_after_seconds < 2 * self.heartbeat.interval_seconds:
-            raise ValueError("status.stale_after_seconds must be at least 2 × "
-                             "heartbeat.interval_seconds: a daemon between two beats is up")
-        return self
+    @field_validator("status")
+    @classmethod
+    def _stale_after_a_missed_beat(cls, value: StatusSettings,
+                                   info: ValidationInfo) -> StatusSettings:
+        beat = info.data.get("heartbeat")  # validated before: declared above
+        if beat is not None and value.stale_after_seconds < 2 * beat.interval_seconds:
+            raise ValueError("stale_after_seconds must be at least 2 × heartbeat.interval_seconds:"
+                             " a daemon between two beats is up")
+        return value
 
     @classmethod
     def settings_customise_sources(
