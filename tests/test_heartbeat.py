@@ -142,3 +142,16 @@ def test_next_run_counts_from_the_later_of_the_last_start_and_the_daemons_start(
     assert next_run(None, T0, None, since, T0 + 9 * MINUTE) == (None, None)
     # A planned run that already started counts as a start: the plan is renewed when it ends.
     assert next_run(60.0, T0 + MINUTE, T0, None, T0 + 2 * MINUTE) == (T0 + 2 * MINUTE, None)
+
+
+async def test_status_lists_a_one_shot_replica_while_it_runs_not_after_it_ended(
+        db: Database, make_settings: Callable[..., Settings]) -> None:
+    """A `sync --once` process is listed (kind once) while it beats, and not once it ended
+    normally: a cron job every minute would otherwise fill the list."""
+    once = beating(db, fast(make_settings), "once")
+    await once.register()
+    policy = StatusSettings(expect_daemon=False)
+    listed = (await collect_status(db, {}, policy=policy))["replicas"]
+    assert [(r["kind"], r["command"], r["state"]) for r in listed] == [("once", "sync", "up")]
+    await once.stop()
+    assert (await collect_status(db, {}, policy=policy))["replicas"] == []

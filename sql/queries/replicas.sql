@@ -28,7 +28,7 @@ WHERE r.status = 'running' AND r.replica IS NOT NULL
 RETURNING r.id, r.job, r.runner
 
 -- replicas_recent --
--- Replicas up or stopped/silent in the last hour, and the latest daemon whatever its age, with state from $1 (stale after seconds) by the database's clock.
+-- Replicas that beat in the last hour (but one-shot ones that ended normally), and the latest daemon whatever its age, with state from $1 (stale after seconds) by the database's clock.
 SELECT id, kind, command, host, pid, version, started_at, beat_at, stopped_at, interval_seconds,
        tasks,
        CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
@@ -36,7 +36,7 @@ SELECT id, kind, command, host, pid, version, started_at, beat_at, stopped_at, i
             ELSE 'stale' END AS state,
        extract(epoch FROM now() - beat_at)::float8 AS silent_seconds
 FROM ops.replicas
-WHERE beat_at > now() - interval '1 hour'
+WHERE (beat_at > now() - interval '1 hour' AND NOT (kind = 'once' AND stopped_at IS NOT NULL))
    OR id = (SELECT id FROM ops.replicas WHERE kind = 'daemon' ORDER BY beat_at DESC LIMIT 1)
 ORDER BY kind, started_at, id
 

@@ -75,5 +75,6 @@ async def abandon_silent(db: Database, silent_seconds: float) -> list[AbandonedR
 
 
 async def recent(db: Database, stale_after: float) -> list[Replica]:
-    """Replicas up or gone within the last hour, and the latest daemon, oldest first per kind."""
+    """Replicas that beat within the last hour (but one-shot ones that ended normally), and the
+    latest daemon, oldest first per kind."""
     return [Replica(**dict(row)) for row in await db.fetch("replicas_recent", stale_after)]

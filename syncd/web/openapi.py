@@ -86,8 +86,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "replica beat within stale_after_seconds (unless expect_daemon is false)"},
             "problems": {"type": "array", "items": {"type": "string"}},
             "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"},
-                         "description": "replicas up, or gone within the last hour, and the "
-                                        "latest daemon"},
+                         "description": "replicas that beat within the last hour (but "
+                                        "one-shot ones that ended normally), and the latest "
+                                        "daemon"},
             "expect_daemon": {"type": "boolean"}, "stale_after_seconds": {"type": "number"},
             "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
             "failing_jobs": {"type": "array", "items": {"type": "string"}},
