@@ -108,7 +108,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     """Print the status; exit 0 ok, 1 degraded, 2 down (no daemon beating, or the database
     unreachable within --timeout); 3 (could not tell) comes from main()'s failure_exit."""
     from syncd.db import migrate as migrations
-    from syncd.errors import DatabaseError
+    from syncd.errors import DatabaseError, DatabaseUnavailable, SyncdError
     from syncd.runtime import open_database
     from syncd.status import collect_status
 
@@ -119,9 +119,18 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
                 pending = [m.name for m in await migrations.pending(db)]
                 if len(pending) == len(migrations.discover()):
                     raise DatabaseError("no syncd schema yet: run `syncd migrate` (or `syncd run`)")
-                body = await collect_status(db, catalog.schedule(settings),
-                                            neolock_configured=settings.neolock is not None,
-                                            policy=settings.status)
+                try:
+                    body = await collect_status(db, catalog.schedule(settings),
+                                                neolock_configured=settings.neolock is not None,
+                                                policy=settings.status)
+                except DatabaseError as err:
+                    if not pending or isinstance(err, DatabaseUnavailable):
+                        raise
+                    # A newer syncd than the schema (installed, daemon not restarted yet): its
+                    # queries need tables that do not exist yet. That says nothing of health.
+                    raise SyncdError(f"cannot tell: {len(pending)} migration(s) pending ("
+                                     f"{', '.join(pending)}) that this version's status needs; "
+                                     "run `syncd migrate` (or restart `syncd run`)") from err
                 if settings.codelocks is not None:  # from the ledger: no vendor call
                     body["codelocks_quota"] = await _quota(db, settings.codelocks)
                 if pending:

@@ -182,3 +182,34 @@ def test_status_exits_unknown_when_it_cannot_read_its_config(content: str | None
                           capture_output=True, text=True, env=env(), timeout=60, check=False)
     assert proc.returncode == 3
     assert proc.stderr.startswith("config error: ") and proc.stdout == ""
+
+
+def test_status_before_its_migrations_are_applied_says_it_cannot_tell(empty_db_dsn: str,
+                                                                     tmp_path: Path) -> None:
+    """A syncd upgraded while the schema is still the old one (no ops.replicas yet): status
+    exits 3 naming the pending migration, not 2 with a database error that reads as an outage."""
+    from syncd.db.migrate import discover
+
+    older = [m for m in discover() if m.version < 13]
+
+    async def migrate_to_before_replicas() -> None:
+        conn = await asyncpg.connect(empty_db_dsn)
+        try:
+            await conn.execute("CREATE SCHEMA ops; CREATE TABLE ops.schema_migrations (version "
+                               "integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
+                               "applied_at timestamptz NOT NULL DEFAULT now())")
+            for migration in older:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute("INSERT INTO ops.schema_migrations (version, name, "
+                                       "checksum) VALUES ($1, $2, $3)", migration.version,
+                                       migration.name, migration.checksum)
+        finally:
+            await conn.close()
+
+    asyncio.run(migrate_to_before_replicas())
+    config = write_config(tmp_path / "syncd.toml", empty_db_dsn, free_port())
+    proc = subprocess.run([sys.executable, "-m", "syncd", "status", "--config", str(config)],
+                          capture_output=True, text=True, env=env(), timeout=60, check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "0013_replicas.sql" in proc.stderr and "cannot tell" in proc.stderr
