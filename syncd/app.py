@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from syncd.inbox.worker import InboxWorker, run_worker
+from syncd.inbox.worker import InboxWorker
 from syncd.inbox.writer import GroupCommitter
+from syncd.jobs import heartbeat
 from syncd.jobs.catalog import after_sync, build_jobs
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.scheduler import Scheduler
@@ -18,6 +18,7 @@ from syncd.metrics import Metrics
 from syncd.registry import routes as registry
 from syncd.runtime import open_database, open_http
 from syncd.settings.core import Settings
+from syncd.supervisor import Supervised, Supervisor
 from syncd.sync.neolock import neolock_client
 from syncd.vendors import usage
 from syncd.web import health, intake, keys
@@ -46,30 +47,43 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
         db, configured.get_secret_value() if configured else None)
     committer = app[intake.COMMITTER] = GroupCommitter(db)
     wakeup = app[intake.INBOX_WAKEUP] = asyncio.Event()
-    task: asyncio.Task[None] | None = None
+    task: Supervised | None = None
     if settings.neolock is not None:
         client = app[keys.NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])
         worker = InboxWorker(db, client, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
                              wakeup=wakeup)
-        task = asyncio.create_task(run_worker(worker), name="inbox-worker")
+        task = app[keys.SUPERVISOR].start("inbox-worker", worker.run_forever)
     yield
     await committer.close()
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await task.stop()
+
+
+async def _heartbeat(app: web.Application) -> AsyncIterator[None]:
+    """Register this daemon in ops.replicas, beat while it runs, and mark it stopped at the end
+    (after the job runs drained: the runs cancelled at the deadline are closed with it)."""
+    beat = app[keys.HEARTBEAT] = heartbeat.Heartbeat(
+        app[keys.DB], heartbeat.identity("daemon", "run"), app[keys.SETTINGS],
+        app[keys.SUPERVISOR], app[keys.METRICS])
+    await beat.register()
+    task = app[keys.SUPERVISOR].start("heartbeat", beat.run)
+    yield
+    await task.stop()
+    await beat.stop()
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub)
+    runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
+                       replica=app[keys.HEARTBEAT].me.id)
     jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
     scheduler = Scheduler(runner, jobs, settings.jobs)
     app[keys.SCHEDULER] = scheduler
     runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
-    scheduler.start()
+    task = app[keys.SUPERVISOR].start("scheduler", scheduler.run)
     yield
     await scheduler.stop(settings.server.shutdown_timeout)
+    await task.stop()
 
 
 async def _begin_stop(app: web.Application) -> None:
@@ -86,10 +100,14 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
+    app[keys.SUPERVISOR] = Supervisor(app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
+                                      restart_limit=settings.tasks.restart_limit,
+                                      window=settings.tasks.restart_window_seconds)
     app[INFLIGHT] = InFlight()
     app[DB_REFUSALS] = db_refusals()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
+    app.cleanup_ctx.append(_heartbeat)
     app.cleanup_ctx.append(_intake)
     app.cleanup_ctx.append(registry.context)
     app.cleanup_ctx.append(_jobs)

@@ -1,8 +1,9 @@
 """The one retry/backoff policy: exponential, capped, jittered. Shared below every package.
 
 Used by the vendor HTTP layer (full jitter: many callers of one vendor spread out), the inbox
-worker's persisted retry delays and the database wait at start (half jitter: a delay never
-collapses to ~0, yet replicas that failed together retry apart, not in lock-step).
+worker's persisted retry delays, the database wait at start and the restart of a crashed
+background task (half jitter: a delay never collapses to ~0, yet replicas that failed together
+retry apart, not in lock-step).
 
 Why not stamina or tenacity: those wrap "call f until it succeeds", which fits only the database
 wait. The inbox delay is stored in PostgreSQL (next_attempt_at), not slept, and the HTTP loop
@@ -44,3 +45,4 @@ class Backoff:
 
 INBOX_RETRY = Backoff(base=2.0, cap=600.0, floor=0.5)  # 1–2 s, 2–4 s, … at most 5–10 min
 DATABASE_WAIT = Backoff(base=0.25, cap=5.0, floor=0.5)
+TASK_RESTART = Backoff(base=1.0, cap=60.0, floor=0.5)  # 0.5–1 s, 1–2 s, … at most 30–60 s

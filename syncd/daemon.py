@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -20,6 +19,7 @@ from syncd.logs import Redactor
 from syncd.sdnotify import Notifier
 from syncd.settings.checks import config_warnings
 from syncd.settings.core import Settings, SystemdEnv
+from syncd.supervisor import Supervised
 from syncd.transition import Transition
 from syncd.web import keys, server
 from syncd.web.middleware import INFLIGHT
@@ -73,7 +73,7 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
     notifier = Notifier(systemd.notify_socket)
     app = create_app(settings, redactor)
     runner = server.app_runner(app, settings.server)
-    watchdog_task: asyncio.Task[None] | None = None
+    watchdog_task: Supervised | None = None
     try:
         await runner.setup()
         site = server.site(runner, settings.server)
@@ -90,16 +90,16 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         notifier.ready(f"serving on {settings.server.host}:{port}")
         interval = systemd.watchdog_interval(os.getpid())
         if interval:
-            watchdog_task = asyncio.create_task(watchdog(notifier, app[keys.DB], interval))
+            db = app[keys.DB]
+            watchdog_task = app[keys.SUPERVISOR].start(
+                "watchdog", lambda: watchdog(notifier, db, interval))
         await stop.wait()
         log.info("syncd.stopping", deadline=settings.server.shutdown_timeout)
         notifier.stopping()
         await _drain(app, site, settings.server.shutdown_timeout)
     finally:
         if watchdog_task is not None:
-            watchdog_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog_task
+            await watchdog_task.stop()
         await runner.cleanup()
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)

@@ -148,6 +148,22 @@ class Metrics:
             "syncd_codelocks_quota_projected_calls",
             "Codelocks calls the period would end with at its pace so far", ["category"],
             registry=r)
+        self.replicas = Gauge(
+            "syncd_replicas", "Daemon replicas (`syncd run`) that beat within "
+            "status.stale_after_seconds, as the database shows them", registry=r)
+        self.job_overdue = Gauge(
+            "syncd_job_overdue", "1 while an enabled job is overdue: no start for two intervals "
+            "(a planned K3 job: one interval past its planned run)", ["job"], registry=r)
+        self.task_up = Gauge(
+            "syncd_task_up", "1 while this process's supervised background task is up; 0 when "
+            "it keeps dying (tasks.restart_limit crashes within tasks.restart_window_seconds)",
+            ["task"], registry=r)
+        self.task_restarts = Counter(
+            "syncd_task_restarts_total", "Restarts of this process's supervised background tasks "
+            "after a crash", ["task"], registry=r)
+        self.runs_abandoned = Counter(
+            "syncd_runs_abandoned_total", "Runs this process marked failed because the replica "
+            "running them stopped beating", registry=r)
         self.vendor_requests = Counter(
             "syncd_vendor_requests_total", "HTTP attempts sent to vendors (retries and token "
             "calls included), by route template and outcome", ["vendor", "route", "outcome"],

@@ -172,7 +172,8 @@ async def test_status_and_quota_show_use_projection_and_next_runs(
     cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{db_dsn}"\n'
                    f'[jobs.housekeeping]\nenabled = false\n'
                    f'[codelocks]\nbase_url = "{running.url}"\napi_key = "{sim.api_key}"\n'
-                   f'access_keys = [{keys}]\nplan = "Business 1"\n')
+                   f'access_keys = [{keys}]\nplan = "Business 1"\n'
+                   '[status]\nexpect_daemon = false\n')  # `sync --once` only, no daemon
     assert await asyncio.to_thread(main, ["--config", str(cfg), "sync", "all", "--once"]) == 0
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["--config", str(cfg), "quota", "--json"]) == 0

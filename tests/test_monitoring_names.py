@@ -31,10 +31,6 @@ from tests.monitoring import (
 )
 from tests.served import ServeSyncd
 
-# Series another branch is adding right now (issue 20: replica heartbeats, overdue jobs, task
-# health), under these exact names. Accepted as "pending" only while syncd does not export them:
-# once it does, the test below fails until this allow-list is deleted.
-PENDING_ISSUE_20 = {"syncd_replicas", "syncd_job_overdue", "syncd_task_up"}
 # Prometheus' own series for every scrape target (not syncd's).
 PROMETHEUS_OWN = {"up"}
 # Labels Prometheus attaches to every scraped series (honor_labels keeps syncd's own `job`).
@@ -57,7 +53,7 @@ def problems(used: Iterable[tuple[str, Selector]], series: dict[str, set[str]]) 
     """What a rule, promtool test or panel names that `series` (a live /metrics) lacks."""
     found = []
     for where, selector in used:
-        if selector.name in PROMETHEUS_OWN or selector.name in PENDING_ISSUE_20:
+        if selector.name in PROMETHEUS_OWN:
             continue
         if selector.name not in series:
             found.append(f"{where}: syncd exports no {selector.name}")
@@ -103,11 +99,11 @@ def test_selectors_read_names_and_matchers_past_functions_keywords_and_strings()
 
 def test_the_name_check_reports_unknown_names_labels_and_values_but_not_target_labels() -> None:
     """A misspelt metric, a label the metric lacks and a value syncd never gives a label are
-    reported; `instance`/`job`, `up`, negative matchers and the pending names are not."""
+    reported; `instance`/`job`, `up` and negative matchers are not."""
     series = {"syncd_ready": set(), "syncd_drift_open": {"kind", "severity"}}
     used = [("r1", s) for s in selectors(
         'syncd_redy == 0 or syncd_drift_open{kind="x", sevrity="y", instance="i"} '
-        'or up{job="syncd"} or syncd_replicas or syncd_ready{job="syncd"}')]
+        'or up{job="syncd"} or syncd_ready{job="syncd"}')]
     assert problems(used, series) == ["r1: syncd exports no syncd_redy",
                                       "r1: syncd_drift_open has no label sevrity"]
     matched = [("r2", s) for s in selectors(
@@ -188,5 +184,4 @@ async def test_every_series_a_rule_its_tests_or_a_panel_names_is_exported_by_a_r
         ("syncd_alert_attempts_total", "outcome"): set(OUTCOMES),
         ("syncd_subscription_state", "state"): set(SUBSCRIPTION_STATES),
     }) == []
-    assert PENDING_ISSUE_20 - series.keys() == PENDING_ISSUE_20, \
-        "syncd exports these now: delete them from PENDING_ISSUE_20"
+    assert {"syncd_replicas", "syncd_job_overdue", "syncd_task_up"} <= series.keys()

@@ -46,7 +46,7 @@ def db_config(tmp_path: Path, dsn: str, extra: str = "") -> Path:
 
 def test_status_json_is_alone_on_stdout_and_logs_go_to_stderr(db_dsn: str, tmp_path: Path) -> None:
     """Data on stdout, logs on stderr: `sync` at info level and `status --json` stay parseable."""
-    cfg = db_config(tmp_path, db_dsn)
+    cfg = db_config(tmp_path, db_dsn, "[status]\nexpect_daemon = false\n")
     synced = cli("sync", "housekeeping", "--once", "--config", str(cfg), "--log-level", "info")
     assert synced.returncode == 0
     assert synced.stdout.startswith("housekeeping: ok items=0") and synced.stdout.count("\n") == 1
@@ -68,8 +68,9 @@ def test_quiet_leaves_only_errors_on_stderr(db_dsn: str, tmp_path: Path) -> None
 
 
 def test_status_exit_codes_ok_degraded_down(db_dsn: str, tmp_path: Path) -> None:
-    """status exits 0 when healthy, 1 when an enabled job's last run failed, 2 when no database."""
-    cfg = db_config(tmp_path, db_dsn)
+    """status exits 0 when healthy, 1 when an enabled job's last run failed, 2 when no database
+    (here with no daemon expected: tests/test_replicas_live.py covers the daemons)."""
+    cfg = db_config(tmp_path, db_dsn, "[status]\nexpect_daemon = false\n")
     assert cli("status", "--config", str(cfg)).returncode == 0
     import asyncio
 
@@ -150,11 +151,13 @@ def test_a_planned_job_section_is_a_warning_and_unused_vendors_are_not_enabled(
 
 
 def test_no_configuration_at_all_creates_nothing(tmp_path: Path) -> None:
-    """Without any config, a command refuses (exit 1, one line) and creates no ./.syncd."""
-    proc = cli("status", cwd=tmp_path)
-    assert proc.returncode == 1
-    assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / ".syncd").exists()
+    """Without any config, a command refuses (exit 1, one line; `status` 3, "could not tell") and
+    creates no ./.syncd."""
+    for command, code in (("migrate", 1), ("status", 3)):
+        proc = cli(command, cwd=tmp_path)
+        assert proc.returncode == code
+        assert "no configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / ".syncd").exists()
 
 
 def test_relative_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -209,9 +212,11 @@ def test_a_command_that_would_create_a_second_database_stops(tmp_path: Path) -> 
 def test_status_from_any_directory_reads_the_database_next_to_the_config(
         short_dir: Path) -> None:
     """`migrate` run from one directory creates the embedded database under the config file's
-    relative data_dir; commands run from other directories read that same database."""
+    relative data_dir; commands run from other directories read that same database (no daemon
+    runs here on purpose, so status is not down for the lack of one)."""
     cfg = short_dir / "syncd.toml"
-    cfg.write_text('data_dir = "state"\n[jobs.housekeeping]\nenabled = false\n')
+    cfg.write_text('data_dir = "state"\n[jobs.housekeeping]\nenabled = false\n'
+                   '[status]\nexpect_daemon = false\n')
     first, second = short_dir / "a", short_dir / "b"
     first.mkdir()
     second.mkdir()
@@ -225,7 +230,7 @@ def test_status_from_any_directory_reads_the_database_next_to_the_config(
                    "--config", str(cfg), cwd=second)
         assert (seen.returncode, seen.stdout.strip()) == (0, "t"), seen.stderr
         status = cli("status", "--json", "--config", str(cfg), cwd=second)
-        assert json.loads(status.stdout)["health"] != "down", status.stdout
+        assert json.loads(status.stdout)["health"] == "ok", status.stdout
         assert (short_dir / "state" / "postgres" / "PG_VERSION").exists()
         assert list(first.iterdir()) == [] and list(second.iterdir()) == []
     finally:

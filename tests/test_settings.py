@@ -287,8 +287,28 @@ def test_the_example_config_documents_every_key_and_validates(
     settings = config.load(example)
     text = example.read_text()
     for section in ("database", "server", "logging", "neolock", "knoxguard", "codelocks",
-                    "biotime", "alerts", "registry"):
+                    "biotime", "alerts", "registry", "heartbeat", "status", "tasks"):
         model = getattr(settings, section)
         assert model is not None, section
         for key in type(model).model_fields:
             assert f"{key} =" in text or f"{key}_file =" in text, f"{section}.{key} undocumented"
+
+
+def test_heartbeat_windows_that_would_misjudge_a_live_replica_are_refused(tmp_path: Path) -> None:
+    """A replica must miss three beats before its runs are abandoned and two before status calls
+    it not up: windows shorter than that are refused, one line each."""
+    path = write(tmp_path, "[heartbeat]\ninterval_seconds = 10\nabandon_after_seconds = 20\n"
+                           "[tasks]\nrestart_limit = 0\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == [
+        "heartbeat: abandon_after_seconds must be at least 3 × interval_seconds: a replica that "
+        "missed one beat is not dead",
+        "tasks.restart_limit: Input should be greater than or equal to 1 (got 0)"]
+    path = write(tmp_path, "[heartbeat]\ninterval_seconds = 10\nabandon_after_seconds = 30\n"
+                           "[status]\nstale_after_seconds = 15\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == [
+        "status: stale_after_seconds must be at least 2 × heartbeat.interval_seconds: a daemon "
+        "between two beats is up"]

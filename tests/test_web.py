@@ -29,12 +29,12 @@ async def client(make_settings: Callable[..., Settings],
 
 
 async def test_healthz_and_readyz_answer_ok(client: TestClient[web.Request, web.Application]) -> None:
-    """Liveness is 200; readiness is 200 with both checks ok on a migrated database."""
+    """Liveness is 200; readiness is 200 with every check ok on a migrated database."""
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ready",
-                                 "checks": {"database": "ok", "migrations": "ok"}}
+                                 "checks": {"database": "ok", "migrations": "ok", "tasks": "ok"}}
 
 
 async def test_metrics_are_prometheus_text(client: TestClient[web.Request, web.Application]) -> None:

@@ -201,3 +201,14 @@ COMMENT ON COLUMN report.alert_deliveries.last_status IS 'HTTP status of the lat
 COMMENT ON COLUMN report.alert_deliveries.last_error IS 'What went wrong on the latest try; NULL after success.';
 COMMENT ON COLUMN report.alert_deliveries.created_at IS 'When the alert was queued (with the change that caused it).';
 COMMENT ON COLUMN report.alert_deliveries.finished_at IS 'When it was delivered, stopped or dead-lettered; NULL while pending.';
+
+COMMENT ON VIEW report.replicas IS 'syncd processes that registered in the database: daemons (syncd run) and one-shot commands (sync --once, reconcile).';
+COMMENT ON COLUMN report.replicas.id IS 'The process''s replica id (a UUID, new at each start).';
+COMMENT ON COLUMN report.replicas.kind IS 'daemon (syncd run) or once (sync --once, reconcile).';
+COMMENT ON COLUMN report.replicas.command IS 'The syncd command the process runs.';
+COMMENT ON COLUMN report.replicas.host IS 'The host name it runs on.';
+COMMENT ON COLUMN report.replicas.pid IS 'Its process id on that host.';
+COMMENT ON COLUMN report.replicas.version IS 'syncd''s version in that process.';
+COMMENT ON COLUMN report.replicas.started_at IS 'When it registered.';
+COMMENT ON COLUMN report.replicas.beat_at IS 'Its latest heartbeat (every heartbeat.interval_seconds while alive).';
+COMMENT ON COLUMN report.replicas.stopped_at IS 'When it stopped gracefully; NULL while running or after a crash (then beat_at ages).';

@@ -1,6 +1,6 @@
 -- sync_run_start --
--- Record that a job run started; returns its id.
-INSERT INTO ops.sync_runs (job, status, runner) VALUES ($1, 'running', $2) RETURNING id
+-- Record that a job run started (by runner $2, replica $3 or NULL); returns its id.
+INSERT INTO ops.sync_runs (job, status, runner, replica) VALUES ($1, 'running', $2, $3) RETURNING id
 
 -- sync_run_finish --
 -- Record how a job run ended.

@@ -165,6 +165,7 @@ async def run_reconcile(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
     """Reconcile now; print open cases and the plan; with --apply, carry the plan out."""
     from syncd.db import drift
+    from syncd.jobs.heartbeat import registered
     from syncd.reconcile import remediate
     from syncd.reconcile.engine import reconcile
     from syncd.reconcile.job import build_remediators
@@ -174,7 +175,8 @@ async def run_reconcile(args: argparse.Namespace, settings: config.Settings,
         print("syncd reconcile: reconcile.mode is off", file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC)
-    async with open_database(settings) as db, open_http() as http:
+    async with open_database(settings) as db, open_http() as http, \
+            registered(db, settings, kind="once", command="reconcile", scrub=redactor.scrub):
         result = await reconcile(db, settings, now)
         attempts: list[remediate.Attempt] = []
         if args.apply:

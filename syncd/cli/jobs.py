@@ -24,12 +24,12 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
                    + ", ".join(catalog.built()))
     p.add_argument("--once", action="store_true", help="run once and exit (required)")
     p.set_defaults(func=sync)
-    p = add_command(sub, "status", "jobs, last runs, health; exit 0 ok, 1 degraded, 2 down",
-                    "syncd status", "syncd status --json --timeout 5 | jq .health")
+    p = add_command(sub, "status", "replicas, jobs, last runs, health; exit 0 ok, 1 degraded, "
+                    "2 down, 3 unknown", "syncd status", "syncd status --json --timeout 5 | jq .health")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="give up on the database after this long: exit 2 (default 10)")
-    p.set_defaults(func=status)
+    p.set_defaults(func=status, failure_exit=int(Health.UNKNOWN))
     p = add_command(sub, "subscriptions", "manage the NeoLock webhook subscription",
                     "syncd subscriptions show", "syncd subscriptions register --force",
                     "syncd subscriptions delete --dry-run")
@@ -74,6 +74,7 @@ def _version() -> str:
 async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Run the named jobs once; a line per finished job on stdout; exit 1 if any failed."""
     from syncd.cli.progress import Terminal
+    from syncd.jobs.heartbeat import registered
     from syncd.jobs.runner import JobRunner, Outcome
     from syncd.runtime import open_database, open_http
 
@@ -87,9 +88,10 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
         return 2
     terminal: Terminal = getattr(args, "terminal", None) or Terminal(sys.stderr)
     failed = 0
-    async with open_database(settings) as db, open_http() as http:
+    async with open_database(settings) as db, open_http() as http, \
+            registered(db, settings, kind="once", command="sync", scrub=redactor.scrub) as me:
         jobs = catalog.build_jobs(settings, db, http, once=True)
-        runner = JobRunner(db, scrub=redactor.scrub)
+        runner = JobRunner(db, scrub=redactor.scrub, replica=me.id)
         for name in names:
             with terminal.task(name) as bar:
                 result = await runner.run(jobs[name], on_progress=bar.update)
@@ -103,9 +105,10 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
 
 
 async def status(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
-    """Print the status; exit 0 ok, 1 degraded, 2 down (database unreachable in --timeout)."""
+    """Print the status; exit 0 ok, 1 degraded, 2 down (no daemon beating, or the database
+    unreachable within --timeout); 3 (could not tell) comes from main()'s failure_exit."""
     from syncd.db import migrate as migrations
-    from syncd.errors import DatabaseError
+    from syncd.errors import DatabaseError, DatabaseUnavailable, SyncdError
     from syncd.jobs.status import collect_status
     from syncd.runtime import open_database
 
@@ -116,14 +119,25 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
                 pending = [m.name for m in await migrations.pending(db)]
                 if len(pending) == len(migrations.discover()):
                     raise DatabaseError("no syncd schema yet: run `syncd migrate` (or `syncd run`)")
-                body = await collect_status(db, catalog.schedule(settings),
-                                            neolock_configured=settings.neolock is not None)
+                try:
+                    body = await collect_status(db, catalog.schedule(settings),
+                                                neolock_configured=settings.neolock is not None,
+                                                policy=settings.status)
+                except DatabaseError as err:
+                    if not pending or isinstance(err, DatabaseUnavailable):
+                        raise
+                    # A newer syncd than the schema (installed, daemon not restarted yet): its
+                    # queries need tables that do not exist yet. That says nothing of health.
+                    raise SyncdError(f"cannot tell: {len(pending)} migration(s) pending ("
+                                     f"{', '.join(pending)}) that this version's status needs; "
+                                     "run `syncd migrate` (or restart `syncd run`)") from err
                 if settings.codelocks is not None:  # from the ledger: no vendor call
                     body["codelocks_quota"] = await _quota(db, settings.codelocks)
                 if pending:
                     body["problems"].append(f"{len(pending)} migration(s) pending: "
                                             + ", ".join(pending))
-                    body["health"] = "degraded"
+                    if body["health"] == "ok":
+                        body["health"] = "degraded"
     except (TimeoutError, DatabaseError) as err:
         reason = f"database unreachable within {args.timeout:g}s" \
             if isinstance(err, TimeoutError) else f"database unavailable: {redactor.scrub(str(err))}"
@@ -151,17 +165,43 @@ def _when(value: Any) -> str:
     return "-" if value is None else value.isoformat(timespec="seconds")
 
 
+def _next(job: dict[str, Any]) -> str:
+    if job["overdue_since"] is not None:
+        return "overdue since " + _when(job["overdue_since"])
+    return _when(job["next_run_at"])
+
+
+def _tasks(tasks: dict[str, Any]) -> str:
+    down = [name for name, t in sorted(tasks.items()) if not t.get("up", True)]
+    restarts = sum(int(t.get("restarts") or 0) for t in tasks.values())
+    return ("down: " + ", ".join(down) if down else f"{len(tasks)} up") + \
+        (f", {restarts} restart(s)" if restarts else "")
+
+
+def _print_replicas(replicas: list[dict[str, Any]], stale_after: float) -> None:
+    print(f"\n{'REPLICA':<8} {'KIND':<6} {'COMMAND':<9} {'HOST:PID':<28} {'VERSION':<8} "
+          f"{'STARTED':<25} {'LAST BEAT':<25} {'STATE':<7} TASKS")
+    for r in replicas:
+        print(f"{r['id'][:8]:<8} {r['kind']:<6} {r['command']:<9} "
+              f"{(r['host'] + ':' + str(r['pid']))[:28]:<28} {r['version']:<8} "
+              f"{_when(r['started_at']):<25} {_when(r['beat_at']):<25} {r['state']:<7} "
+              f"{_tasks(r['tasks'])}")
+    if not replicas:
+        print(f"(no replica beat in the last hour; stale after {stale_after:g}s)")
+
+
 def _print_status(body: dict[str, Any]) -> None:
     print(f"syncd {body['version']}: {body['health']}"
           + "".join(f"\n  - {p}" for p in body["problems"]))
+    _print_replicas(body["replicas"], body["stale_after_seconds"])
     print(f"\n{'JOB':<21} {'EVERY':>6} {'LAST RUN':<25} {'STATUS':<8} {'ITEMS':>6} "
-          f"{'LAST SUCCESS':<25} {'NEXT RUN':<25} ERROR")
+          f"{'LAST SUCCESS':<25} {'NEXT RUN':<39} ERROR")
     for job in body["jobs"]:
         run = job["last_run"] or {}
         every = f"{job['interval_seconds']:.0f}s" if job["interval_seconds"] else "off"
         print(f"{job['job']:<21} {every:>6} {_when(run.get('started_at')):<25} "
               f"{run.get('status', '-'):<8} {run.get('items', 0):>6} "
-              f"{_when(job['last_success_at']):<25} {_when(job['next_run_at']):<25} "
+              f"{_when(job['last_success_at']):<25} {_next(job):<39} "
               f"{run.get('error') or ''}")
     inbox = ", ".join(f"{k} {v}" for k, v in sorted(body["inbox"].items())) or "empty"
     oldest = body["inbox_backlog"]["oldest_pending_seconds"]

@@ -139,19 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.passthrough_args = extra  # e.g. `syncd db psql -c 'TABLE report.phones'`
     args.parser = parser  # `syncd completion` describes the parser it was called through
     needs_config = getattr(args, "needs_config", True)
+    # The exit code when the command cannot do its work at all (config, a SyncdError): 1, but 3
+    # (UNKNOWN) for `status`, a monitoring check that then could not tell.
+    failed = int(getattr(args, "failure_exit", 1))
     try:
         settings = load_settings(args)
     except ConfigError as err:
         if needs_config:
             for line in err.problems:
                 print(f"config error: {line}", file=sys.stderr)
-            return 1
+            return failed
         settings = config.Settings()
     if needs_config and not args.config and config.nothing_configured():
         print(f"syncd {args.command}: no configuration: no --config, no $SYNCD_CONFIG, no "
               f"{config.DEFAULT_CONFIG_PATH} and no SYNCD_* variable. Pass --config FILE, or set "
               "SYNCD_DATA_DIR=.syncd to use an embedded database in ./.syncd", file=sys.stderr)
-        return 1
+        return failed
     # Logs go to stderr (stdout is for data); for one-shot commands through a Terminal, which
     # keeps `sync`'s progress bar below the log lines.
     stream: Any = sys.stderr
@@ -169,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except SyncdError as err:
         print(f"syncd {args.command}: {redactor.scrub(str(err))}", file=sys.stderr)
-        return 1
+        return failed
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)

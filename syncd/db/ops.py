@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from typing import Any
 
 from syncd.db.pool import Connection, Database
@@ -17,13 +18,16 @@ from syncd.db.queries import get as sql
 
 
 async def abandon_runs(db: Database, job: str) -> None:
-    """Close runs of `job` left 'running' by a runner that died (call while holding its lock)."""
+    """Close runs of `job` left 'running' by a runner that died (call while holding its lock).
+
+    The heartbeat closes a dead replica's runs sooner (syncd/jobs/heartbeat.py); this also covers
+    runs recorded without a replica."""
     await db.execute("sync_runs_abandon", job)
 
 
-async def start_run(db: Database, job: str, runner: str) -> int:
-    """Record that a run started; return its id."""
-    return int(await db.fetchval("sync_run_start", job, runner))
+async def start_run(db: Database, job: str, runner: str, replica: uuid.UUID | None = None) -> int:
+    """Record that a run started (by `replica`, if the runner registered one); return its id."""
+    return int(await db.fetchval("sync_run_start", job, runner, replica))
 
 
 async def finish_run(db: Database, run_id: int, *, status: str, items: int, requests: int,

@@ -16,7 +16,7 @@ import structlog
 from syncd.backoff import INBOX_RETRY
 from syncd.db import ops
 from syncd.db.pool import Database
-from syncd.errors import DatabaseUnavailable, SyncdError
+from syncd.errors import DatabaseUnavailable
 from syncd.inbox.parse import loads_exact
 from syncd.metrics import Metrics
 from syncd.sync import refresh
@@ -156,16 +156,3 @@ class InboxWorker:
         if self.metrics is not None:
             self.metrics.event("neolock", outcome)
 
-
-async def run_worker(worker: InboxWorker) -> None:
-    """Run the worker until cancelled, logging (not dying on) unexpected errors."""
-    while True:
-        try:
-            await worker.run_forever()
-        except asyncio.CancelledError:
-            raise
-        except SyncdError as err:
-            log.warning("inbox.error", error=worker.scrub(str(err)))
-        except Exception:
-            log.exception("inbox.crashed")
-        await asyncio.sleep(worker.poll_interval)

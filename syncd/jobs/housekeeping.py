@@ -7,16 +7,20 @@ from syncd.sync.base import RunContext
 
 RETAIN_DAYS = 30
 INBOX_DAYS = 7  # also the duplicate-push window: at least 72 hours
+REPLICA_DAYS = 7  # replicas silent this long (stopped or dead) are forgotten, but the latest daemon
 
 
 class HousekeepingJob:
-    """Prunes finished job runs (30 days, keeping each job's latest 100) and inbox events (7 days)."""
+    """Prunes finished job runs (30 days, keeping each job's latest 100), inbox events (7 days) and
+    replicas gone for 7 days."""
 
     name = "housekeeping"
     default_interval = 3600.0
 
     async def run(self, ctx: RunContext) -> None:
-        """Prune ops.sync_runs, ops.inbox, ops.quarantine and delivered alerts (ops.outbox)."""
+        """Prune ops.sync_runs, ops.inbox, ops.quarantine, delivered alerts (ops.outbox) and
+        ops.replicas."""
         for query, days in (("sync_runs_prune", RETAIN_DAYS), ("inbox_prune", INBOX_DAYS),
-                            ("quarantine_prune", RETAIN_DAYS), ("outbox_prune", RETAIN_DAYS)):
+                            ("quarantine_prune", RETAIN_DAYS), ("outbox_prune", RETAIN_DAYS),
+                            ("replicas_prune", REPLICA_DAYS)):
             ctx.add_items(await ops.prune(ctx.db, query, float(days)))

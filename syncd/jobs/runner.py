@@ -11,6 +11,7 @@ import enum
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 
 import structlog
@@ -54,10 +55,12 @@ class JobRunner:
     """Runs jobs with locking, run records, transition logging and metrics."""
 
     def __init__(self, db: Database, metrics: Metrics | None = None,
-                 scrub: Callable[[str], str] = lambda s: s) -> None:
+                 scrub: Callable[[str], str] = lambda s: s,
+                 replica: uuid.UUID | None = None) -> None:
         self.db = db
         self.metrics = metrics
         self.scrub = scrub
+        self.replica = replica  # its ops.replicas id: a live replica closes its runs if it dies
         self.after_run: Callable[[RunResult], None] | None = None  # e.g. "reconcile soon"
 
     async def run(self, job: Job, on_progress: ProgressCallback | None = None) -> RunResult:
@@ -80,7 +83,7 @@ class JobRunner:
     async def _run_locked(self, job: Job, bound: structlog.typing.FilteringBoundLogger,
                           started: float, on_progress: ProgressCallback | None) -> RunResult:
         await ops.abandon_runs(self.db, job.name)
-        run_id = await ops.start_run(self.db, job.name, RUNNER_ID)
+        run_id = await ops.start_run(self.db, job.name, RUNNER_ID, self.replica)
         ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
         error: str | None = None
         with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id), \

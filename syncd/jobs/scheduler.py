@@ -21,6 +21,8 @@ from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)
 
+WATCH_SECONDS = 5.0  # how often the supervised task checks that APScheduler still runs
+
 
 def schedule_of(jobs: Iterable[Job], config: Mapping[str, JobSettings]) -> dict[str, float | None]:
     """Job name → configured interval (else the job's default), or None when disabled."""
@@ -68,8 +70,18 @@ class Scheduler:
                 seconds=random.uniform(0, conf.jitter_seconds))  # noqa: S311 (not crypto)
             self._scheduler.add_job(self._tick, IntervalTrigger(
                 seconds=interval, jitter=conf.jitter_seconds or None), next_run_time=first,
-                args=[job], id=job.name, name=job.name)
-        self._scheduler.start()
+                args=[job], id=job.name, name=job.name, replace_existing=True)
+        if not self._scheduler.running:
+            self._scheduler.start()
+
+    async def run(self) -> None:
+        """Tick until cancelled (a supervised task): start, then check that APScheduler keeps
+        running; a schedule that stopped without being asked is a crash, and a restart starts it."""
+        self.start()
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if self._stop_began is None and not self._scheduler.running:
+                raise RuntimeError("APScheduler stopped without being asked to")
 
     def run_soon(self, name: str) -> None:
         """Bring a scheduled job's next run forward to now (no-op if it is not scheduled)."""

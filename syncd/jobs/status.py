@@ -1,8 +1,11 @@
 """What `syncd status` and `GET /api/v1/status` report, and the health verdict monitoring uses.
 
-Verdicts (and `syncd status` exit codes): ok (0); degraded (1): an enabled job's latest run
-failed, the NeoLock subscription is not registered, or pushed events failed; down (2): the
-database cannot be reached (decided by the caller, which could not collect anything).
+Verdicts (and `syncd status` exit codes, the monitoring-plugin convention): ok (0); degraded (1,
+WARNING): an enabled job's latest run failed or the job is overdue, a background task of a live
+replica keeps dying, the NeoLock subscription is not registered, or pushed events failed; down
+(2, CRITICAL): no daemon replica beat within status.stale_after_seconds (unless
+status.expect_daemon is false), or the database cannot be reached (decided by the caller, which
+could not collect anything); unknown (3): the caller could not tell (e.g. a broken config).
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ from typing import Any
 
 import syncd
 from syncd.db import alerts, drift, ops
+from syncd.db import codelocks as plans
 from syncd.db.pool import Database
+from syncd.db.replicas import Replica, recent
+from syncd.settings.core import StatusSettings
+from syncd.sync.codelocks.quota import VENDOR as CODELOCKS
 
 
 class Health(enum.IntEnum):
-    """Overall health; the value is `syncd status`'s exit code."""
+    """Overall health; the value is `syncd status`'s exit code (0 OK, 1 WARNING, 2 CRITICAL,
+    3 UNKNOWN)."""
 
     OK = 0
     DEGRADED = 1
     DOWN = 2
+    UNKNOWN = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,31 +50,77 @@ async def inbox_backlog(db: Database) -> Backlog:
     return Backlog(int(row["pending"]), row["oldest_seconds"])
 
 
-def _next_run(run: Mapping[str, Any] | None, interval: float | None,
-              now: dt.datetime) -> dt.datetime | None:
-    # An estimate from the last start: the scheduler jitters, and runs soon after a restart.
+def next_run(interval: float | None, started: dt.datetime | None, planned: dt.datetime | None,
+             daemon_since: dt.datetime | None, now: dt.datetime
+             ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(when the next start is due, overdue since when or None) for one job.
+
+    Due one interval after the later of its last start and the oldest live daemon's start (the
+    scheduler runs every job soon after it starts); overdue with no start for two intervals. A
+    planned job (the Codelocks planner) is due at its planned run, overdue one interval (a tick)
+    after it. Without a start or a live daemon there is nothing to tell from.
+    """
     if interval is None:
-        return None
-    if run is None or run.get("started_at") is None:
-        return now
-    started: dt.datetime = run["started_at"]
-    return max(started + dt.timedelta(seconds=interval), now)
+        return None, None
+    step = dt.timedelta(seconds=interval)
+    if planned is not None and (started is None or planned > started):
+        due = max(planned, daemon_since) if daemon_since else planned
+        late = due + step
+    else:
+        base = max((t for t in (started, daemon_since) if t is not None), default=None)
+        if base is None:
+            return None, None
+        due, late = base + step, base + 2 * step
+    return due, (due if now > late else None)
 
 
-async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
-                         neolock_configured: bool = False,
-                         now: dt.datetime | None = None) -> dict[str, Any]:
-    """Every known job with its interval, last run, last success and next run; inbox; subscription.
+@dataclasses.dataclass(frozen=True)
+class Liveness:
+    """Which replicas live, and each job with its last run and whether it is overdue."""
+
+    replicas: list[Replica]
+    jobs: list[dict[str, Any]]
+
+    @property
+    def daemons_up(self) -> list[Replica]:
+        """Daemon replicas that beat within the window."""
+        return [r for r in self.replicas if r.kind == "daemon" and r.state == "up"]
+
+    @property
+    def overdue(self) -> list[str]:
+        """Enabled jobs with no start when one was due."""
+        return [j["job"] for j in self.jobs if j["overdue_since"] is not None]
+
+
+async def liveness(db: Database, schedule: Mapping[str, float | None], policy: StatusSettings,
+                   now: dt.datetime) -> Liveness:
+    """Replicas by the database's clock, and every known job with its overdue flag.
 
     `schedule` maps each available job to its interval (None: disabled); runs of jobs no longer
     available are listed as disabled.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    found = await recent(db, policy.stale_after_seconds)
+    starts = [r.started_at for r in found if r.kind == "daemon" and r.state == "up"]
+    daemon_since = min(starts, default=None)
+    planned = {name: state.next_due_at
+               for name, state in (await plans.plan_states(db, CODELOCKS)).items()}
     latest = await ops.latest_runs(db)
-    jobs: list[dict[str, Any]] = []
-    for name, interval in sorted(schedule.items()):
-        jobs.append(_job(name, interval, latest.pop(name, None), now))
-    jobs.extend(_job(name, None, run, now) for name, run in sorted(latest.items()))
+    jobs = [_job(name, interval, latest.pop(name, None), planned.get(name), daemon_since, now)
+            for name, interval in sorted(schedule.items())]
+    jobs.extend(_job(name, None, run, None, None, now) for name, run in sorted(latest.items()))
+    return Liveness(found, jobs)
+
+
+async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
+                         neolock_configured: bool = False,
+                         policy: StatusSettings | None = None,
+                         now: dt.datetime | None = None) -> dict[str, Any]:
+    """Replicas; every known job with its interval, last run, last success, next run and overdue
+    flag; inbox; subscription; open drift; alert deliveries; and the verdict."""
+    policy = policy or StatusSettings()
+    now = now or dt.datetime.now(dt.UTC)
+    live = await liveness(db, schedule, policy, now)
+    jobs = live.jobs
     failing = [j["job"] for j in jobs if j["enabled"] and j["last_run"]
                and j["last_run"]["status"] == "failed"]
     inbox = await ops.inbox_counts(db)
@@ -75,7 +130,12 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
         "url": sub.public_url + "<secret>", "status": sub.status, "secret": sub.secret_source,
         "registered_at": sub.registered_at, "checked_at": sub.checked_at,
         "last_error": sub.last_error}
-    problems = [f"job {name} failing" for name in failing]
+    down = _down(live, policy)
+    problems = [down] if down else []
+    problems += [f"job {name} failing" for name in failing]
+    problems += [f"job {j['job']} overdue since {j['overdue_since'].isoformat(timespec='seconds')}"
+                 for j in jobs if j["overdue_since"] is not None]
+    problems += _tasks_down(live.replicas)
     if neolock_configured and (sub is None or sub.status != "registered"):
         problems.append("NeoLock subscription " + (sub.status if sub else "not registered"))
     if inbox.get("failed"):
@@ -87,24 +147,64 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
     if any(key.endswith("/dead") for key in deliveries):
         problems.append("alert deliveries gave up (dead): " + ", ".join(
             k for k in deliveries if k.endswith("/dead")))
-    health = Health.DEGRADED if problems else Health.OK
+    health = Health.DOWN if down else Health.DEGRADED if problems else Health.OK
     return {"version": syncd.__version__, "checked_at": now,
             "health": health.name.lower(), "problems": problems,
-            "jobs": jobs, "failing_jobs": failing, "inbox": inbox,
+            "replicas": [_replica(r) for r in live.replicas],
+            "expect_daemon": policy.expect_daemon,
+            "stale_after_seconds": policy.stale_after_seconds,
+            "jobs": jobs, "failing_jobs": failing, "overdue_jobs": live.overdue, "inbox": inbox,
             "inbox_backlog": {"pending": backlog.pending,
                               "oldest_pending_seconds": backlog.oldest_seconds},
             "subscriptions": {"neolock": subscription}, "drift_open": open_drift,
             "alert_deliveries": deliveries}
 
 
+def _down(live: Liveness, policy: StatusSettings) -> str | None:
+    """Why syncd is down (no daemon beating), or None."""
+    if not policy.expect_daemon or live.daemons_up:
+        return None
+    last = max((r for r in live.replicas if r.kind == "daemon"), key=lambda r: r.beat_at,
+               default=None)
+    seen = "no daemon has ever registered" if last is None else (
+        f"the last, {last.host}:{last.pid}, {'stopped' if last.stopped_at else 'beat'} at "
+        f"{last.beat_at.isoformat(timespec='seconds')}")
+    return (f"no daemon replica (`syncd run`) beat within {policy.stale_after_seconds:g}s: "
+            f"{seen}")
+
+
+def _tasks_down(found: list[Replica]) -> list[str]:
+    """A line per background task that keeps dying on a live replica."""
+    lines = []
+    for replica in found:
+        if replica.state != "up":
+            continue
+        for task, health in sorted(replica.tasks.items()):
+            if isinstance(health, dict) and health.get("up") is False:
+                lines.append(f"task {task} down on {replica.host}:{replica.pid} "
+                             f"({health.get('restarts')} restarts; last: "
+                             f"{health.get('last_error') or 'unknown'})")
+    return lines
+
+
+def _replica(replica: Replica) -> dict[str, Any]:
+    body = dataclasses.asdict(replica)
+    body["id"] = str(replica.id)
+    body["silent_seconds"] = round(replica.silent_seconds, 1)
+    return body
+
+
 def _job(name: str, interval: float | None, run: dict[str, Any] | None,
+         planned: dt.datetime | None, daemon_since: dt.datetime | None,
          now: dt.datetime) -> dict[str, Any]:
     last_success = run.pop("last_success_at", None) if run else None
     if run:
         run.pop("job", None)
+    due, overdue_since = next_run(interval, run.get("started_at") if run else None, planned,
+                                  daemon_since, now)
     return {"job": name, "enabled": interval is not None, "interval_seconds": interval,
             "last_run": run, "last_success_at": last_success,
-            "next_run_at": _next_run(run, interval, now)}
+            "next_run_at": due, "overdue_since": overdue_since}
 
 
 def json_default(value: Any) -> Any:

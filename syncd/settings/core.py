@@ -462,6 +462,36 @@ class _EnvSource(EnvSettingsSource):
             return value
 
 
+class HeartbeatSettings(Section):
+    """`[heartbeat]`: how often each process says it is alive, and when a silent one is given up."""
+
+    interval_seconds: PositiveFloat = 5.0
+    # Runs of a replica silent this long are failed as abandoned by any live replica: at most this
+    # plus one interval after a kill -9 (the default keeps that within a minute).
+    abandon_after_seconds: PositiveFloat = 30.0
+
+    @model_validator(mode="after")
+    def _misses_beats_first(self) -> HeartbeatSettings:
+        if self.abandon_after_seconds < 3 * self.interval_seconds:
+            raise ValueError("abandon_after_seconds must be at least 3 × interval_seconds: a "
+                             "replica that missed one beat is not dead")
+        return self
+
+
+class StatusSettings(Section):
+    """`[status]`: what `syncd status`, /api/v1/status and /metrics call down."""
+
+    stale_after_seconds: PositiveFloat = 60.0  # a daemon not beaten for this long is not up
+    expect_daemon: bool = True  # false: no `syncd run` on purpose (cron runs `sync --once`)
+
+
+class TaskSettings(Section):
+    """`[tasks]`: when a background task that keeps crashing is reported down."""
+
+    restart_limit: int = Field(default=5, ge=1, le=1000)
+    restart_window_seconds: PositiveFloat = 300.0
+
+
 def _default_data_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY; otherwise a directory under the cwd.
     state = os.environ.get("STATE_DIRECTORY")
@@ -491,6 +521,19 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     registry: RegistrySettings = RegistrySettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
+    status: StatusSettings = StatusSettings()
+    tasks: TaskSettings = TaskSettings()
+
+    @field_validator("status")
+    @classmethod
+    def _stale_after_a_missed_beat(cls, value: StatusSettings,
+                                   info: ValidationInfo) -> StatusSettings:
+        beat = info.data.get("heartbeat")  # validated before: declared above
+        if beat is not None and value.stale_after_seconds < 2 * beat.interval_seconds:
+            raise ValueError("stale_after_seconds must be at least 2 × heartbeat.interval_seconds:"
+                             " a daemon between two beats is up")
+        return value
 
     _empty_file: Path | None = PrivateAttr(default=None)
 

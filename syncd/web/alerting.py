@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,11 +13,9 @@ DELIVERER = web.AppKey("alert_deliverer", Deliverer)
 
 
 async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the alert deliverer as a background task; cancel and await it at cleanup."""
+    """Run the alert deliverer as a supervised background task; stop it at cleanup."""
     deliverer = app[DELIVERER] = Deliverer(app[keys.DB], app[keys.HTTP],
                                            app[keys.SETTINGS].alerts, metrics=app[keys.METRICS])
-    task = asyncio.create_task(deliverer.run(), name="alert-deliverer")
+    task = app[keys.SUPERVISOR].start("alert-deliverer", deliverer.run)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await task.stop()

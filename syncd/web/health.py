@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from syncd.db import ops
 from syncd.db.migrate import discover
 from syncd.errors import DatabaseError
-from syncd.jobs.status import collect_status, inbox_backlog, json_default
+from syncd.jobs.status import collect_status, inbox_backlog, json_default, liveness
 from syncd.sync.codelocks.quota import QuotaConfig, QuotaLedger, utc_now
 from syncd.sync.codelocks.status import period_use
 from syncd.web import keys, openapi
@@ -27,11 +28,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.get("/readyz")
-@openapi.documented("Readiness: database reachable and migrations current",
+@openapi.documented("Readiness: database reachable, migrations current, no background task "
+                    "that keeps dying",
                     {200: "ready", 503: "not ready; body says which check failed"},
                     tags=["operations"], schemas={200: "Readiness", 503: "Readiness"})
 async def readyz(request: web.Request) -> web.Response:
-    """Answer 200 when the database answers and every migration is applied, else 503."""
+    """Answer 200 when the database answers, every migration is applied and no supervised task
+    is down, else 503."""
     checks = await _readiness(request.app)
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
@@ -55,6 +58,9 @@ async def _readiness(app: web.Application) -> dict[str, str]:
         checks.setdefault("database", f"unavailable: {type(err).__name__}")
         checks.setdefault("migrations", "unknown")
     metrics.db_up.set(1 if checks["database"] == "ok" else 0)
+    down = app[keys.SUPERVISOR].down()
+    checks["tasks"] = "ok" if not down else "down: " + "; ".join(
+        f"{name} ({why})" for name, why in sorted(down.items()))
     metrics.ready.set(1 if all(value == "ok" for value in checks.values()) else 0)
     return checks
 
@@ -70,13 +76,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/status")
-@openapi.documented("JSON status: jobs, their last runs, health", {200: "status"},
+@openapi.documented("JSON status: replicas, jobs, their last runs, health", {200: "status"},
                     tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
-    """Serve jobs, last runs and health as JSON."""
+    """Serve replicas, jobs, last runs and health as JSON."""
     app = request.app
     body = await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule,
-                                neolock_configured=app[keys.SETTINGS].neolock is not None)
+                                neolock_configured=app[keys.SETTINGS].neolock is not None,
+                                policy=app[keys.SETTINGS].status)
     return web.json_response(body, dumps=_dumps)
 
 
@@ -89,14 +96,17 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def _refresh(app: web.Application) -> None:
     """Set the gauges that describe the database: readiness, backlog, last successes, failures in
-    a row, subscription, Codelocks quota."""
+    a row, live replicas, overdue jobs, subscription, Codelocks quota; and this process's task
+    health."""
+    app[keys.SUPERVISOR].health()  # syncd_task_up: a task whose crashes aged out is up again
     if (await _readiness(app))["database"] != "ok":
         return  # syncd_database_up says so; the other gauges keep their last values
     metrics = app[keys.METRICS]
     db = app[keys.DB]
     try:
         backlog = await inbox_backlog(db)
-        latest = await ops.latest_runs(db)
+        live = await liveness(db, app[keys.SCHEDULER].schedule, app[keys.SETTINGS].status,
+                              dt.datetime.now(dt.UTC))
         sub = await ops.get_subscription(db, "neolock")
         await _refresh_jobs(app)
         await _refresh_quota(app)
@@ -104,9 +114,12 @@ async def _refresh(app: web.Application) -> None:
         return  # lost since the readiness check: the gauges keep their last values
     metrics.inbox_pending.set(backlog.pending)
     metrics.inbox_oldest.set(backlog.oldest_seconds or 0.0)
-    for job, run in latest.items():
-        if run.get("last_success_at") is not None:
-            metrics.job_last_success.labels(job=job).set(run["last_success_at"].timestamp())
+    metrics.replicas.set(len(live.daemons_up))
+    for job in live.jobs:
+        if job["last_success_at"] is not None:
+            metrics.job_last_success.labels(job=job["job"]).set(job["last_success_at"].timestamp())
+        if job["enabled"]:
+            metrics.job_overdue.labels(job=job["job"]).set(int(job["overdue_since"] is not None))
     if app[keys.SETTINGS].neolock is not None:
         metrics.set_subscription("neolock", sub.status if sub else None)
 

@@ -10,10 +10,12 @@ import aiohttp
 from aiohttp import web
 
 from syncd.db.pool import Database
+from syncd.jobs.heartbeat import Heartbeat
 from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
 from syncd.settings.core import Settings
+from syncd.supervisor import Supervisor
 from syncd.vendors.neolock.client import NeoLockClient
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,4 +24,6 @@ REDACTOR = web.AppKey("redactor", Redactor)
 DB = web.AppKey("db", Database)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)  # every background task runs under it
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)  # this replica in ops.replicas
 NEOLOCK = web.AppKey("neolock_client", NeoLockClient)  # shared by the inbox worker and the jobs

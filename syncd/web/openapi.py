@@ -29,9 +29,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Readiness": {
         "type": "object", "required": ["status", "checks"],
         "properties": {"status": {"enum": ["ready", "not ready"]},
-                       "checks": {"type": "object", "required": ["database", "migrations"],
+                       "checks": {"type": "object",
+                                  "required": ["database", "migrations", "tasks"],
                                   "additionalProperties": {"type": "string"},
-                                  "description": "each check: 'ok' or why not"}}},
+                                  "description": "each check: 'ok' or why not; tasks: 'down: "
+                                                 "<task> (<restarts> in <window>, last: "
+                                                 "<error>)' for each task that keeps dying"}}},
     "Run": {
         "type": ["object", "null"],
         "properties": {"started_at": _TIME, "finished_at": _TIME,
@@ -41,21 +44,55 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Job": {
         "type": "object",
         "required": ["job", "enabled", "interval_seconds", "last_run", "last_success_at",
-                     "next_run_at"],
+                     "next_run_at", "overdue_since"],
         "properties": {"job": {"type": "string"}, "enabled": {"type": "boolean"},
                        "interval_seconds": {"type": ["number", "null"]},
                        "last_run": {"$ref": "#/components/schemas/Run"},
-                       "last_success_at": _TIME, "next_run_at": _TIME}},
+                       "last_success_at": _TIME,
+                       "next_run_at": {**_TIME, "description": "when the next start is due "
+                                       "(in the past when late); null: nothing to tell from"},
+                       "overdue_since": {**_TIME, "description": "set while the job is overdue "
+                                         "(no start for two intervals; a planned K3 job: one "
+                                         "interval past its planned run): when it was due"}}},
+    "TaskHealth": {
+        "type": "object", "required": ["up", "restarts", "last_error", "last_error_at"],
+        "properties": {"up": {"type": "boolean", "description": "false while the task keeps "
+                              "dying (tasks.restart_limit crashes in tasks.restart_window_seconds)"},
+                       "restarts": {"type": "integer"},
+                       "last_error": {"type": ["string", "null"]}, "last_error_at": _TIME}},
+    "Replica": {
+        "type": "object",
+        "required": ["id", "kind", "command", "host", "pid", "version", "started_at", "beat_at",
+                     "stopped_at", "interval_seconds", "state", "silent_seconds", "tasks"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "kind": {"enum": ["daemon", "once"]}, "command": {"type": "string"},
+            "host": {"type": "string"}, "pid": {"type": "integer"}, "version": {"type": "string"},
+            "started_at": _TIME, "beat_at": _TIME, "stopped_at": _TIME,
+            "interval_seconds": {"type": "number", "description": "how often it beats"},
+            "state": {"enum": ["up", "stale", "stopped"], "description": "up: beat within "
+                      "status.stale_after_seconds"},
+            "silent_seconds": {"type": "number", "description": "since its last beat"},
+            "tasks": {"type": "object",
+                      "additionalProperties": {"$ref": "#/components/schemas/TaskHealth"}}}},
     "Status": {
         "type": "object",
-        "required": ["version", "checked_at", "health", "problems", "jobs", "failing_jobs",
-                     "inbox", "inbox_backlog", "subscriptions"],
+        "required": ["version", "checked_at", "health", "problems", "replicas", "expect_daemon",
+                     "stale_after_seconds", "jobs", "failing_jobs", "overdue_jobs", "inbox",
+                     "inbox_backlog", "subscriptions"],
         "properties": {
             "version": {"type": "string"}, "checked_at": _TIME,
-            "health": {"enum": ["ok", "degraded"]},
+            "health": {"enum": ["ok", "degraded", "down"], "description": "down: no daemon "
+                       "replica beat within stale_after_seconds (unless expect_daemon is false)"},
             "problems": {"type": "array", "items": {"type": "string"}},
+            "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"},
+                         "description": "replicas that beat within the last hour (but "
+                                        "one-shot ones that ended normally), and the latest "
+                                        "daemon"},
+            "expect_daemon": {"type": "boolean"}, "stale_after_seconds": {"type": "number"},
             "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
             "failing_jobs": {"type": "array", "items": {"type": "string"}},
+            "overdue_jobs": {"type": "array", "items": {"type": "string"}},
             "inbox": {"type": "object", "additionalProperties": {"type": "integer"},
                       "description": "pushed events by status"},
             "inbox_backlog": {"type": "object", "properties": {
