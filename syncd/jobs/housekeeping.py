@@ -10,13 +10,16 @@ INBOX_DAYS = 7  # also the duplicate-push window: at least 72 hours
 
 
 class HousekeepingJob:
-    """Prunes finished job runs (30 days, keeping each job's latest 100) and inbox events (7 days)."""
+    """Prunes finished job runs (30 days, keeping each job's latest 100), inbox events (7 days),
+    quarantine, finished alerts and remediation claims (30 days)."""
 
     name = "housekeeping"
     default_interval = 3600.0
 
     async def run(self, ctx: RunContext) -> None:
-        """Prune ops.sync_runs, ops.inbox, ops.quarantine and delivered alerts (ops.outbox)."""
+        """Prune ops.sync_runs, ops.inbox, ops.quarantine, delivered alerts (ops.outbox) and
+        ops.remediation_claims."""
         for query, days in (("sync_runs_prune", RETAIN_DAYS), ("inbox_prune", INBOX_DAYS),
-                            ("quarantine_prune", RETAIN_DAYS), ("outbox_prune", RETAIN_DAYS)):
+                            ("quarantine_prune", RETAIN_DAYS), ("outbox_prune", RETAIN_DAYS),
+                            ("remediation_claims_prune", RETAIN_DAYS)):
             ctx.add_items(await ops.prune(ctx.db, query, float(days)))
