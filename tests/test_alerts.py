@@ -125,12 +125,15 @@ async def test_alert_older_than_the_limit_is_dead_lettered_and_counted(
         receiver: tuple[AlertReceiver, str]) -> None:
     """A failing delivery past alerts.max_age_hours is kept as 'dead' and shows in the gauge."""
     state, url = receiver
-    state.answers = [500]
+    state.answers = [500, 500]
     await enqueue_alert(db, event_id="e1", type="drift.opened", payload={})
-    async with db.connection() as conn:  # an alert queued 25 hours ago
-        await conn.execute("UPDATE ops.outbox SET created_at = now() - interval '25 hours'")
     metrics = Metrics()
     deliverer = Deliverer(db, session, conf(url + "/hook"), metrics=metrics)
+    await deliverer.run_once()
+    assert await statuses(db) == ["pending"]  # to be retried
+    async with db.connection() as conn:  # the alert was queued 25 hours ago; its retry is due
+        await conn.execute("UPDATE ops.outbox SET created_at = now() - interval '25 hours'")
+        await conn.execute("UPDATE ops.alert_deliveries SET next_attempt_at = now()")
     await deliverer.run_once()
     assert await statuses(db) == ["dead"]
     await deliverer.refresh_gauges()
@@ -144,7 +147,7 @@ async def test_expired_lease_is_delivered_again_with_the_same_webhook_id(
     state, url = receiver
     await enqueue_alert(db, event_id="drift-9-opened", type="drift.opened", payload={"n": 9})
     survivor = Deliverer(db, session, conf(url + "/hook"))
-    await queue.fan_out(db, [("ops", "%")])
+    await queue.fan_out(db, [("ops", "%")], max_age=dt.timedelta(days=1))
     (claimed,) = await queue.claim(db, ["ops"], dt.timedelta(seconds=0.3))  # then "kill -9"
     await survivor.run_once()
     assert state.received == []  # still leased to the dead deliverer
@@ -273,7 +276,7 @@ async def test_housekeeping_forgets_old_finished_alerts_but_keeps_open_cases_ale
             " VALUES ('phone_not_locked', 'd', 'warning', now(), now()) RETURNING id")
         for event_id in ("old-done", f"drift-{case_id}-opened", "old-pending"):
             await enqueue_alert(conn, event_id=event_id, type="drift.opened", payload={})
-        await queue.fan_out(db, [("ops", "%")])
+        await queue.fan_out(db, [("ops", "%")], max_age=dt.timedelta(days=1))
         await conn.execute("UPDATE ops.alert_deliveries d SET status = 'delivered' FROM ops.outbox o"
                            " WHERE o.id = d.outbox_id AND o.event_id <> 'old-pending'")
         await conn.execute("UPDATE ops.outbox SET created_at = now() - interval '40 days'")

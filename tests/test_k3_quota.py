@@ -230,12 +230,12 @@ async def test_a_vendor_quota_refusal_marks_the_period_used_up_and_jobs_then_ski
         db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
         clock: Clock) -> None:
     """When Codelocks answers 429 "Limit Exceeded" (its count is higher than ours, e.g. another
-    user of the API key), the run stops, the ledger is raised to the quota with an exhausted
+    user of the API key), the run fails, the ledger is raised to the quota with an exhausted
     alert, and later runs send nothing."""
     sim.set_quota_used(UTILITY, sim.quota_limit(UTILITY))
     jobs = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock))
     result = await JobRunner(db).run(jobs["k3-locks"])
-    assert result.outcome is Outcome.OK  # a quota stop is a skip with a reason, not a failure
+    assert result.outcome is Outcome.FAILED and "Limit Exceeded" in (result.error or "")
     usage = await QuotaLedger(db, config(1000), clock.now).usage(UTILITY, clock.now())
     assert usage.calls == usage.quota == 1000
     assert "quota-codelocks-utility-2026-11-exhausted" in await outbox(db)
@@ -277,3 +277,37 @@ async def test_no_secret_reaches_the_logs_even_at_debug_with_retries(
     text = repr(logs) + repr([r.error for r in results])
     for secret in [sim.api_key, *sim.access_keys]:
         assert secret not in text
+
+
+async def test_a_quota_429_is_not_retried_and_is_counted_as_refused_and_the_run_fails(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """With the month's Utility quota used up at the vendor, `sync k3-locks k3-audit k3-clients
+    --once` makes one billed call (no retry of the 429 "Limit Exceeded"), records k3-locks as
+    failed, counts the refusal in report.api_usage, and the other two jobs send nothing."""
+    sim.set_quota_used(UTILITY, sim.quota_limit(UTILITY))
+    results = await run_all(db, k3_jobs(k3_context(db, k3_settings(sim, running), http, clock)))
+    assert running.counters.requests == 1 and sim.quota_refused(UTILITY) == 1
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.OK, Outcome.OK]
+    async with db.connection() as conn:
+        refused = await conn.fetchval("SELECT refused FROM report.api_usage"
+                                      " WHERE vendor = 'codelocks' AND category = 'utility'")
+        runs = {r["job"]: (r["status"], r["requests"]) for r in await conn.fetch(
+            "SELECT job, status, requests FROM report.sync_runs")}
+    assert refused == 1
+    assert runs["k3-locks"] == ("failed", 1)
+
+
+async def test_a_throttling_429_is_retried_and_is_no_quota_refusal(
+        db: Database, sim: CodelocksSim, running: Running, http: aiohttp.ClientSession,
+        clock: Clock) -> None:
+    """The gateway's throttle (429 "Too Many Requests") is waited out: k3-locks retries twice,
+    then succeeds; nothing is counted as refused and the period is not marked used up."""
+    sim.throttle_next = 2
+    jobs = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock))
+    result = await JobRunner(db).run(jobs["k3-locks"])
+    assert result.outcome is Outcome.OK and result.items == len(sim.locks)
+    assert running.counters.rate_limited == 2 and sim.quota_refused(UTILITY) == 0
+    usage = await QuotaLedger(db, config(1000), clock.now).usage(UTILITY, clock.now())
+    assert usage.refused == 0 and usage.calls < usage.quota
+    assert "quota-codelocks-utility-2026-11-exhausted" not in await outbox(db)

@@ -12,6 +12,7 @@ from syncd.logs import REDACTED, Redactor, configure
 from syncd.settings.core import Settings
 
 SECRET = "neo-Pa55word-that-must-not-leak"
+HOOK_SECRET = "whsec_" + "c2VjcmV0LWhvb2sta2V5LTI0LWJ5dGVz"  # 24 bytes of key
 
 
 def test_every_configured_secret_is_collected_for_redaction() -> None:
@@ -19,8 +20,8 @@ def test_every_configured_secret_is_collected_for_redaction() -> None:
     settings = Settings(
         database={"url": "postgresql://u:dbpass-123@h/db"},
         neolock={"base_url": "https://n/api", "login": "l", "password": SECRET},
-        alerts={"hooks": [{"url": "https://h", "secret": "whsec_abcdef"}]})
-    assert set(settings.secrets()) >= {"postgresql://u:dbpass-123@h/db", SECRET, "whsec_abcdef"}
+        alerts={"hooks": [{"url": "https://h", "secret": HOOK_SECRET}]})
+    assert set(settings.secrets()) >= {"postgresql://u:dbpass-123@h/db", SECRET, HOOK_SECRET}
 
 
 def test_secrets_are_redacted_from_structlog_and_stdlib_output() -> None:

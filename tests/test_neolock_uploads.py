@@ -75,7 +75,8 @@ async def test_refused_page_sizes_step_down_and_are_remembered(
         assert (await JobRunner(db).run(job)).outcome is Outcome.OK
         assert seen[:3] == [(0, 1000), (0, 500), (0, 200)]
         cursor = await db.fetchval("cursor_get", job.name)
-        assert cursor == {"next_page": 0, "page_size": 200, "refused_page_size": 500}
+        assert cursor == {"next_page": 0, "page_size": 200, "refused_page_size": 500,
+                          "listed": True}
         seen.clear()
         assert (await JobRunner(db).run(job)).outcome is Outcome.OK
     assert seen and all(size == 200 for _, size in seen)

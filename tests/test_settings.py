@@ -312,3 +312,34 @@ def test_heartbeat_windows_that_would_misjudge_a_live_replica_are_refused(tmp_pa
     assert info.value.problems == [
         "status: stale_after_seconds must be at least 2 × heartbeat.interval_seconds: a daemon "
         "between two beats is up"]
+
+
+def test_check_config_refuses_whsec_secrets_that_cannot_sign(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`whsec_abc!def` (not base64), `whsec_` (no key) and `whsec_abc` (not base64 either), and a
+    key shorter than the 24 bytes Standard Webhooks asks for, are each refused on a line of their
+    own naming the hook; the good hook beside them passes, and no secret is echoed."""
+    good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    short = "whsec_" + "c2hvcnQta2V5"  # "short-key": 9 bytes
+    text = f"""
+[alerts]
+hooks = [
+  {{url = "https://a.example.com/", secret = "{good}"}},
+  {{url = "https://b.example.com/", secret = "whsec_abc!def"}},
+  {{url = "https://c.example.com/", secret = "whsec_"}},
+  {{url = "https://d.example.com/", secret = "whsec_abc"}},
+  {{url = "https://e.example.com/", secret = "{good}", secrets = ["{short}"]}},
+]
+"""
+    code = main(["--config", str(write(tmp_path, text)), "check-config"])
+    out = capsys.readouterr()
+    assert code == 1
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("config error: alerts.hooks.1.secret: is not valid base64")
+    assert lines[1].startswith("config error: alerts.hooks.2.secret: has no key after 'whsec_'")
+    assert lines[2].startswith("config error: alerts.hooks.3.secret: is not valid base64")
+    assert lines[3].startswith("config error: alerts.hooks.4.secrets.0: decodes to 9 bytes")
+    assert "24 to 64 bytes" in lines[3]
+    for secret in (good, "abc!def", short.removeprefix("whsec_")):
+        assert secret not in out.err + out.out

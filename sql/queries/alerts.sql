@@ -1,19 +1,25 @@
 -- alerts_fan_out --
--- Take up to $3 outbox rows not yet fanned out and make one delivery per matching hook ($1 hook names, $2 LIKE patterns on the type, pairwise).
-WITH batch AS (
-    UPDATE ops.outbox SET fanned_out_at = now()
-    WHERE id IN (SELECT id FROM ops.outbox WHERE fanned_out_at IS NULL
-                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING id, type
+-- Make the missing deliveries of alerts younger than $4 to this replica's hooks ($1 names, $2 LIKE patterns on the type, pairwise), at most $5, from outbox id $3 on. Returns the (alert, hook) pairs found missing, the deliveries made, and the outbox id the next call may start after.
+WITH todo AS (
+    SELECT DISTINCT o.id, h.hook
+    FROM ops.outbox o
+    JOIN unnest($1::text[], $2::text[]) AS h(hook, pattern) ON o.type LIKE h.pattern
+    WHERE o.id > $3 AND o.created_at > now() - $4::interval
+      AND NOT EXISTS (SELECT 1 FROM ops.alert_deliveries d
+                      WHERE d.outbox_id = o.id AND d.hook = h.hook)
+    ORDER BY o.id
+    LIMIT $5
 ), made AS (
+    -- Another replica with the same hook may be making the same pairs: the unique key settles it.
     INSERT INTO ops.alert_deliveries (outbox_id, hook)
-    SELECT DISTINCT b.id, h.hook
-    FROM batch b
-    JOIN unnest($1::text[], $2::text[]) AS h(hook, pattern) ON b.type LIKE h.pattern
+    SELECT id, hook FROM todo
     ON CONFLICT (outbox_id, hook) DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM batch) AS alerts, (SELECT count(*) FROM made) AS deliveries
+SELECT (SELECT count(*) FROM todo) AS missing, (SELECT count(*) FROM made) AS deliveries,
+       CASE WHEN (SELECT count(*) FROM todo) < $5
+            THEN greatest($3, (SELECT coalesce(max(id), 0) FROM ops.outbox))
+            ELSE (SELECT max(id) - 1 FROM todo) END AS through
 
 -- alerts_claim --
 -- Lease up to $2 due deliveries to the hooks $3 for $1; a lease that expired (its holder died) is due again.
@@ -67,10 +73,9 @@ WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > now(), false)
 ORDER BY d.id
 
 -- outbox_prune --
--- Forget alerts older than $1 days whose deliveries all finished, keeping the opened alert of every open case (its resolved alert depends on it); deliveries go with them.
+-- Forget alerts older than $1 days (past any hook's fan-out: alerts.max_age_hours is at most 30 days) whose deliveries all finished, keeping the opened alert of every open case (its resolved alert depends on it); deliveries go with them.
 DELETE FROM ops.outbox o
 WHERE o.created_at < now() - make_interval(days => $1)
-  AND o.fanned_out_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM ops.alert_deliveries d
                   WHERE d.outbox_id = o.id AND d.status = 'pending')
   AND NOT EXISTS (SELECT 1 FROM ops.drift c

@@ -12,7 +12,7 @@ INSERT INTO ops.quarantine (source, reason, content_type, body) VALUES ($1, $2, 
 
 -- inbox_claim --
 -- Lease up to $1 due events with fewer than $3 attempts to this worker for $2 seconds (another
--- worker skips them meanwhile). The body comes back as text: the worker decodes each event on its
+-- worker skips them meanwhile; the attempt number is the lease's token, next_attempt_at its end). The body comes back as text: the worker decodes each event on its
 -- own, so one body it cannot read never fails the claim of the others.
 UPDATE ops.inbox i
 SET attempts = i.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
@@ -39,15 +39,18 @@ WHERE id IN (
 RETURNING id
 
 -- inbox_mark --
--- Record an event's outcome: processed, unparsed or failed.
+-- Record an event's outcome ($2: processed, unparsed or failed) only while the worker holds its lease: the event is still pending at the attempt $6 it leased, and the lease has not run out. Returns the id when written.
 UPDATE ops.inbox
 SET status = $2, processed_at = now(), error = $3, subject = coalesce($4, subject),
     event_type = coalesce($5, event_type)
-WHERE id = $1
+WHERE id = $1 AND status = 'pending' AND attempts = $6 AND next_attempt_at > now()
+RETURNING id
 
 -- inbox_retry_later --
--- Put an event back for another attempt after $2 seconds, noting why.
-UPDATE ops.inbox SET next_attempt_at = now() + make_interval(secs => $2), error = $3 WHERE id = $1
+-- Put an event back for another attempt after $2 seconds, noting why, only while the worker holds its lease (attempt $4, not run out). Returns the id when written.
+UPDATE ops.inbox SET next_attempt_at = now() + make_interval(secs => $2), error = $3
+WHERE id = $1 AND status = 'pending' AND attempts = $4 AND next_attempt_at > now()
+RETURNING id
 
 -- inbox_prune --
 -- Forget finished events older than $1 days (the dedupe window is at least this long).

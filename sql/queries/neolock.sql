@@ -69,7 +69,8 @@ WHERE provider = $1 AND device_uid = ANY($2::text[])
 
 -- neolock_devices_scan --
 -- The next $2 known NeoLock devices after $1 (keyset order), each with whether it is due for a
--- GET at time $3 given the detail age $4: never stored; known from the listing only and its
+-- GET at time $3 given the detail age $4: never stored (only when $7: the uploads listing has been
+-- read through, so a device it lacks is not merely one it has yet to list); known from the listing only and its
 -- spread first read has come (first_seen_at + $4 × a fraction fixed by its id); listed
 -- differently since its last GET; named by a push ($5 subjects, $6 received) whose refresh failed
 -- since its last GET; or its detail
@@ -90,7 +91,7 @@ WITH known AS (
     LIMIT $2
 )
 SELECT k.device_uid,
-       (p.device_uid IS NULL
+       ((p.device_uid IS NULL AND $7::boolean)
         OR (p.detail_at IS NULL
             AND p.first_seen_at + $4::interval * ((hashtext(k.device_uid) & 65535) / 65536.0)
                 <= $3)
@@ -122,14 +123,16 @@ WHERE source = 'neolock' AND received_at > $1 AND status = 'failed' AND subject 
 GROUP BY subject
 
 -- neolock_phones_adopt_listed --
--- Devices no GET has described yet take their state and IMEIs from their latest listing (raw: the
--- listed row; detail_at stays NULL), at time $1. Only devices missing from vendor.phones or listed
+-- Of the next $3 listed devices after $2 (keyset order: the devices job's next scan), those no GET
+-- has described yet take their state and IMEIs from their latest listing (raw: the listed row;
+-- detail_at stays NULL), at time $1. Only devices missing from vendor.phones or listed
 -- differently are written; a row a GET wrote is never touched. Returns the rows written.
 WITH listed AS (
     SELECT DISTINCT ON (u.device_uid) u.device_uid, u.imei, u.imei2, u.status, u.raw
     FROM vendor.phone_uploads u
-    WHERE u.provider = 'neolock' AND u.gone_at IS NULL
+    WHERE u.provider = 'neolock' AND u.gone_at IS NULL AND u.device_uid > $2
     ORDER BY u.device_uid, u.row_id DESC NULLS LAST
+    LIMIT $3
 ), adopted AS (
     INSERT INTO vendor.phones AS p (provider, device_uid, imei, imei2, vendor_state, raw,
         first_seen_at, last_seen_at, last_changed_at)

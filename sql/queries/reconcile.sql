@@ -138,18 +138,58 @@ FROM ops.drift
 WHERE status = 'open' AND NOT coalesce(suppressed_until > now(), false)
 GROUP BY kind, severity
 
--- drift_actionable --
--- Up to $4 open, unsuppressed cases at $1 with an allowed plan that a remediator here can carry out ($3: 'action|provider'), not acted on by reconcile within $2; most severe and oldest first.
-SELECT d.id, d.kind, d.subject, d.provider, d.severity, d.expected, d.actual, d.detail, d.plan
-FROM ops.drift d
-WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > $1, false)
-  AND (d.plan ->> 'allowed')::boolean
-  AND (d.plan ->> 'action') || '|' || coalesce(d.provider, '') = ANY($3::text[])
-  AND NOT EXISTS (SELECT 1 FROM ops.remediation_log l
-                  WHERE l.subject = d.subject AND l.actor = 'reconcile'
-                    AND l.at > $1::timestamptz - $2::interval)
-ORDER BY ops.severity_rank(d.severity) DESC, d.first_seen_at, d.id
-LIMIT $4
+-- remediation_claims_lock --
+-- Claimers take turns until their transaction ends (readers are not held up): each sees the claims of the one before.
+LOCK TABLE ops.remediation_claims IN SHARE ROW EXCLUSIVE MODE
+
+-- remediation_claim --
+-- Claim for run $5 (lease $6) up to $4 minus the claims live runs hold of the open cases unsuppressed at $1 with an allowed plan a remediator here can carry out ($3: 'action|provider') whose subject was not claimed (nor acted on by reconcile) within the cooldown $2 and has no live claim: one case per subject, most severe and oldest first. Returns the cases claimed.
+WITH budget AS (
+    SELECT greatest($4 - count(*), 0) AS left_ FROM ops.remediation_claims
+    WHERE released_at IS NULL AND lease_until > now()
+), candidates AS (
+    SELECT DISTINCT ON (d.subject)
+           d.id, d.kind, d.subject, d.provider, d.severity, d.expected, d.actual, d.detail, d.plan,
+           d.first_seen_at
+    FROM ops.drift d
+    WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > $1, false)
+      AND (d.plan ->> 'allowed')::boolean
+      AND (d.plan ->> 'action') || '|' || coalesce(d.provider, '') = ANY($3::text[])
+      AND NOT EXISTS (SELECT 1 FROM ops.remediation_claims c
+                      WHERE c.subject = d.subject
+                        AND (c.claimed_at > now() - $2::interval
+                             OR (c.released_at IS NULL AND c.lease_until > now())))
+      AND NOT EXISTS (SELECT 1 FROM ops.remediation_log l
+                      WHERE l.subject = d.subject AND l.actor = 'reconcile'
+                        AND l.at > now() - $2::interval)
+    ORDER BY d.subject, ops.severity_rank(d.severity) DESC, d.first_seen_at, d.id
+), picked AS (
+    SELECT * FROM candidates
+    ORDER BY ops.severity_rank(severity) DESC, first_seen_at, id
+    LIMIT (SELECT left_ FROM budget)
+), claimed AS (
+    INSERT INTO ops.remediation_claims (run_id, case_id, subject, action, lease_until)
+    SELECT $5, id, subject, plan ->> 'action', now() + $6::interval FROM picked
+    RETURNING case_id
+)
+SELECT p.id, p.kind, p.subject, p.provider, p.severity, p.expected, p.actual, p.detail, p.plan
+FROM picked p
+WHERE p.id IN (SELECT case_id FROM claimed)
+ORDER BY ops.severity_rank(p.severity) DESC, p.first_seen_at, p.id
+
+-- remediation_claims_renew --
+-- Extend the lease of run $1's live claims by $2 from now (the run is still at work).
+UPDATE ops.remediation_claims SET lease_until = now() + $2::interval
+WHERE run_id = $1 AND released_at IS NULL
+
+-- remediation_claims_release --
+-- Run $1 has finished: its claims stop counting against the cap (they keep the cooldown).
+UPDATE ops.remediation_claims SET released_at = now()
+WHERE run_id = $1 AND released_at IS NULL
+
+-- remediation_claims_prune --
+-- Forget claims older than $1 days (longer ago than any cooldown worth having).
+DELETE FROM ops.remediation_claims WHERE claimed_at < now() - make_interval(days => $1)
 
 -- reconcile_contract --
 -- The lock message and contact phone of a contract.

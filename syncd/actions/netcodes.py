@@ -26,6 +26,7 @@ from syncd.db import codelocks as queries
 from syncd.db.actions import record_action
 from syncd.errors import QuotaExhausted, SyncdError, VendorError
 from syncd.sync.codelocks.jobs import K3Context
+from syncd.vendors.codelocks import QuotaRefusedByVendor
 from syncd.vendors.codelocks.models import LOCK_MODELS
 
 START_FORMAT = "%Y-%m-%d %H:%M"
@@ -167,6 +168,8 @@ class NetCodeLedger:
                 answer = await client.kitlock_netcode(request.lock, start, request.duration_id,
                                                       request.model, secret)
         except VendorError as err:
+            if isinstance(err, QuotaRefusedByVendor):  # counted, and the period marked used up
+                await self.k3.ledger.vendor_exhausted(err.category)
             await record_action(self.k3.db, actor=actor, action="netcode.issue",
                                 subject=f"k3:{request.lock}",
                                 outcome="refused" if isinstance(err, QuotaExhausted) else "failed",

@@ -1,5 +1,14 @@
 """The alert deliverer: fans outbox rows out to hooks, leases deliveries, POSTs, retries.
 
+Fan-out is per (alert, hook): each replica makes the deliveries for the hooks it has, and only
+those, for every alert younger than `alerts.max_age_hours` (an older one would be dead-lettered
+at its first failure). An outbox row is never "taken": a replica with other hooks, or a hook
+added later, still finds it, and `UNIQUE (outbox_id, hook)` keeps it to one delivery per hook
+whichever replicas fan out. Each poll looks at the alerts queued since the last one; every
+`sweep_seconds` the whole window is looked at again, which catches an alert whose transaction
+committed after a later one was seen (outbox ids are handed out before commit). A replica
+without hooks fans out nothing.
+
 Delivery is at least once: a deliverer that dies between claiming and recording leaves its lease
 to expire and the alert is sent again with the same `webhook-id`, which receivers dedupe on.
 Several daemons on one database share the work through `FOR UPDATE SKIP LOCKED`. Failures retry
@@ -27,12 +36,17 @@ from syncd.db import drift
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.metrics import Metrics
+from syncd.settings.checks import WEBHOOK_SECRET_PREFIX
 from syncd.settings.core import AlertSettings
+from syncd.transition import Transition
 from syncd.vendors.http import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)
 GAUGE_EVERY = 15.0  # seconds between refreshes of the drift and delivery gauges
-OUTCOMES = ("delivered", "retry", "stopped", "dead")  # of one POST, as syncd_alert_attempts_total counts
+# How one POST ends, as syncd_alert_attempts_total counts it (error: syncd could not send it).
+OUTCOMES = ("delivered", "retry", "stopped", "dead", "error")
+SWEEP_EVERY = 60.0  # seconds between fan-outs over the whole max_age window
+FAN_OUT_BATCH = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,32 +94,67 @@ class Deliverer:
     def __init__(self, db: Database, session: aiohttp.ClientSession, conf: AlertSettings, *,
                  hooks: Sequence[Hook] | None = None, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 firing_for: dt.timedelta = dt.timedelta(minutes=15)) -> None:
+                 firing_for: dt.timedelta = dt.timedelta(minutes=15),
+                 sweep_seconds: float = SWEEP_EVERY) -> None:
         self.db, self.session, self.conf, self.metrics, self.clock = db, session, conf, metrics, clock
         self.hooks = {h.name: h for h in (hooks if hooks is not None else hooks_from(conf))}
         self.retry = RetryPolicy(base_delay=conf.retry_base_seconds,
                                  max_delay=conf.retry_max_seconds)
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self.firing_for = firing_for
+        self.sweep_seconds = sweep_seconds
+        self._through = 0  # every (alert, hook of ours) pair up to this outbox id exists
+        self._swept_at: float | None = None
         self._failing: set[str] = set()
         if metrics is not None:  # every hook's outcomes from 0, so a rate sees the first one
             for name in self.hooks:
                 for outcome in OUTCOMES:
                     metrics.alerts_sent.labels(hook=name, outcome=outcome)
+        self._broken: dict[str, Transition] = {}  # hook -> unexpected errors while delivering
+        self._crashing = Transition(log, "alerts.loop_error", "alerts.loop_recovered",
+                                    level="error")
+
+    async def fan_out(self) -> int:
+        """Make the missing deliveries to this replica's hooks; return how many were made.
+
+        Alerts queued since the last call are looked at every time; the whole `max_age_hours`
+        window every `sweep_seconds` (and on the first call, which back-fills a new hook).
+        """
+        routes = [(h.name, p) for h in self.hooks.values() for p in h.patterns()]
+        if not routes:
+            return 0  # no hooks here: other replicas' hooks are theirs to fan out
+        now = time.monotonic()
+        sweep = self._swept_at is None or now - self._swept_at >= self.sweep_seconds
+        after, made = (0 if sweep else self._through), 0
+        max_age = dt.timedelta(hours=self.conf.max_age_hours)
+        while True:
+            found = await queue.fan_out(self.db, routes, after=after, max_age=max_age,
+                                        limit=FAN_OUT_BATCH)
+            made += found.deliveries
+            after = found.through
+            if found.missing < FAN_OUT_BATCH:
+                break
+        self._through = max(self._through, after)
+        if sweep:
+            self._swept_at = now
+        return made
 
     async def run_once(self) -> int:
         """Fan out new alerts, then send every due delivery once; return how many were sent."""
-        routes = [(h.name, p) for h in self.hooks.values() for p in h.patterns()]
-        await queue.fan_out(self.db, routes)
         if not self.hooks:
             return 0
+        await self.fan_out()
         due = await queue.claim(self.db, list(self.hooks),
                                 dt.timedelta(seconds=self.conf.lease_seconds))
         await asyncio.gather(*(self._deliver(d) for d in due))
         return len(due)
 
     async def run(self) -> None:
-        """Deliver until cancelled; refresh gauges and re-send firing Alertmanager alerts."""
+        """Deliver until cancelled; refresh gauges and re-send firing Alertmanager alerts.
+
+        No error ends the loop: database trouble is logged when it starts and ends, anything
+        unforeseen is logged with its trace when it starts, and the next poll tries again.
+        """
         down = False
         last_gauges = last_resend = 0.0
         while True:
@@ -121,6 +170,7 @@ class Deliverer:
                 if down:
                     down = False
                     log.info("alerts.database_recovered")
+                self._crashing.ok()
             except DatabaseUnavailable as err:
                 sent = 0
                 if not down:
@@ -129,6 +179,10 @@ class Deliverer:
             except SyncdError as err:
                 sent = 0
                 log.warning("alerts.error", error=str(err))
+            except Exception as err:  # the deliverer outlives any one bug
+                sent = 0
+                self._crashing.fail(error=self._scrub(f"{type(err).__name__}: {err}"),
+                                    exc_info=True)
             if not sent:
                 await asyncio.sleep(self.conf.poll_seconds)
 
@@ -142,7 +196,38 @@ class Deliverer:
                                         delivery.payload, self.clock())
 
     async def _deliver(self, delivery: queue.Delivery) -> None:
+        """Send one delivery and record how it went; an unforeseen error is recorded on it."""
         hook = self.hooks[delivery.hook]
+        try:
+            await self._send(hook, delivery)
+        except SyncdError:
+            raise  # database trouble: the lease expires and the alert is sent again
+        except Exception as err:  # one bad hook must not stop the others
+            error = self._scrub(f"{type(err).__name__}: {err}")[:300]
+            broken = self._broken.setdefault(hook.name, Transition(
+                log, "alerts.delivery_error", "alerts.delivery_error_cleared", level="error"))
+            broken.fail(hook=hook.name, webhook_id=delivery.event_id, error=error, exc_info=True)
+            delay = self.retry.backoff(delivery.attempts - 1, self.rng)
+            if await queue.retry(self.db, delivery.id, delay, None, error,
+                                 dt.timedelta(hours=self.conf.max_age_hours)) == "dead":
+                log.warning("alerts.dead_letter", hook=hook.name, webhook_id=delivery.event_id,
+                            attempts=delivery.attempts, error=error)
+            if self.metrics is not None:
+                self.metrics.alerts_sent.labels(hook=hook.name, outcome="error").inc()
+        else:
+            if hook.name in self._broken:
+                self._broken.pop(hook.name).ok(hook=hook.name)
+
+    def _scrub(self, text: str) -> str:
+        """`text` without any hook's URL or secret (an exception message may quote them)."""
+        for hook in self.hooks.values():
+            for secret in (hook.url, *hook.secrets,
+                           *(s.removeprefix(WEBHOOK_SECRET_PREFIX) for s in hook.secrets)):
+                if secret:
+                    text = text.replace(secret, "***")
+        return text
+
+    async def _send(self, hook: Hook, delivery: queue.Delivery) -> None:
         sent = await self._post(self._request(hook, delivery), hook.timeout)
         outcome = "retry"
         if sent.status is not None and 200 <= sent.status < 300:

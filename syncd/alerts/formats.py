@@ -9,7 +9,6 @@ per configured secret while a secret is being rotated.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -18,20 +17,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
+from syncd.settings.checks import webhook_key
+
 RESOLVING_SUFFIXES = (".resolved", ".recovered", ".restored")
 
 
-def _key(secret: str) -> bytes:
-    try:
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except binascii.Error:
-        raise ValueError("a whsec_ secret must be base64 after its prefix") from None
-
-
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`."""
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    """One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`.
+
+    The key is decoded as settings validated it (`settings_checks.webhook_key`), so a secret
+    that passed `check-config` always signs."""
+    mac = hmac.new(webhook_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 

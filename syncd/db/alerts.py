@@ -23,14 +23,24 @@ class Delivery:
     created_at: dt.datetime
 
 
-async def fan_out(db: Database, routes: Sequence[tuple[str, str]], limit: int = 500) -> int:
-    """Make deliveries for new outbox rows, one per (alert, hook whose LIKE pattern matches).
+@dataclasses.dataclass(frozen=True)
+class FanOut:
+    """What one fan-out call found: (alert, hook) pairs missing, deliveries made, and the outbox
+    id a next call may start after (every pair up to it was made, by this call or earlier)."""
 
-    Returns how many outbox rows were taken; each is fanned out once, to the hooks of that moment.
-    """
+    missing: int
+    deliveries: int
+    through: int
+
+
+async def fan_out(db: Database, routes: Sequence[tuple[str, str]], *, after: int = 0,
+                  max_age: dt.timedelta, limit: int = 500) -> FanOut:
+    """Make the missing deliveries of alerts younger than `max_age`, with ids above `after`, to
+    these hooks (`routes`: (hook, LIKE pattern) pairs); idempotent, whoever else fans out."""
     row = await db.fetchrow("alerts_fan_out", [h for h, _ in routes], [p for _, p in routes],
-                            limit)
-    return 0 if row is None else int(row["alerts"])
+                            after, max_age, limit)
+    assert row is not None  # the aggregate always answers one row
+    return FanOut(int(row["missing"]), int(row["deliveries"]), int(row["through"]))
 
 
 async def claim(db: Database, hooks: Sequence[str], lease: dt.timedelta,

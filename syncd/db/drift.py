@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,11 +114,30 @@ async def open_counts(db: Database) -> dict[tuple[str, str], int]:
     return {(r["kind"], r["severity"]): int(r["cases"]) for r in await db.fetch("drift_open_counts")}
 
 
-async def actionable(db: Database, now: dt.datetime, *, doable: Sequence[str],
-                     cooldown: dt.timedelta, limit: int) -> list[Case]:
-    """Open, unsuppressed cases with an allowed plan that is `doable` ('action|provider'), whose
-    subject reconcile has not acted on within `cooldown`: at most `limit`, most severe first."""
-    rows = await db.fetch("drift_actionable", now, cooldown, list(doable), limit)
+async def claim(db: Database, now: dt.datetime, *, run: uuid.UUID, doable: Sequence[str],
+                cooldown: dt.timedelta, cap: int, lease: dt.timedelta) -> list[Case]:
+    """Claim for `run` the open, unsuppressed cases with an allowed plan that is `doable`
+    ('action|provider'), one per subject, whose subject no run claimed within `cooldown` and no
+    live run holds: at most `cap` minus the claims live runs hold, most severe first.
+
+    The cooldown and the cap are checked and the claims recorded in one transaction, and
+    claimers take turns at it, so concurrent appliers never share a subject or pass the cap.
+    """
+    async with db.transaction() as conn:
+        with translate():
+            await conn.execute(sql("remediation_claims_lock"))
+            rows = await conn.fetch(sql("remediation_claim"), now, cooldown, list(doable), cap,
+                                    run, lease)
     return [Case(r["id"], r["kind"], r["subject"], r["provider"], r["severity"], r["expected"],
                  r["actual"], "open", now, now, None, dict(r["detail"]), dict(r["plan"]),
                  None, None, None) for r in rows]
+
+
+async def renew_claims(db: Database, run: uuid.UUID, lease: dt.timedelta) -> None:
+    """Extend the lease of `run`'s live claims to `lease` from now."""
+    await db.execute("remediation_claims_renew", run, lease)
+
+
+async def release_claims(db: Database, run: uuid.UUID) -> None:
+    """End `run`'s claims: they stop counting against the cap and keep the cooldown."""
+    await db.execute("remediation_claims_release", run)

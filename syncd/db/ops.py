@@ -102,15 +102,19 @@ async def give_up_events(db: Database, max_attempts: int) -> list[int]:
     return [int(r["id"]) for r in await db.fetch("inbox_give_up", max_attempts)]
 
 
-async def settle_event(db: Database, event_id: int, *, status: str, error: str | None,
-                       subject: str | None = None, event_type: str | None = None) -> None:
-    """Record an event's outcome: processed, unparsed or failed (values by keyword)."""
-    await db.execute("inbox_mark", event_id, status, error, subject, event_type)
+async def settle_event(db: Database, event: LeasedEvent, *, status: str, error: str | None,
+                       subject: str | None = None, event_type: str | None = None) -> bool:
+    """Record a leased event's outcome (processed, unparsed or failed); False, and nothing
+    written, when the lease lapsed (another worker may hold the event now)."""
+    return await db.fetchval("inbox_mark", event.id, status, error, subject, event_type,
+                             event.attempts) is not None
 
 
-async def retry_event_later(db: Database, event_id: int, delay: float, error: str) -> None:
-    """Make an event due again after `delay` seconds."""
-    await db.execute("inbox_retry_later", event_id, delay, error)
+async def retry_event_later(db: Database, event: LeasedEvent, delay: float, error: str) -> bool:
+    """Make a leased event due again after `delay` seconds; False, and nothing written, when
+    the lease lapsed."""
+    return await db.fetchval("inbox_retry_later", event.id, delay, error,
+                             event.attempts) is not None
 
 
 async def inbox_counts(db: Database) -> dict[str, int]:

@@ -34,9 +34,10 @@ async def merge_uploads(conn: Connection, provider: str, pages: Sequence[tuple[s
     return int(row["inserted"]), int(row["updated"])
 
 
-async def adopt_listed_neolock(db: Database, at: dt.datetime) -> int:
-    """Give devices no GET has described yet their listed state in vendor.phones; rows written."""
-    return int(await db.fetchval("neolock_phones_adopt_listed", at))
+async def adopt_listed_neolock(db: Database, at: dt.datetime, after: str, limit: int) -> int:
+    """Give the next `limit` listed devices after `after` that no GET has described yet their
+    listed state in vendor.phones; rows written."""
+    return int(await db.fetchval("neolock_phones_adopt_listed", at, after, limit))
 
 
 async def detail_read(conn: Connection, provider: str, device_uids: Sequence[str],
@@ -47,14 +48,15 @@ async def detail_read(conn: Connection, provider: str, device_uids: Sequence[str
 
 async def neolock_devices_scan(db: Database, after: str, limit: int, now: dt.datetime,
                                detail_max_age: dt.timedelta,
-                               pushed: Sequence[tuple[str, dt.datetime]]
-                               ) -> list[tuple[str, bool]]:
+                               pushed: Sequence[tuple[str, dt.datetime]], *,
+                               read_unlisted: bool = True) -> list[tuple[str, bool]]:
     """The next `limit` known NeoLock devices after `after`, each with whether a GET is due.
 
     `pushed`: (device, when) of pushes whose refresh failed (see `failed_push_subjects`).
+    `read_unlisted`: whether a device neither stored nor listed (known from a contract) is due.
     """
     rows = await db.fetch("neolock_devices_scan", after, limit, now, detail_max_age,
-                          [uid for uid, _ in pushed], [at for _, at in pushed])
+                          [uid for uid, _ in pushed], [at for _, at in pushed], read_unlisted)
     return [(r["device_uid"], bool(r["due"])) for r in rows]
 
 

@@ -1,8 +1,11 @@
 """The inbox worker: leases pushed events, re-reads the devices they name, marks them processed.
 
 Events are leased with `FOR UPDATE SKIP LOCKED` (several replicas share the inbox) and no
-transaction is held open during vendor calls: a lease that expires (a worker died) makes the
-event due again. Vendor trouble retries the event later with backoff; it is never dropped.
+transaction is held open during vendor calls: a lease that expires (a worker died, or took
+longer than the lease) makes the event due again. An outcome is written only while the worker
+still holds the lease (same attempt, not run out); a lapsed lease's outcome is dropped, logged
+(`inbox.lease_lost`) and counted, so it never overwrites what the next holder records. Vendor
+trouble retries the event later with backoff; it is never dropped.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ class InboxWorker:
     def __init__(self, db: Database, client: NeoLockClient, metrics: Metrics | None = None, *,
                  batch: int = 100, concurrency: int = 8, poll_interval: float = 1.0,
                  scrub: Callable[[str], str] = lambda s: s,
-                 wakeup: asyncio.Event | None = None) -> None:
+                 wakeup: asyncio.Event | None = None,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.db = db
         self.client = client
         self.metrics = metrics
         self.batch = batch
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
         self.scrub = scrub
         self.wakeup = wakeup or asyncio.Event()  # set by intake when it stores an event
         self._database = Transition(log, "inbox.database_unavailable", "inbox.database_recovered")
@@ -75,7 +80,7 @@ class InboxWorker:
         for event_id in await ops.give_up_events(self.db, MAX_ATTEMPTS):
             self._count("failed")
             log.warning("inbox.gave_up", event_id=event_id, attempts=MAX_ATTEMPTS)
-        rows = await ops.lease_events(self.db, self.batch, LEASE_SECONDS, MAX_ATTEMPTS)
+        rows = await ops.lease_events(self.db, self.batch, self.lease_seconds, MAX_ATTEMPTS)
         if not rows:
             return 0
         with usage.counting(Usage()) as batch:  # the batch is the unit of work
@@ -120,16 +125,16 @@ class InboxWorker:
                       failed: dict[str, str]) -> None:
         event_id, subject, event_type = row.id, event.subject, event.event_type
         if not event.parsed:
-            await ops.settle_event(self.db, event_id, status="unparsed",
-                                   error="no device id found in the push", event_type=event_type)
-            self._count("unparsed")
-            log.info("inbox.unparsed", event_id=event_id)
+            if self._held(row, "unparsed", await ops.settle_event(
+                    self.db, row, status="unparsed", error="no device id found in the push",
+                    event_type=event_type)):
+                log.info("inbox.unparsed", event_id=event_id)
             return
         errors = [failed[u] for u in event.device_uids if u in failed]
         if not errors:
-            await ops.settle_event(self.db, event_id, status="processed", error=None,
-                                   subject=subject, event_type=event_type)
-            self._count("processed")
+            self._held(row, "processed", await ops.settle_event(
+                self.db, row, status="processed", error=None, subject=subject,
+                event_type=event_type))
             return
         await self._retry_or_fail(row, errors[0], subject, event_type)
 
@@ -138,19 +143,30 @@ class InboxWorker:
         """Retry later with backoff, or fail the event once it has used its attempts."""
         error = self.scrub(error)[:500]
         if row.attempts >= MAX_ATTEMPTS:
-            await ops.settle_event(self.db, row.id, status="failed", error=error, subject=subject,
-                                   event_type=event_type)
-            self._count("failed")
-            log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
+            if self._held(row, "failed", await ops.settle_event(
+                    self.db, row, status="failed", error=error, subject=subject,
+                    event_type=event_type)):
+                log.warning("inbox.gave_up", event_id=row.id, attempts=row.attempts, error=error)
         else:
-            await ops.retry_event_later(self.db, row.id, INBOX_RETRY.delay(row.attempts - 1), error)
-            self._count("retried")
+            self._held(row, "retried", await ops.retry_event_later(
+                self.db, row, INBOX_RETRY.delay(row.attempts - 1), error))
 
     async def _fail(self, row: ops.LeasedEvent, error: str) -> None:
         """Fail an event no retry can help (its body cannot be read)."""
-        await ops.settle_event(self.db, row.id, status="failed", error=self.scrub(error)[:500])
-        self._count("failed")
-        log.warning("inbox.poison", event_id=row.id, error=self.scrub(error)[:200])
+        if self._held(row, "failed", await ops.settle_event(
+                self.db, row, status="failed", error=self.scrub(error)[:500])):
+            log.warning("inbox.poison", event_id=row.id, error=self.scrub(error)[:200])
+
+    def _held(self, row: ops.LeasedEvent, outcome: str, written: bool) -> bool:
+        """Count the outcome if it was written; else say that the lease had lapsed (the outcome
+        was dropped: the event is due again, or another worker holds it now)."""
+        if written:
+            self._count(outcome)
+            return True
+        self._count("lease_lost")
+        log.warning("inbox.lease_lost", event_id=row.id, attempt=row.attempts,
+                    dropped=outcome, lease_seconds=self.lease_seconds)
+        return False
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

@@ -108,6 +108,13 @@ def _detail_age(d: Deps) -> dt.timedelta:
     return dt.timedelta(hours=d.settings.neolock.detail_max_age_hours)
 
 
+def _neolock_devices(d: Deps) -> Job:
+    # While the uploads job runs, devices it has yet to list are not read one GET each.
+    uploads = d.settings.jobs.get("neolock-uploads") or JobSettings()
+    return NeoLockDevicesJob(d.db, d.neolock_client(), detail_max_age=_detail_age(d),
+                             wait_for_listing=uploads.enabled)
+
+
 def _biotime_terminals(d: Deps) -> Job:
     assert d.settings.biotime is not None  # a client per BioTime job: each counts its requests
     return BioTimeTerminalsJob(d.db, biotime_client(d.settings.biotime, d.http), d.settings.biotime)
@@ -127,8 +134,7 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("neolock-uploads", "neolock", 900.0,
             lambda d: NeoLockUploadsJob(d.db, d.neolock_client()), "pull NeoLock uploads"),
     JobSpec("neolock-devices", "neolock", 3600.0,
-            lambda d: NeoLockDevicesJob(d.db, d.neolock_client(), detail_max_age=_detail_age(d)),
-            "pull NeoLock device details"),
+            _neolock_devices, "pull NeoLock device details"),
     JobSpec("knox-uploads", "knoxguard", 900.0,
             lambda d: KnoxUploadsJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
             "pull Knox Guard uploads"),

@@ -5,6 +5,14 @@ Each run acts on at most `reconcile.max_actions_per_run` cases and leaves a subj
 refuses is not asked again in a loop. Every action, refusal, failure and skip is appended to the
 action log with actor `reconcile`.
 
+One actor per subject: a run first claims its cases (`drift.claim`), checking and recording the
+cooldown and the cap in that one transaction. Appliers running at once (the daemon's job, any
+number of `syncd reconcile --apply`) therefore never act on one subject twice within the
+cooldown, and share one cap: the claims of runs still at work count against it, so overlapping
+runs together act on at most `max_actions_per_run` cases. A run's claims are released when it
+ends; those of a run that died stop counting when their lease (renewed after every attempt)
+runs out.
+
 A `Remediator` per (action, provider) does the vendor work; the Knox Guard and Codelocks branches
 add theirs to the mapping `build_jobs` hands over.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -25,7 +34,7 @@ from syncd.db import drift
 from syncd.db.actions import Outcome, record_action
 from syncd.db.pool import Database
 from syncd.db.upsert import upsert
-from syncd.errors import VendorError, VendorNotFound, VendorStateInvalid
+from syncd.errors import SyncdError, VendorError, VendorNotFound, VendorStateInvalid
 from syncd.settings.core import ReconcileSettings
 from syncd.sync import biotime as biotime_sync
 from syncd.sync import knoxguard as knox_sync
@@ -37,6 +46,9 @@ from syncd.vendors.neolock.client import NeoLockClient
 
 log = structlog.get_logger(__name__)
 ACTOR = "reconcile"
+# How long a run's claims count against the cap without a sign of life; renewed after every
+# attempt (a re-read, an action and a re-read, each bounded by the vendor client's timeouts).
+CLAIM_LEASE = dt.timedelta(minutes=10)
 
 
 class Remediator(Protocol):
@@ -185,15 +197,26 @@ Remediators = Mapping[tuple[str, str | None], Remediator]
 
 async def apply(db: Database, remediators: Remediators, conf: ReconcileSettings,
                 now: dt.datetime) -> list[Attempt]:
-    """Act on allowed plans within the cap and cooldown; log every outcome."""
+    """Claim cases within the cap and cooldown, act on their plans; log every outcome."""
     doable = [f"{action}|{provider or ''}" for action, provider in remediators]
-    cases = await drift.actionable(db, now, doable=doable,
-                                   cooldown=dt.timedelta(seconds=conf.cooldown_seconds),
-                                   limit=conf.max_actions_per_run)
+    if not doable or conf.max_actions_per_run == 0:
+        return []
+    run = uuid.uuid4()
+    cases = await drift.claim(db, now, run=run, doable=doable,
+                              cooldown=dt.timedelta(seconds=conf.cooldown_seconds),
+                              cap=conf.max_actions_per_run, lease=CLAIM_LEASE)
     attempts: list[Attempt] = []
-    for case in cases:
-        action = str((case.plan or {}).get("action"))
-        attempts.append(await _attempt(db, remediators[(action, case.provider)], case, action))
+    try:
+        for case in cases:
+            action = str((case.plan or {}).get("action"))
+            attempts.append(await _attempt(db, remediators[(action, case.provider)], case,
+                                           action))
+            await drift.renew_claims(db, run, CLAIM_LEASE)
+    finally:
+        if cases:
+            # Best effort: if the database is gone, the lease ends the claims instead.
+            with contextlib.suppress(SyncdError):
+                await drift.release_claims(db, run)
     return attempts
 
 

@@ -5,6 +5,8 @@ environment), kept apart so that settings.py stays the list of sections.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 import tomllib
@@ -17,6 +19,8 @@ from pydantic import BaseModel
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
+WEBHOOK_KEY_BYTES = (24, 64)  # the key lengths the Standard Webhooks spec allows
 # SYNCD_ variables that are not settings: the config file path, and the test suite's own.
 _NOT_SETTINGS = ("SYNCD_CONFIG", "SYNCD_TEST_")
 
@@ -88,6 +92,34 @@ def env_path(name: str, root: type[BaseModel]) -> tuple[str, ...] | str:
             return tuple(path)  # a JSON list, validated as a value
         model = _model_of(annotation)
     return tuple(path)
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_` secret: the strict base64 after the prefix (ValueError if not)."""
+    body = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise ValueError(f"is not valid base64 after {WEBHOOK_SECRET_PREFIX!r} (A-Z, a-z, 0-9, "
+                         "+, / and = padding, length a multiple of 4)") from None
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """What is wrong with a Standard Webhooks secret as configured, or None when it will sign."""
+    low, high = WEBHOOK_KEY_BYTES
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return f"must be a Standard Webhooks secret starting with {WEBHOOK_SECRET_PREFIX!r}"
+    if secret == WEBHOOK_SECRET_PREFIX:
+        return (f"has no key after {WEBHOOK_SECRET_PREFIX!r} (expected the base64 of {low} to "
+                f"{high} random bytes)")
+    try:
+        key = webhook_key(secret)
+    except ValueError as err:
+        return str(err)
+    if not low <= len(key) <= high:
+        return (f"decodes to {len(key)} bytes; a Standard Webhooks key is {low} to {high} "
+                f"bytes (e.g. {WEBHOOK_SECRET_PREFIX} + base64 of 32 random bytes)")
+    return None
 
 
 def job_problems(jobs: Any, known: Collection[str] | None) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -366,30 +367,26 @@ class BioTimeSettings(Section):
         return self
 
 
+def _whsec(value: SecretStr) -> SecretStr:
+    problem = checks.webhook_secret_problem(value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+WebhookSecret = Annotated[SecretStr, AfterValidator(_whsec)]
+
+
 class AlertHook(Section):
     """One outbound alert hook: a Standard Webhooks receiver or a Prometheus Alertmanager."""
 
     url: AnyHttpUrl
-    secret: SecretStr | None = None
-    secrets: list[SecretStr] = Field(default_factory=list)  # more keys while rotating: all sign
+    secret: WebhookSecret | None = None
+    secrets: list[WebhookSecret] = Field(default_factory=list)  # more keys while rotating: all sign
     events: list[str] = Field(default_factory=lambda: ["*"])
     format: Literal["standard-webhooks", "alertmanager"] = "standard-webhooks"
     name: str | None = Field(default=None, min_length=1, max_length=64)
     timeout_seconds: PositiveFloat = 10.0
-
-    @field_validator("secret")
-    @classmethod
-    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("whsec_"):
-            raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
-        return value
-
-    @field_validator("secrets")
-    @classmethod
-    def _whsecs(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if any(not v.get_secret_value().startswith("whsec_") for v in value):
-            raise ValueError("every secret must be a Standard Webhooks secret starting with 'whsec_'")
-        return value
 
     @model_validator(mode="after")
     def _signed(self) -> AlertHook:
@@ -402,7 +399,9 @@ class AlertSettings(Section):
     """`[alerts]`: where alerts go, and how long the deliverer keeps trying."""
 
     hooks: list[AlertHook] = Field(default_factory=list)
-    max_age_hours: PositiveFloat = 24.0
+    # At most 30 days: housekeeping forgets finished alerts after that, and a hook added later
+    # is fanned out the alerts of this window.
+    max_age_hours: float = Field(default=24.0, gt=0, le=720)
     lease_seconds: PositiveFloat = 60.0
     poll_seconds: PositiveFloat = 1.0
     retry_base_seconds: PositiveFloat = 5.0

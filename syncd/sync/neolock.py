@@ -17,7 +17,7 @@ from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.settings.core import NeoLockSettings
 from syncd.sync.base import RunContext
-from syncd.sync.neolock_uploads import NeoLockUploadsJob
+from syncd.sync.neolock_uploads import NeoLockUploadsJob, listing_read
 from syncd.sync.refresh import PHONES, Refresh, device_record, refresh, store
 from syncd.vendors.neolock.client import NeoLockClient
 
@@ -49,6 +49,12 @@ class NeoLockDevicesJob:
     …) is older than `detail_max_age` (each device at its own point between half and all of that
     age, so the reads spread over the day). The GET stays the truth where the two disagree.
     Memory stays constant: device ids are scanned in keyset batches, never all at once.
+
+    Listed states are adopted scan by scan, just before each scan, so rows the uploads job writes
+    while this one runs are adopted, not read one GET each. With `wait_for_listing` (the uploads
+    job is enabled), a device known only from a contract, neither stored nor listed, is not read
+    until the listing has been read to its end once: on a first start the uploads pass is
+    still under way and will most likely list it.
     """
 
     name = "neolock-devices"
@@ -56,28 +62,35 @@ class NeoLockDevicesJob:
 
     def __init__(self, db: Database, client: NeoLockClient, *, batch: int = 500,
                  concurrency: int = 16, scan: int = 5000,
-                 detail_max_age: dt.timedelta = dt.timedelta(hours=24)) -> None:
+                 detail_max_age: dt.timedelta = dt.timedelta(hours=24),
+                 wait_for_listing: bool = False) -> None:
         self.db = db
         self.client = client
         self.batch = batch
         self.concurrency = concurrency
         self.scan = max(scan, batch)
         self.detail_max_age = detail_max_age
+        self.wait_for_listing = wait_for_listing
 
     async def run(self, ctx: RunContext) -> None:
         """GET every device that is due; devices that fail are left as they were, never gone."""
         after = str((await ops.get_cursor(self.db, self.name)).get("after", ""))
         total = await phones.known_neolock_devices(self.db)
         now = _now()
-        adopted = await phones.adopt_listed_neolock(self.db, now)
+        read_unlisted = not self.wait_for_listing or listing_read(
+            await ops.get_cursor(self.db, NeoLockUploadsJob.name))
         pushed = await phones.failed_push_subjects(self.db, now - self.detail_max_age)
         failed: dict[str, str] = {}
-        scanned = 0
+        scanned = adopted = 0
         while True:
+            # The listed devices of this scan's range (at most one per id it covers) take their
+            # listed state first, as the listing stands now: an uploads pass may be under way.
+            adopted += await phones.adopt_listed_neolock(self.db, now, after, self.scan + 1)
             # One id more than the scan says whether another scan follows: a pass ends,
             # and the cursor goes back to the start, however the fleet size divides.
             known = await phones.neolock_devices_scan(self.db, after, self.scan + 1, now,
-                                                      self.detail_max_age, pushed)
+                                                      self.detail_max_age, pushed,
+                                                      read_unlisted=read_unlisted)
             last = len(known) <= self.scan
             known = known[: self.scan]
             due = [uid for uid, is_due in known if is_due]
@@ -97,7 +110,7 @@ class NeoLockDevicesJob:
             if last:
                 break
         log.info("neolock.devices", known=total, scanned=scanned, listed_state=adopted,
-                 got=ctx.items, failed=len(failed))
+                 got=ctx.items, failed=len(failed), unlisted_read=read_unlisted)
         if failed:
             sample = "; ".join(f"{uid}: {err}" for uid, err in list(failed.items())[:3])
             raise VendorFault(PROVIDER, f"{len(failed)} device(s) could not be read ({sample})")

@@ -7,6 +7,8 @@
   resumes from the last committed cursor; pages are re-read, never skipped.
 - Each page is validated at once (`UPLOAD_ROWS`) and handed to the database as the vendor's JSON
   text: PostgreSQL extracts the columns, so no Python object is made per row.
+- Once a pass has read the listing to its end, the cursor says so for good (`listed`): until
+  then `neolock-devices` does not GET devices merely because the listing has not shown them yet.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from syncd.db import ops, phones
@@ -38,6 +40,12 @@ def page_sizes(configured: int, refused: int | None) -> list[int]:
     """The page sizes to try, largest first: at most `configured`, below any size refused."""
     sizes = [configured] + [s for s in PAGE_SIZES if s < configured]
     return [s for s in sizes if refused is None or s < refused] or [sizes[-1]]
+
+
+def listing_read(cursor: Mapping[str, Any]) -> bool:
+    """Whether a pass of the uploads listing was ever read to its end, by the job's cursor (a
+    cursor from before `listed` was stored shows it as page 0 with a page size)."""
+    return bool(cursor.get("listed")) or (cursor.get("next_page") == 0 and "page_size" in cursor)
 
 
 class NeoLockUploadsJob:
@@ -65,7 +73,7 @@ class NeoLockUploadsJob:
         refused = cursor.get("refused_page_size")
         first, refused = await self._first_page(offset, refused if
                                                 isinstance(refused, int) else None)
-        await _Pass(self, ctx, first, refused).run()
+        await _Pass(self, ctx, first, refused, listing_read(cursor)).run()
 
     async def _first_page(self, offset: int, refused: int | None
                           ) -> tuple[RawUploadPage, int | None]:
@@ -80,12 +88,16 @@ class NeoLockUploadsJob:
                 refused = size
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def cursor(self, page: RawUploadPage, refused: int | None) -> dict[str, Any]:
-        """The cursor after `page`: the next page (0 after the last one) and its size."""
+    def cursor(self, page: RawUploadPage, refused: int | None,
+               listed: bool = False) -> dict[str, Any]:
+        """The cursor after `page`: the next page (0 after the last one), its size, and whether
+        a pass has ever reached the end (`listed`, kept once true)."""
         value: dict[str, Any] = {"next_page": 0 if page.is_last else page.page_num + 1,
                                  "page_size": page.page_size}
         if refused is not None:
             value["refused_page_size"] = refused
+        if listed or page.is_last:
+            value["listed"] = True
         return value
 
 
@@ -93,11 +105,12 @@ class _Pass:
     """One run's read of the listing: fetches ahead, one commit in flight, pages kept in order."""
 
     def __init__(self, job: NeoLockUploadsJob, ctx: RunContext, first: RawUploadPage,
-                 refused: int | None) -> None:
+                 refused: int | None, listed: bool) -> None:
         self.job = job
         self.ctx = ctx
         self.first = first
         self.refused = refused
+        self.listed = listed
         self.size = first.page_size
         self.fetches: collections.deque[asyncio.Task[RawUploadPage]] = collections.deque()
         self.next_num = first.page_num + 1
@@ -146,7 +159,8 @@ class _Pass:
         async with job.db.transaction() as conn:
             await phones.merge_uploads(conn, PROVIDER, [(p.body, p.rows_at) for p in group],
                                        _now(), job.seen_granularity)
-            await ops.set_cursor(conn, job.name, job.cursor(group[-1], self.refused))
+            await ops.set_cursor(conn, job.name, job.cursor(group[-1], self.refused,
+                                                            self.listed))
         self.ctx.add_items(sum(p.count for p in group))
         self.ctx.progress(self.ctx.items, None)
 

@@ -254,13 +254,16 @@ class VendorHttp:
 
     `before_send(method, path)` is awaited right before each attempt goes out (after pacing):
     a quota ledger can refuse the attempt by raising a `SyncdError`, which reaches the caller.
+    `final(reply)` marks a 429 or 5xx answer that no retry can help (Codelocks' monthly quota
+    refusal: a retry is billed and refused again): it is handed back at once, not retried.
     """
 
     def __init__(self, session: aiohttp.ClientSession, vendor: str, *,
                  rate: float | None = None, concurrency: int | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 30.0,
                  max_body: int = MAX_BODY_BYTES, rng: random.Random | None = None,
-                 before_send: BeforeSend | None = None) -> None:
+                 before_send: BeforeSend | None = None,
+                 final: Callable[[Reply], bool] | None = None) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.session = session
@@ -274,6 +277,7 @@ class VendorHttp:
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._before_send = before_send
+        self._final = final
 
     async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
@@ -309,7 +313,8 @@ class VendorHttp:
                 location = vendor_text(reply.headers.get("Location", "?"), 200)
                 raise VendorFault(self.vendor, f"{reply.where}: HTTP {reply.status} redirect to "
                                                f"{location}: check base_url")
-            if reply.status != 429 and reply.status < 500:
+            if (reply.status != 429 and reply.status < 500) or \
+                    (self._final is not None and self._final(reply)):
                 return reply
             retry_after = parse_retry_after(reply.headers.get("Retry-After"))
             too_long = retry_after is not None and retry_after > self.retry.max_retry_after

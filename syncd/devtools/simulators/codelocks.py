@@ -1,8 +1,10 @@
 """Codelocks Connect simulator over HTTP: NetCodes under /n/1, Utility (K3Connect) calls under /u/1.
 
-Behaves like the API gateway in front of the vendor: x-api-key checked first (403), then the monthly
-usage plan per category (429 "Limit Exceeded"); every call that passes the key check counts, retries
-and failing calls included. Business errors often come back as 200 with an error body.
+Behaves like the API gateway in front of the vendor: x-api-key checked first (403), then its
+throttle when told to (`CodelocksSim.throttle_next`: 429 "Too Many Requests", not metered),
+then the monthly usage plan per category (429 "Limit Exceeded"); every call that passes the key
+check and the throttle counts, retries and failing calls included. Business errors often come
+back as 200 with an error body.
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.headers.get("x-api-key") != sim.api_key:
         counters[key].requests += 1
         return web.json_response({"message": "Forbidden"}, status=403)
+    if sim.throttle_next > 0:
+        sim.throttle_next -= 1
+        counters[key].requests += 1
+        counters[key].rate_limited += 1
+        return web.json_response({"message": "Too Many Requests"}, status=429)
     category = NETCODE if request.path.startswith("/n/") else UTILITY
     if not sim.consume(category):
         counters[key].requests += 1

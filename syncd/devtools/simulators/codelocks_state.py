@@ -214,6 +214,8 @@ class CodelocksSim:
         self.month: str | None = None
         self.audit_order = "date"  # "date": DateEntered order (late entries land mid-list); or "id"
         self.auto_accept_invites = False
+        # The gateway's throttle: this many next calls get 429 "Too Many Requests" (not metered).
+        self.throttle_next = 0
         self.locks: dict[str, K3Lock] = {}
         self.clients: dict[str, dict[str, K3Client]] = {}
         self.audit: dict[str, list[AuditEntry]] = {}

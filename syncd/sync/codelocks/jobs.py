@@ -140,8 +140,11 @@ class K3Job:
         except QuotaExhausted as err:
             stopped = f"stopped part-way: {err}"
             log.warning("k3.budget_ran_out", job=self.name, error=str(err))
-            if isinstance(err, QuotaRefusedByVendor):  # the vendor counted more than we did
+            if isinstance(err, QuotaRefusedByVendor):
+                # The vendor counted more than we did: the run failed (after its plan is
+                # recorded below), the refusal is counted and the period marked used up.
                 await self.k3.ledger.vendor_exhausted(err.category)
+                raise
         finally:
             cost = ctx.requests - before
             after = self.k3.clock()

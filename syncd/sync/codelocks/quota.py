@@ -148,13 +148,15 @@ class QuotaLedger:
                                      f"{self.config.period_bounds(now)[1].isoformat()}")
 
     async def vendor_exhausted(self, category: str) -> None:
-        """The vendor refused a call for quota: mark the period used up (with its alert)."""
+        """The vendor refused a call for quota: count the refusal and mark the period used up
+        (with its alert)."""
         now = self.clock()
         period = self.config.period_of(now)
         async with self.db.transaction() as conn:
             await queries.usage_ensure(conn, VENDOR, category, period,
                                        self.config.quota(category, period),
                                        self.config.reserve(category, period))
+            await queries.usage_refused(conn, VENDOR, category, period)
             before = await queries.usage_get_conn(conn, VENDOR, category, period)
             usage = await queries.usage_exhaust(conn, VENDOR, category, period)
             if usage is not None:

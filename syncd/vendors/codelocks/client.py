@@ -3,7 +3,9 @@
 Auth is the `x-api-key` header. Utility calls live under `<base_url>/u/1`, NetCode calls under
 `<base_url>/n/1`; the vendor bills each category against its own monthly quota, retries included,
 so `before_call(category)` is awaited before every attempt (the quota ledger hooks in there and
-may raise to refuse the call). Errors are judged by the body as well as the status: the vendor
+may raise to refuse the call). A 429 "Limit Exceeded" (the month's quota used up at the vendor)
+is never retried: it raises `QuotaRefusedByVendor` at once; a throttling 429 is retried as any
+vendor's is (FIELD-NOTES). Errors are judged by the body as well as the status: the vendor
 answers some with HTTP 200 and `{"error", "message"}`, `{"status": "error"}` or
 `{"netcode": "ERROR", "status": "ok"}` (FIELD-NOTES).
 
@@ -28,7 +30,6 @@ from syncd.errors import (
     VendorError,
     VendorFault,
     VendorNotFound,
-    VendorRateLimited,
 )
 from syncd.vendors.codelocks.models import (
     INIT_MODELS,
@@ -65,6 +66,12 @@ class QuotaRefusedByVendor(QuotaExhausted):
         self.category = category
 
 
+def quota_refusal(reply: Reply) -> bool:
+    """True for the API gateway's usage-plan refusal: 429 "Limit Exceeded" (the month's quota is
+    used up), as opposed to its throttling 429 "Too Many Requests", which a wait cures."""
+    return reply.status == 429 and b"limit exceeded" in reply.body[:1000].lower()
+
+
 def _secret(value: SecretStr | str) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
@@ -83,7 +90,8 @@ class CodelocksClient:
         self._before_call = before_call
         self._secrets: set[str] = {self._api_key}
         self._http = VendorHttp(session, VENDOR, rate=rate, retry=retry or RetryPolicy(max_retries=2),
-                                timeout=timeout, before_send=self._before_send)
+                                timeout=timeout, before_send=self._before_send,
+                                final=quota_refusal)
 
     @property
     def requests(self) -> int:
@@ -248,15 +256,15 @@ class CodelocksClient:
                        idempotent: bool | None = None) -> Any:
         """The one place a call is sent and its answer judged (status and body)."""
         base = self._netcode if category == NETCODE else self._utility
-        try:
-            reply = await self._http.request(
-                method, base + path, params=params, data=form, idempotent=idempotent,
-                headers={"x-api-key": self._api_key, "Accept": "application/json"})
-        except VendorRateLimited as err:
-            # The API gateway's usage plan: 429 "Limit Exceeded" until the next month.
+        # A throttling 429 is retried by VendorHttp and ends as VendorRateLimited; the quota's
+        # 429 comes back at once (retrying it would be billed and refused again).
+        reply = await self._http.request(
+            method, base + path, params=params, data=form, idempotent=idempotent,
+            headers={"x-api-key": self._api_key, "Accept": "application/json"})
+        if quota_refusal(reply):
             raise QuotaRefusedByVendor(VENDOR, f"{method} {path}: Codelocks refused the call "
-                                               f"(429): its count of this month's {category} "
-                                               "calls has reached the quota", category) from err
+                                               "(429 Limit Exceeded): its count of this month's "
+                                               f"{category} calls has reached the quota", category)
         where = f"{method} {path}"
         if reply.looks_like_html():
             raise VendorFault(VENDOR, f"{where}: HTTP {reply.status} answered an HTML page")
