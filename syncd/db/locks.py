@@ -201,8 +201,10 @@ class JobLocks:
                 self._lost(conn, str(err))
 
     async def _connected(self) -> asyncpg.Connection:
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
+        if self._conn is not None:
+            if not self._conn.is_closed():
+                return self._conn
+            self._lost(self._conn, "the lock connection was closed")  # before its listener ran
         loop = asyncio.get_running_loop()
         if loop.time() < self._retry_at:
             raise DatabaseUnavailable("database unavailable: the job lock connection is down; "
@@ -225,16 +227,18 @@ class JobLocks:
 
     def _lost(self, conn: Any, reason: str) -> None:
         """`conn` is gone: so is every lock on it."""
-        current = self._conn
-        if current is None or conn is not current:
-            return  # an older connection, already dealt with
-        self._conn = None
-        names = sorted(self._held)
-        for lease in self._held.values():
+        gone = [lease for lease in self._held.values() if lease.conn is conn]
+        for lease in gone:
+            del self._held[lease.name]
             lease.lose(reason)
-        self._held.clear()
-        current.terminate()
-        log.warning("job_locks.lost", jobs=names, reason=reason)
+        current = self._conn
+        if current is not None and conn is current:
+            self._conn = None
+        elif not gone:
+            return  # an older connection, already dealt with
+        if not conn.is_closed():
+            conn.terminate()
+        log.warning("job_locks.lost", jobs=sorted(lease.name for lease in gone), reason=reason)
 
     async def _watch(self) -> None:
         """While any lock is held, check every probe_seconds that the connection still answers:
