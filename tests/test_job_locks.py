@@ -250,3 +250,25 @@ async def test_an_exhausted_pool_fails_naming_the_pool_and_is_counted_rather_tha
     text = metrics.render().decode()
     assert 'syncd_db_acquire_timeouts_total{pool="jobs"} 2.0' in text
     assert 'syncd_db_pool_size{pool="jobs"} 1.0' in text
+
+
+async def test_a_cancelled_run_gives_its_lock_back(db: Database, job_locks: JobLocks,
+                                                   pg: asyncpg.Connection) -> None:
+    """A run cancelled mid-way (the drain deadline passed) stops its job and releases its lock
+    on the shared lock connection, so the job can run again at once."""
+    runner = JobRunner(db, locks=job_locks)
+    job = HeldJob("cancelled")
+    run = asyncio.create_task(runner.run(job))
+    await asyncio.wait_for(job.started.wait(), 30)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert job.cancelled
+
+    async def released() -> bool:
+        return job_locks.held == [] and await held_locks(pg) == []
+
+    await until(released, "the cancelled run's lock to be released")
+    again = HeldJob("cancelled")
+    again.release.set()
+    assert (await runner.run(again)).outcome is Outcome.OK

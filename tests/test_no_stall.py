@@ -8,6 +8,7 @@ registered, /readyz answered 503 and POST /v2/device 503 after 5 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,14 @@ import pytest
 from syncd import catalog
 from syncd.app import create_app
 from syncd.db import ops
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, PoolExhausted
 from syncd.settings import Settings, load
 from syncd.simulators.common import FaultSpec
 from syncd.simulators.runner import run_all
 from syncd.web import keys
 from syncd.web import server as web_server
 from tests.conftest import free_port
+from tests.served import ServeSyncd
 
 LATENCY = 0.5  # seconds every simulated vendor waits before answering
 REGISTRATION = {"device_os": "iOS", "device_version": "14.5", "device_type": "Mobile",
@@ -111,3 +113,31 @@ def test_check_config_refuses_a_pool_smaller_than_four_and_says_why(tmp_path: Pa
         "each half needs 2 connections so that neither can stall the other (got 3)"]
     config.write_text(f'data_dir = "{tmp_path}"\n[database]\npool_max_size = 4\n')
     assert load(config).database.pool_max_size == 4
+
+
+async def test_request_paths_answer_while_every_job_connection_is_taken(
+        serve_syncd: ServeSyncd) -> None:
+    """With every connection of the jobs pool lent out (as runs stuck in long statements would
+    hold them), a push is stored, a registration answered and /readyz is 200: the request paths
+    have a pool of their own. One more job acquire fails naming the jobs pool."""
+    secret = "no-stall-test-hook-secret-0123456789"
+    async with serve_syncd(secret) as served:
+        jobs_db = served.app[keys.JOBS_DB]
+        base = f"http://127.0.0.1:{served.port}"
+        async with contextlib.AsyncExitStack() as taken, \
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            for _ in range(jobs_db.max_size):
+                await taken.enter_async_context(jobs_db.connection())
+            assert jobs_db.stats().in_use == jobs_db.max_size == 5
+            async with http.post(f"{base}/hooks/neolock/{secret}",
+                                 json={"id": "starve-1", "deviceUid": "u1"}) as resp:
+                pushed = resp.status
+            async with http.post(base + "/v2/device",
+                                 json={"mac_address": "A1B2C3D4E5F6", **REGISTRATION}) as resp:
+                registered = resp.status
+            async with http.get(base + "/readyz") as resp:
+                ready = resp.status
+            with pytest.raises(PoolExhausted, match="no connection free in the jobs pool"):
+                async with jobs_db.connection(timeout=0.1):
+                    pass
+    assert (pushed, registered, ready) == (200, 200, 200)
