@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from syncd.db.locks import JobLocks
 from syncd.inbox.worker import InboxWorker
 from syncd.inbox.writer import GroupCommitter
 from syncd.jobs import heartbeat
@@ -16,7 +17,7 @@ from syncd.jobs.scheduler import Scheduler
 from syncd.logs import Redactor
 from syncd.metrics import Metrics
 from syncd.registry import routes as registry
-from syncd.runtime import open_database, open_http
+from syncd.runtime import open_http, open_pools
 from syncd.settings.core import Settings
 from syncd.supervisor import Supervised, Supervisor
 from syncd.sync.neolock import neolock_client
@@ -27,8 +28,11 @@ from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, r
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[keys.SETTINGS], borrow=False, create=True) as db:
-        app[keys.DB] = db
+    async with open_pools(app[keys.SETTINGS], borrow=False, create=True) as pools:
+        app[keys.DB] = pools.requests
+        app[keys.JOBS_DB] = pools.jobs
+        app[keys.METRICS].pools.watch(pools.requests)
+        app[keys.METRICS].pools.watch(pools.jobs)
         yield
 
 
@@ -74,16 +78,20 @@ async def _heartbeat(app: web.Application) -> AsyncIterator[None]:
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    runner = JobRunner(app[keys.DB], app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
-                       replica=app[keys.HEARTBEAT].me.id)
-    jobs = build_jobs(settings, app[keys.DB], app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
-    scheduler = Scheduler(runner, jobs, settings.jobs)
-    app[keys.SCHEDULER] = scheduler
-    runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
-    task = app[keys.SUPERVISOR].start("scheduler", scheduler.run)
-    yield
-    await scheduler.stop(settings.server.shutdown_timeout)
-    await task.stop()
+    db = app[keys.JOBS_DB]
+    async with JobLocks(db.dsn, connect_timeout=settings.database.connect_timeout) as job_locks:
+        # As many runs at once as the job pool has connections: a run mostly waits on a vendor,
+        # and one waiting for a slot holds neither a connection nor a lock.
+        runner = JobRunner(db, app[keys.METRICS], scrub=app[keys.REDACTOR].scrub,
+                           locks=job_locks, slots=db.max_size, replica=app[keys.HEARTBEAT].me.id)
+        jobs = build_jobs(settings, db, app[keys.HTTP], neolock=app.get(keys.NEOLOCK))
+        scheduler = Scheduler(runner, jobs, settings.jobs)
+        app[keys.SCHEDULER] = scheduler
+        runner.after_run = after_sync(scheduler.run_soon)  # reconcile soon after a sync wrote rows
+        task = app[keys.SUPERVISOR].start("scheduler", scheduler.run)
+        yield
+        await scheduler.stop(settings.server.shutdown_timeout)
+        await task.stop()
 
 
 async def _begin_stop(app: web.Application) -> None:

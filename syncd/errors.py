@@ -27,6 +27,15 @@ class DatabaseMissing(DatabaseError):
     """An embedded database was expected under data_dir and is not there (the command creates none)."""
 
 
+class PoolExhausted(DatabaseUnavailable):
+    """No pooled connection came free within database.acquire_timeout_seconds; names the pool."""
+
+
+class JobLockLost(DatabaseError):
+    """A job run's lock went with its connection (e.g. PostgreSQL restarted): the run was stopped
+    so that no other runner can overlap it."""
+
+
 class DataRejected(DatabaseError):
     """The database refused a value (e.g. JSON that jsonb cannot hold); retrying will not help."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import platform
 from collections.abc import Iterator
+from typing import NamedTuple, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,7 +20,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -93,6 +99,50 @@ class PerRequest(Collector):
         yield events
 
 
+class PoolStats(NamedTuple):
+    """One database pool as /metrics shows it."""
+
+    pool: str  # requests, jobs (the daemon's two pools) or main (a one-shot command's)
+    size: int  # the most connections it may open
+    in_use: int  # connections lent out right now
+    acquire_timeouts: int  # waits for a connection that gave up, since start
+
+
+class HasPoolStats(Protocol):
+    """Anything that can describe a pool (syncd.db.pool.Database)."""
+
+    def stats(self) -> PoolStats:
+        """The pool's numbers now."""
+
+
+class Pools(Collector):
+    """The database pools' sizes, use and acquire timeouts, read from the pools when scraped."""
+
+    def __init__(self) -> None:
+        self.watched: list[HasPoolStats] = []
+
+    def watch(self, pool: HasPoolStats) -> None:
+        """Report `pool` from now on."""
+        self.watched.append(pool)
+
+    def collect(self) -> Iterator[Metric]:
+        """Three families, one sample per pool each."""
+        size = GaugeMetricFamily("syncd_db_pool_size", "Connections the pool may open",
+                                 labels=["pool"])
+        in_use = GaugeMetricFamily("syncd_db_pool_in_use", "Pooled connections lent out now",
+                                   labels=["pool"])
+        timeouts = CounterMetricFamily(
+            "syncd_db_acquire_timeouts", "Waits for a pooled connection that gave up after "
+            "database.acquire_timeout_seconds", labels=["pool"])
+        for stats in (pool.stats() for pool in self.watched):
+            size.add_metric([stats.pool], stats.size)
+            in_use.add_metric([stats.pool], stats.in_use)
+            timeouts.add_metric([stats.pool], stats.acquire_timeouts)
+        yield size
+        yield in_use
+        yield timeouts
+
+
 class Metrics:
     """Every metric syncd exports, registered in one registry per process."""
 
@@ -109,6 +159,16 @@ class Metrics:
                                 ["job", "status"], registry=r)
         self.job_seconds = Histogram("syncd_job_run_duration_seconds", "Job run duration", ["job"],
                                      buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600), registry=r)
+        self.job_runs_active = Gauge("syncd_job_runs_active",
+                                     "Job runs this process is carrying out now", registry=r)
+        self.job_runs_waiting = Gauge(
+            "syncd_job_runs_waiting", "Job runs waiting for one of this process's job slots "
+            "(they hold no connection and no lock)", registry=r)
+        self.job_locks_lost = Counter(
+            "syncd_job_locks_lost_total", "Job runs stopped because their lock went with the "
+            "lock connection (e.g. PostgreSQL restarted)", ["job"], registry=r)
+        self.pools = Pools()  # the database pools register themselves once open
+        r.register(self.pools)
         self.job_last_success = Gauge(
             "syncd_job_last_success_timestamp_seconds",
             "Unix time the job last finished successfully (any replica)", ["job"], registry=r)

@@ -18,8 +18,8 @@ import aiohttp
 
 from syncd import logs
 from syncd.app import create_app
-from syncd.db.pool import Database
 from syncd.settings.core import Settings
+from syncd.web import keys
 from syncd.web import server as web_server
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -39,22 +39,18 @@ async def until(probe: Callable[[], Any], timeout: float = 30.0) -> Any:
 async def test_a_deliverer_dying_on_a_bad_alert_row_is_restarted_and_reported_down(
         make_settings: Callable[..., Settings], db_dsn: str, tmp_path: Path,
         session: aiohttp.ClientSession) -> None:
-    """An alert row whose payload is not a JSON object (left in ops.outbox by another writer)
-    crashes the alert deliverer each time its lease lapses. The supervisor restarts it; the
-    trace is logged once; at the second crash within the window it is down: /readyz 503 naming
-    it and its error, syncd_task_up 0, and `syncd status` in another process exits 1 naming the
-    task on this replica."""
+    """A background task that keeps crashing inside a running app (a task of the test's own,
+    started on the app's supervisor beside the deliverer, inbox worker, scheduler and heartbeat:
+    syncd's own tasks now survive the bad inputs that used to kill them) is restarted, its trace
+    logged once; at the second crash within the window it is down: /readyz 503 naming it and its
+    error, syncd_task_up 0, and `syncd status` in another process exits 1 naming the task on this
+    replica (through the heartbeat's task health)."""
     settings = make_settings(
         alerts={"hooks": [{"url": "http://127.0.0.1:9/hook", "secret": SECRET, "name": "ops",
                            "timeout_seconds": 0.1}],
                 "lease_seconds": 0.2, "poll_seconds": 0.05},
         tasks={"restart_limit": 2, "restart_window_seconds": 300},
         heartbeat={"interval_seconds": 0.1, "abandon_after_seconds": 0.5})
-    db = await Database.connect(db_dsn, min_size=1, max_size=2)
-    async with db.connection() as conn:
-        await conn.execute("INSERT INTO ops.outbox (event_id, type, payload) "
-                           "VALUES ('drift-1-opened', 'drift.opened', '[1, 2]')")
-    await db.close()
     output = io.StringIO()
     redactor = logs.configure(fmt="json", stream=output, redactor=logs.Redactor(settings.secrets()))
     app = create_app(settings, redactor)
@@ -63,6 +59,12 @@ async def test_a_deliverer_dying_on_a_bad_alert_row_is_restarted_and_reported_do
     site = web_server.site(runner, settings.server)
     await site.start()
     base = f"http://127.0.0.1:{site.port}"
+
+    async def crashing() -> None:
+        payload: object = [1, 2]  # a row that is not an object, read as one
+        dict(payload)  # type: ignore[call-overload]
+
+    probe = app[keys.SUPERVISOR].start("probe", crashing)
     try:
         async def not_ready() -> dict[str, Any] | None:
             async with session.get(f"{base}/readyz") as resp:
@@ -72,13 +74,14 @@ async def test_a_deliverer_dying_on_a_bad_alert_row_is_restarted_and_reported_do
         body = await until(not_ready)
         assert body["checks"]["database"] == "ok"
         assert body["checks"]["tasks"].startswith(
-            "down: alert-deliverer (2 restarts in 300s, last: TypeError: ")
+            "down: probe (2 restarts in 300s, last: TypeError: ")
         async with session.get(f"{base}/metrics") as resp:
             metrics = await resp.text()
-        assert 'syncd_task_up{task="alert-deliverer"} 0.0' in metrics
+        assert 'syncd_task_up{task="probe"} 0.0' in metrics
+        assert 'syncd_task_up{task="alert-deliverer"} 1.0' in metrics
         assert 'syncd_task_up{task="heartbeat"} 1.0' in metrics
         assert "syncd_replicas 1.0" in metrics
-        assert 'syncd_task_restarts_total{task="alert-deliverer"} ' in metrics
+        assert 'syncd_task_restarts_total{task="probe"} ' in metrics
         config = tmp_path / "status.toml"
         config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\n'
                           f'url = "{db_dsn}"\n')
@@ -88,12 +91,13 @@ async def test_a_deliverer_dying_on_a_bad_alert_row_is_restarted_and_reported_do
                              str(config)], capture_output=True, text=True, env=env, timeout=60)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         problems = json.loads(proc.stdout)["problems"]
-        assert any(p.startswith("task alert-deliverer down on ") and "TypeError" in p
+        assert any(p.startswith("task probe down on ") and "TypeError" in p
                    for p in problems), problems
     finally:
+        await probe.stop()
         await runner.cleanup()
     lines = [json.loads(line) for line in output.getvalue().splitlines() if line]
     crashed = [line for line in lines if line["event"] == "task.crashed"]
-    assert len(crashed) == 1 and crashed[0]["task"] == "alert-deliverer"
+    assert len(crashed) == 1 and crashed[0]["task"] == "probe"
     assert crashed[0]["exception"]  # the trace, once
-    assert [line["task"] for line in lines if line["event"] == "task.down"] == ["alert-deliverer"]
+    assert [line["task"] for line in lines if line["event"] == "task.down"] == ["probe"]

@@ -52,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--apply", action="store_true",
                    help="carry out allowed plans (re-read each subject first; capped)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
+                   help="wait this long for a reconcile running elsewhere (the daemon's job, "
+                        "another command) to finish; then give up, exit 1 (default 300)")
     p.set_defaults(func=run_reconcile)
 
 
@@ -163,26 +166,37 @@ async def unsuppress_case(args: argparse.Namespace, settings: config.Settings,
 
 async def run_reconcile(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
-    """Reconcile now; print open cases and the plan; with --apply, carry the plan out."""
+    """Reconcile now; print open cases and the plan; with --apply, carry the plan out.
+
+    It runs as the `reconcile` job does, through the job runner under the job's lock, so it never
+    overlaps the daemon's reconcile (or another `syncd reconcile`) on any replica.
+    """
     from syncd.db import drift
+    from syncd.db.locks import JobLocks
     from syncd.jobs.heartbeat import registered
-    from syncd.reconcile import remediate
-    from syncd.reconcile.engine import reconcile
-    from syncd.reconcile.job import build_remediators
+    from syncd.jobs.runner import JobRunner, Outcome
+    from syncd.reconcile.job import ReconcileJob, build_remediators
     from syncd.runtime import open_database, open_http
 
     if settings.reconcile.mode == "off":
         print("syncd reconcile: reconcile.mode is off", file=sys.stderr)
         return 2
-    now = dt.datetime.now(dt.UTC)
     async with open_database(settings) as db, open_http() as http, \
-            registered(db, settings, kind="once", command="reconcile", scrub=redactor.scrub):
-        result = await reconcile(db, settings, now)
-        attempts: list[remediate.Attempt] = []
-        if args.apply:
-            remediators = build_remediators(settings, db, http)
-            attempts = await remediate.apply(db, remediators, settings.reconcile, now)
+            registered(db, settings, kind="once", command="reconcile", scrub=redactor.scrub) as me, \
+            JobLocks(db.dsn, connect_timeout=settings.database.connect_timeout) as job_locks:
+        job = ReconcileJob(db, settings, build_remediators(settings, db, http) if args.apply
+                           else {}, apply=args.apply)
+        run = await JobRunner(db, scrub=redactor.scrub, locks=job_locks,
+                              replica=me.id).run(job, wait=args.wait)
         cases = await drift.list_cases(db, "open")
+    if run.outcome is Outcome.SKIPPED:
+        print(f"syncd reconcile: another reconcile (the daemon's, or another command's) still "
+              f"held the lock after {args.wait:g}s; nothing done", file=sys.stderr)
+        return 1
+    if job.last is None:  # failed before it found anything
+        print(f"syncd reconcile: {run.error}", file=sys.stderr)
+        return 1
+    result, attempts = job.last
     merged = result.merge
     if args.json:
         print(json.dumps({"opened": merged.opened, "resolved": merged.resolved,
@@ -198,4 +212,7 @@ async def run_reconcile(args: argparse.Namespace, settings: config.Settings,
         for a in attempts:
             print(f"{a.action} {_clean(a.subject)}: {a.outcome} "
                   f"{_clean(a.detail.get('error') or a.detail.get('reason') or '')}")
-    return 1 if result.failed or any(a.outcome == "failed" for a in attempts) else 0
+    if run.error and not result.failed:  # stopped part-way (the rule sets' own are listed above)
+        print(f"syncd reconcile: {run.error}", file=sys.stderr)
+    return 1 if run.outcome is Outcome.FAILED or any(a.outcome == "failed" for a in attempts) \
+        else 0

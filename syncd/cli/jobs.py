@@ -74,6 +74,7 @@ def _version() -> str:
 async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Run the named jobs once; a line per finished job on stdout; exit 1 if any failed."""
     from syncd.cli.progress import Terminal
+    from syncd.db.locks import JobLocks
     from syncd.jobs.heartbeat import registered
     from syncd.jobs.runner import JobRunner, Outcome
     from syncd.runtime import open_database, open_http
@@ -89,9 +90,11 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
     terminal: Terminal = getattr(args, "terminal", None) or Terminal(sys.stderr)
     failed = 0
     async with open_database(settings) as db, open_http() as http, \
-            registered(db, settings, kind="once", command="sync", scrub=redactor.scrub) as me:
+            registered(db, settings, kind="once", command="sync", scrub=redactor.scrub) as me, \
+            JobLocks(db.dsn, connect_timeout=settings.database.connect_timeout) as job_locks:
         jobs = catalog.build_jobs(settings, db, http, once=True)
-        runner = JobRunner(db, scrub=redactor.scrub, replica=me.id)
+        runner = JobRunner(db, scrub=redactor.scrub, locks=job_locks,  # the daemon's path
+                           replica=me.id)
         for name in names:
             with terminal.task(name) as bar:
                 result = await runner.run(jobs[name], on_progress=bar.update)

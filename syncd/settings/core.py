@@ -44,6 +44,8 @@ CODELOCKS_PLANS = (
 )
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+# The smallest database.pool_max_size that works (README "Database connections").
+MIN_POOL_SIZE = 4
 
 
 def _read_secret_file(key: str, raw: Any) -> str:
@@ -129,11 +131,22 @@ class DatabaseSettings(Section):
     """`[database]`: where PostgreSQL is; empty url means embedded PostgreSQL under data_dir."""
 
     url: SecretStr | None = None
-    pool_min_size: int = Field(default=1, ge=0, le=100)
-    pool_max_size: int = Field(default=10, ge=1, le=500)
+    pool_min_size: int = Field(default=1, ge=0, le=100)  # kept open in each pool (up to its size)
+    pool_max_size: int = Field(default=10, le=500)  # both pools together (plus the lock connection)
+    acquire_timeout_seconds: PositiveFloat = 5.0  # waiting for a pooled connection, then an error
     connect_timeout: PositiveFloat = 5.0
     command_timeout: PositiveFloat = 60.0
     embedded_listen: str | None = None  # "host:port": the embedded server also listens on TCP
+
+    @field_validator("pool_max_size")
+    @classmethod
+    def _pool_floor(cls, value: int) -> int:
+        if value < MIN_POOL_SIZE:
+            raise ValueError(
+                f"must be at least {MIN_POOL_SIZE}: half the pool (rounded down) serves job runs "
+                "and the rest the request paths (intake, registry, inbox, alerts, health), and "
+                "each half needs 2 connections so that neither can stall the other")
+        return value
 
     @field_validator("embedded_listen")
     @classmethod

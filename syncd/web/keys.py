@@ -21,7 +21,8 @@ from syncd.vendors.neolock.client import NeoLockClient
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 REDACTOR = web.AppKey("redactor", Redactor)
-DB = web.AppKey("db", Database)
+DB = web.AppKey("db", Database)  # the request paths' pool: intake, registry, inbox, alerts, health
+JOBS_DB = web.AppKey("jobs_db", Database)  # the job runs' pool (database.pool_max_size split in two)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)  # every background task runs under it
