@@ -9,6 +9,7 @@ from aiohttp import web
 
 from syncd.db import ops
 from syncd.db.migrate import discover
+from syncd.db.pool import Database
 from syncd.errors import DatabaseError
 from syncd.status import collect_status, inbox_backlog, json_default
 from syncd.web import keys, openapi
@@ -30,8 +31,15 @@ async def healthz(request: web.Request) -> web.Response:
                     tags=["operations"], schemas={200: "Readiness", 503: "Readiness"})
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the database answers and every migration is applied, else 503."""
-    db = request.app[keys.DB]
-    metrics = request.app[keys.METRICS]
+    checks = await readiness(request.app[keys.DB])
+    ready = all(value == "ok" for value in checks.values())
+    request.app[keys.METRICS].db_up.set(1 if checks["database"] == "ok" else 0)
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def readiness(db: Database) -> dict[str, str]:
+    """The readiness checks, database and migrations: each 'ok' or why not."""
     checks: dict[str, str] = {}
     try:
         await db.ping(timeout=2.0)
@@ -43,14 +51,12 @@ async def readyz(request: web.Request) -> web.Response:
     except DatabaseError as err:
         checks.setdefault("database", f"unavailable: {type(err).__name__}")
         checks.setdefault("migrations", "unknown")
-    ready = all(value == "ok" for value in checks.values())
-    metrics.db_up.set(1 if checks["database"] == "ok" else 0)
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                             status=200 if ready else 503)
+    return checks
 
 
 @routes.get("/metrics")
-@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"],
+@openapi.documented("Prometheus metrics in text format (admin listener; also public unless "
+                    "admin.metrics = \"admin\")", {200: "metrics"}, tags=["operations"],
                     content_type="text/plain; version=0.0.4")
 async def metrics(request: web.Request) -> web.Response:
     """Serve the process's Prometheus metrics, database-backed gauges refreshed first."""
@@ -60,7 +66,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/status")
-@openapi.documented("JSON status: jobs, their last runs, health", {200: "status"},
+@openapi.documented("JSON status: jobs, their last runs, health (admin listener, or the "
+                    "admin bearer token)", {200: "status"},
                     tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
     """Serve jobs, last runs and health as JSON."""
