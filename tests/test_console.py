@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from syncd.settings import Settings
 from syncd.web.console import charts
 from syncd.web.console.render import CSP
 from tests import console_seed
+from tests.conftest import free_port
 from tests.served import ServeSyncd
 
 SECRET = "console-hook-secret-0123456789abcdef"
@@ -223,3 +230,62 @@ def console_seed_run(now: dt.datetime, i: int, status: str) -> Any:
     from syncd.db.console import RunPoint
 
     return RunPoint(now + dt.timedelta(minutes=i), 1.0 + i, status, i, 2)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 - loopback
+            return int(reply.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_syncd_run_serves_the_console_on_its_admin_listener(db_dsn: str, tmp_path: Path) -> None:
+    """`syncd run` opens both listeners, logs the admin port in syncd.ready, serves /ui/ on the
+    admin one and 404 on the public one, and stops cleanly on SIGTERM."""
+    port, admin = free_port(), free_port()
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_dsn}"\n'
+                   f'[server]\nport = {port}\nshutdown_timeout = 5\n'
+                   f'[admin]\nport = {admin}\n[logging]\nformat = "json"\n'
+                   '[jobs.housekeeping]\nenabled = false\n')
+    proc = subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"syncd.ready"' in line:
+                ready = json.loads(line)
+                break
+        else:
+            raise AssertionError("syncd run stopped before it was ready")
+        assert (ready["port"], ready["admin_host"], ready["admin_port"]) == \
+            (port, "127.0.0.1", admin)
+        assert _status(f"http://127.0.0.1:{admin}/ui/") == 200
+        assert _status(f"http://127.0.0.1:{admin}/api/v1/status") == 200
+        assert _status(f"http://127.0.0.1:{port}/ui/") == 404
+        assert _status(f"http://127.0.0.1:{port}/healthz") == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_syncd_run_names_the_admin_listener_it_cannot_open(db_dsn: str, tmp_path: Path) -> None:
+    """An admin port already taken stops `syncd run` with exit 1 and one line naming it."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        cfg = tmp_path / "syncd.toml"
+        cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_dsn}"\n'
+                       f'[server]\nport = {free_port()}\n[admin]\nport = {busy}\n'
+                       '[jobs.housekeeping]\nenabled = false\n')
+        proc = subprocess.run([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{busy} (admin listener)" in proc.stderr
