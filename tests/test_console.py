@@ -50,7 +50,8 @@ async def test_console_and_status_answer_only_on_the_admin_listener(
         serve_syncd: ServeSyncd, session: aiohttp.ClientSession) -> None:
     """/ui/ and /api/v1/status answer on the admin listener and 404 on the public one (the same
     404 as a path that does not exist); the NeoLock hook and the registry answer only on the public
-    one; health and /metrics (default admin.metrics = "both") on both."""
+    one; health and /metrics (default admin.metrics = "both") on both; each listener's OpenAPI
+    document lists only its own routes."""
     async with serve_syncd(SECRET) as served:
         admin, public = served.admin_port, served.port
         assert admin != public
@@ -71,6 +72,13 @@ async def test_console_and_status_answer_only_on_the_admin_listener(
             assert resp.status == 404
         async with session.post(f"http://127.0.0.1:{public}{hook}", json={"x": 1}) as resp:
             assert resp.status == 200
+        # Each listener's OpenAPI document names only what it serves.
+        public_doc = json.loads((await _get(session, public, "/openapi.json"))[1])["paths"]
+        admin_doc = json.loads((await _get(session, admin, "/openapi.json"))[1])["paths"]
+        assert not [p for p in public_doc if p.startswith("/ui") or p == "/api/v1/status"]
+        assert {"/hooks/neolock/{secret}", "/v2/device", "/metrics"} <= public_doc.keys()
+        assert {"/ui/", "/ui/drift/{case_id}", "/api/v1/status", "/metrics"} <= admin_doc.keys()
+        assert not {"/hooks/neolock/{secret}", "/v2/device"} & admin_doc.keys()
 
 
 async def test_the_admin_token_opens_the_console_on_the_public_listener(
@@ -223,6 +231,7 @@ def test_duration_chart_has_one_point_per_run_and_labelled_axes() -> None:
     assert charts.nice_ticks(0) == [0.0, 1.0]
     assert charts.nice_ticks(87, 4) == [0, 50, 100]
     assert charts.nice_ticks(6000, 4) == [0, 2000, 4000, 6000]
+    assert charts.nice_ticks(2, 4, whole=True) == [0, 1, 2]
 
 
 def console_seed_run(now: dt.datetime, i: int, status: str) -> Any:

@@ -85,7 +85,7 @@ async def test_status_lists_jobs_and_their_last_runs(
 
 async def test_openapi_documents_every_route(client: TestClient[web.Request, web.Application]) -> None:
     """Every registered route (method and path) appears in /openapi.json."""
-    doc = await (await client.get("/openapi.json")).json()
+    doc = await (await client.get("/openapi.json", headers=ADMIN)).json()
     assert doc["openapi"].startswith("3.1")
     app = client.app
     missing = [(r.method, r.resource.canonical) for r in app.router.routes()
@@ -127,7 +127,7 @@ async def test_openapi_has_operation_ids_request_id_and_a_schema_for_every_respo
     """Each operation: a unique operationId, the X-Request-ID header, typed content per response
     (errors as the Error schema, but readiness and the app registry's documented envelope);
     the live status, readiness and error bodies conform to their schemas."""
-    doc = await (await client.get("/openapi.json")).json()
+    doc = await (await client.get("/openapi.json", headers=ADMIN)).json()
     schemas = doc["components"]["schemas"]
     operations = [op for methods in doc["paths"].values() for op in methods.values()]
     ids = [op["operationId"] for op in operations]

@@ -13,6 +13,7 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseError
 from syncd.status import collect_status, inbox_backlog, json_default
 from syncd.web import keys, openapi
+from syncd.web.listeners import GATE
 
 routes = web.RouteTableDef()
 
@@ -78,10 +79,13 @@ async def status(request: web.Request) -> web.Response:
 
 
 @routes.get("/openapi.json")
-@openapi.documented("This OpenAPI 3.1 document", {200: "OpenAPI document"}, tags=["operations"])
+@openapi.documented("This OpenAPI 3.1 document: the routes this listener serves",
+                    {200: "OpenAPI document"}, tags=["operations"])
 async def openapi_json(request: web.Request) -> web.Response:
-    """Serve the OpenAPI document of every route."""
-    return web.json_response(openapi.build(request.app))
+    """Serve the OpenAPI document of every route this request's listener serves."""
+    gate = request.app[GATE]
+    return web.json_response(openapi.build(request.app,
+                                           lambda handler: gate.serves(request, handler)))
 
 
 async def _refresh(app: web.Application) -> None:

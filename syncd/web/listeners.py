@@ -6,8 +6,9 @@
 - Public-only routes (NeoLock pushes, the app device registry) answer 404 on the admin listener.
 - Everything else (health, readiness, the OpenAPI document) answers on both.
 
-A 404 from the gate is the same JSON 404 as a path that does not exist: nothing tells a prober
-that the console is there.
+A 404 from the gate is the same JSON 404 as a path that does not exist, and `/openapi.json`
+documents only the routes the asking listener (and token) serves: nothing tells a prober on the
+public listener that the console is there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ class Gate:
 
     def allows(self, request: web.Request) -> bool:
         """Whether the request's route answers on the listener that accepted it."""
-        handler = request.match_info.route.handler
+        return self.serves(request, request.match_info.route.handler)
+
+    def serves(self, request: web.Request, handler: object) -> bool:
+        """Whether `handler`'s route answers this request's listener (and token)."""
         if listener_of(request) == ADMIN:
             return handler not in self.public_only
         return handler not in self.admin_only or self.bearer_ok(request)

@@ -21,13 +21,16 @@ from syncd.db.console import RunPoint
 LEFT, RIGHT, TOP, BOTTOM = 46, 12, 10, 34
 
 
-def nice_ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 up to at least `top` (1, 2 or 5 times a power of ten apart)."""
+def nice_ticks(top: float, count: int = 4, *, whole: bool = False) -> list[float]:
+    """Round tick values from 0 up to at least `top` (1, 2 or 5 times a power of ten apart;
+    `whole`: at least 1 apart, for counts)."""
     if top <= 0 or not math.isfinite(top):
         return [0.0, 1.0]
     raw = top / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if whole:
+        step = max(step, 1)
     return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
@@ -139,7 +142,7 @@ def burn_chart(burn: Burn) -> Markup:
         return (when - burn.start).total_seconds() / 86400
 
     top = max(burn.quota, burn.calls_now, burn.projected_at_pace, burn.projected_as_planned, 1)
-    ticks = nice_ticks(top, 4)
+    ticks = nice_ticks(top, 4, whole=True)
     frame = Frame(960, 320, 0, days, ticks[-1])
     x_ticks = [(float(d), str(d + 1)) for d in range(0, int(days), 5)]
     parts = _axes(frame, ticks, "calls", f"day of the period ({burn.start:%Y-%m}, "
@@ -180,7 +183,7 @@ def burn_chart(burn: Burn) -> Markup:
 def bar_chart(label: str, bars: Sequence[tuple[str, int]], *, y_title: str, x_title: str,
               every: int = 1) -> Markup:
     """Vertical bars, one per (x label, value); every `every`-th x label is written."""
-    ticks = nice_ticks(max((v for _, v in bars), default=0), 4)
+    ticks = nice_ticks(max((v for _, v in bars), default=0), 4, whole=True)
     frame = Frame(960, 220, 0, max(len(bars), 1), ticks[-1])
     slot = (frame.width - LEFT - RIGHT) / max(len(bars), 1)
     x_ticks = [(i + 0.5, name) for i, (name, _) in enumerate(bars) if i % every == 0]
@@ -197,7 +200,7 @@ def hbar_chart(label: str, bars: Sequence[tuple[str, int, str]], *, unit: str) -
     """Horizontal bars, one per (name, value, css class), with the value written at its end."""
     width, row = 760, 22
     height = TOP + row * max(len(bars), 1) + BOTTOM
-    ticks = nice_ticks(max((v for _, v, _ in bars), default=0), 4)
+    ticks = nice_ticks(max((v for _, v, _ in bars), default=0), 4, whole=True)
     left = 130
     span = width - left - RIGHT - 30
 
