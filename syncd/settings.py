@@ -495,12 +495,14 @@ class Settings(BaseSettings):
         # The TOML file arrives as init kwargs (see load()); environment wins over it.
         return (env_settings, init_settings)
 
-    @model_validator(mode="after")
-    def _separate_listeners(self) -> Settings:
-        if self.admin.port and self.admin.port == self.server.port:
-            raise ValueError(f"admin.port must differ from server.port ({self.server.port}): "
-                             "the admin listener is a port of its own")
-        return self
+    @field_validator("admin")
+    @classmethod
+    def _separate_listeners(cls, value: AdminSettings, info: ValidationInfo) -> AdminSettings:
+        server = info.data.get("server")  # validated before admin (field order)
+        if server is not None and value.port and value.port == server.port:
+            raise ValueError(f"port {value.port} is server.port too: the admin listener needs "
+                             "a port of its own")
+        return value
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""

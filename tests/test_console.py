@@ -107,7 +107,7 @@ async def test_metrics_only_on_the_admin_listener_when_configured(
 
 def test_admin_settings_are_checked(make_settings: Any) -> None:
     """The admin port must differ from the public one, and a token must be long enough."""
-    with pytest.raises(ValueError, match=r"admin\.port must differ from server\.port"):
+    with pytest.raises(ValueError, match=r"port 8500 is server\.port too"):
         make_settings(server={"port": 8500}, admin={"port": 8500})
     with pytest.raises(ValueError, match="at least 22 characters"):
         make_settings(admin={"token": "short"})
@@ -159,6 +159,25 @@ async def test_every_page_is_self_contained_with_a_strict_csp(
         assert status == 404 and "There is no drift case 999999" in body
         status, _, headers = await _get(session, served.admin_port, "/ui")
         assert status == 302 and headers["Location"] == "/ui/"
+
+
+async def test_every_page_renders_on_a_fresh_database(
+        serve_syncd: ServeSyncd, session: aiohttp.ClientSession) -> None:
+    """Before anything ran (no run, case, delivery, usage, phone or device), each page renders
+    and says there is nothing yet, with and without Codelocks configured."""
+    for sections in ({}, {"codelocks": CODELOCKS, "jobs": K3_OFF}):
+        async with serve_syncd(SECRET, sections=sections) as served:
+            for path in PAGES:
+                status, body, _ = await _get(session, served.admin_port, path)
+                assert status == 200, (path, body[:300])
+            _, overview, _ = await _get(session, served.admin_port, "/ui/")
+            assert "no finished run yet" in overview
+            _, drift, _ = await _get(session, served.admin_port, "/ui/drift")
+            assert "No case matches." in drift
+            _, quota, _ = await _get(session, served.admin_port, "/ui/quota")
+            assert ("Codelocks is not configured" in quota) == ("codelocks" not in sections)
+            _, fleet, _ = await _get(session, served.admin_port, "/ui/fleet")
+            assert "No phone is known yet" in fleet and "0 devices registered" in fleet
 
 
 async def test_no_secret_reaches_any_page(serve_syncd: ServeSyncd,
