@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from syncd.db.console import RunPoint
 from syncd.logs import REDACTED
 from syncd.settings import Settings
 from syncd.web.console import charts
@@ -242,7 +243,8 @@ async def test_drift_page_filters_by_query_string(serve_syncd: ServeSyncd,
 def test_duration_chart_has_one_point_per_run_and_labelled_axes() -> None:
     """The duration chart draws a point per run (failed ones marked) and names both axes."""
     now = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
-    runs = [console_seed_run(now, i, "failed" if i == 3 else "ok") for i in range(7)]
+    runs = [RunPoint(now + dt.timedelta(minutes=i), 1.0 + i, "failed" if i == 3 else "ok", i, 2)
+            for i in range(7)]
     svg = str(charts.duration_chart("neolock-devices", runs))
     assert svg.count('<circle class="pt ') == 7
     assert svg.count('class="pt failed"') == 1
@@ -252,12 +254,6 @@ def test_duration_chart_has_one_point_per_run_and_labelled_axes() -> None:
     assert charts.nice_ticks(6000, 4) == [0, 2000, 4000, 6000]
     assert charts.nice_ticks(2, 4, whole=True) == [0, 1, 2]
 
-
-def console_seed_run(now: dt.datetime, i: int, status: str) -> Any:
-    """A run point for the chart tests."""
-    from syncd.db.console import RunPoint
-
-    return RunPoint(now + dt.timedelta(minutes=i), 1.0 + i, status, i, 2)
 
 
 def _status(url: str) -> int:
