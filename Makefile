@@ -37,8 +37,11 @@ promtool: $(STAMP)
 test: lint typecheck promtool
 	$(BIN)/pytest -q
 
+# The demo ends by printing the console's URL and keeps it browsable until Ctrl-C;
+# `make demo DEMO_FLAGS=` exits right after the cycle instead.
+DEMO_FLAGS ?= --keep
 demo: $(STAMP)
-	$(BIN)/syncd demo
+	$(BIN)/syncd demo $(DEMO_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

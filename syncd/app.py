@@ -22,8 +22,9 @@ from syncd.settings.core import Settings
 from syncd.supervisor import Supervised, Supervisor
 from syncd.sync.neolock import neolock_client
 from syncd.vendors import usage
-from syncd.web import health, intake, keys
+from syncd.web import console, health, intake, keys
 from syncd.web.alerting import alerts_ctx
+from syncd.web.listeners import GATE, Gate, handlers, listener_gate
 from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
 
 
@@ -103,7 +104,7 @@ async def _begin_stop(app: web.Application) -> None:
 
 def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Application:
     """Build syncd's Application; resources open when a runner starts it."""
-    app = web.Application(middlewares=[request_context],
+    app = web.Application(middlewares=[request_context, listener_gate],
                           client_max_size=settings.server.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
@@ -124,4 +125,11 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.add_routes(health.routes)
     app.add_routes(intake.routes)
     app.add_routes(registry.routes)
+    console.setup(app, app[keys.REDACTOR])
+    admin = settings.admin
+    app[GATE] = Gate(
+        admin_only=[*handlers(console.routes), health.status,
+                    *([health.metrics] if admin.metrics == "admin" else [])],
+        public_only=[*handlers(intake.routes), *handlers(registry.routes)],
+        token=admin.token.get_secret_value() if admin.token else None)
     return app

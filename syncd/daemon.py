@@ -77,17 +77,23 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
     try:
         await runner.setup()
         site = server.site(runner, settings.server)
-        try:
-            await site.start()
-        except OSError as err:
-            raise SyncdError(f"cannot listen on {settings.server.host}:{settings.server.port}: "
-                             f"{err.strerror or err}") from None
+        admin = server.admin_site(runner, settings.admin)
+        for listening, host, wanted in ((site, settings.server.host, settings.server.port),
+                                        (admin, settings.admin.host, settings.admin.port)):
+            try:
+                await listening.start()
+            except OSError as err:
+                raise SyncdError(f"cannot listen on {host}:{wanted}"
+                                 f"{' (admin listener)' if listening is admin else ''}: "
+                                 f"{err.strerror or err}") from None
         port = _bound_port(site) or settings.server.port
+        admin_port = _bound_port(admin) or settings.admin.port
         heap.settle()  # everything start-up built is now out of the collector's way
         seconds = round(time.monotonic() - started, 3)
         log.info("syncd.ready", version=syncd.__version__, host=settings.server.host, port=port,
-                 seconds=seconds)
-        notifier.ready(f"serving on {settings.server.host}:{port}")
+                 admin_host=settings.admin.host, admin_port=admin_port, seconds=seconds)
+        notifier.ready(f"serving on {settings.server.host}:{port}; console on "
+                       f"http://{settings.admin.host}:{admin_port}/ui/")
         interval = systemd.watchdog_interval(os.getpid())
         if interval:
             db = app[keys.DB]
@@ -96,7 +102,7 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
         await stop.wait()
         log.info("syncd.stopping", deadline=settings.server.shutdown_timeout)
         notifier.stopping()
-        await _drain(app, site, settings.server.shutdown_timeout)
+        await _drain(app, (site, admin), settings.server.shutdown_timeout)
     finally:
         if watchdog_task is not None:
             await watchdog_task.stop()
@@ -108,13 +114,14 @@ async def run(settings: Settings, redactor: Redactor, systemd: SystemdEnv) -> in
     return 0
 
 
-async def _drain(app: web.Application, site: web.TCPSite, deadline: float) -> None:
+async def _drain(app: web.Application, sites: tuple[web.TCPSite, ...], deadline: float) -> None:
     """Stop listening, then let requests already being handled finish (a push whose body is still
     arriving gets its 200), within `deadline`. aiohttp's own cleanup would stop reading from
     every open connection at once."""
     if keys.SCHEDULER in app:
         app[keys.SCHEDULER].begin_stop()  # job runs and requests drain within one deadline
-    await site.stop()
+    for site in sites:
+        await site.stop()
     inflight = app[INFLIGHT]
     if not await inflight.wait_idle(deadline):
         log.warning("syncd.drain_timeout", requests=inflight.count)

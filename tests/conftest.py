@@ -123,6 +123,7 @@ def make_settings(db_dsn: str, tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": str(tmp_path / "data"),
             "database": {"url": db_dsn},
             "server": {"host": "127.0.0.1", "port": 0, "shutdown_timeout": 5},
+            "admin": {"host": "127.0.0.1", "port": 0},
             "jobs": {"housekeeping": {"enabled": False}},
         }
         for key, value in sections.items():

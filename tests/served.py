@@ -15,7 +15,9 @@ from aiohttp import web
 
 from syncd import logs
 from syncd.app import create_app
+from syncd.db.pool import Database
 from syncd.settings.core import Settings
+from syncd.web import keys
 from syncd.web import server as web_server
 
 HOOK_JOBS_OFF = {n: {"enabled": False} for n in (
@@ -26,11 +28,22 @@ class Served:
     """syncd's app listening on a real port, with its log output captured."""
 
     def __init__(self, port: int, output: io.StringIO, app: web.Application,
-                 site: web_server.CappedSite) -> None:
+                 site: web_server.CappedSite, admin_port: int) -> None:
         self.port = port
         self.output = output
         self.app = app
         self.site = site
+        self.admin_port = admin_port
+
+    @property
+    def app_db(self) -> Database:
+        """The app's database."""
+        return self.app[keys.DB]
+
+    @property
+    def app_settings(self) -> Settings:
+        """The app's settings."""
+        return self.app[keys.SETTINGS]
 
     def log_lines(self) -> list[dict[str, Any]]:
         """Every JSON log line written so far."""
@@ -42,12 +55,14 @@ ServeSyncd = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
 
 @pytest.fixture
 def serve_syncd(make_settings: Callable[..., Settings]) -> ServeSyncd:
-    """Start syncd's app (hook secret given, NeoLock unreachable, pull jobs off; `sections`
-    replaces any of those settings sections) the way the daemon does (runner and site from
-    syncd.web.server), logging JSON into a buffer."""
+    """Start syncd's app (hook secret given, NeoLock unreachable, pull jobs off) the way the
+    daemon does (runner and both sites from syncd.web.server), logging JSON into a buffer.
+
+    `sections` override settings sections (`admin={...}`, `alerts={...}`); `server` keys as keywords.
+    """
 
     @contextlib.asynccontextmanager
-    async def start(secret: str, *, sections: dict[str, Any] | None = None,
+    async def start(secret: str, sections: dict[str, Any] | None = None,
                     **server: Any) -> AsyncIterator[Served]:
         settings = make_settings(**{
             "neolock": {"base_url": "http://127.0.0.1:9/api", "login": "shop",
@@ -60,9 +75,11 @@ def serve_syncd(make_settings: Callable[..., Settings]) -> ServeSyncd:
         runner = web_server.app_runner(app, settings.server)
         await runner.setup()
         site = web_server.site(runner, settings.server)
+        admin = web_server.admin_site(runner, settings.admin)
         await site.start()
+        await admin.start()
         try:
-            yield Served(site.port, output, app, site)
+            yield Served(site.port, output, app, site, admin.port)
         finally:
             await runner.cleanup()
 

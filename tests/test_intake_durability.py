@@ -148,7 +148,7 @@ class Daemons:
             f"[database]\nurl = {json.dumps(db_url)}\n"
             f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
             f'shutdown_timeout = {shutdown_timeout}\n'
-            '[logging]\nformat = "json"\n'
+            '[admin]\nport = 0\n[logging]\nformat = "json"\n'
             f'[neolock]\nbase_url = "{CLOSED_VENDOR}"\nlogin = "shop"\n'
             f'password = "{PASSWORD}"\nwebhook_secret = "{HOOK_SECRET}"\n'
             + "".join(f"[jobs.{name}]\nenabled = false\n" for name in DISABLED_JOBS))

@@ -49,6 +49,8 @@ url = "{settings.database.url.get_secret_value()}"
 [server]
 port = {port}
 shutdown_timeout = 5
+[admin]
+port = 0
 [logging]
 format = "json"
 [neolock]

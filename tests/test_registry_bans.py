@@ -37,7 +37,8 @@ def config_file(tmp_path: Path, db_dsn: str, port: int = 0) -> Path:
     """A minimal syncd.toml for the test database."""
     cfg = tmp_path / "syncd.toml"
     cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_dsn}"\n'
-                   f'[server]\nport = {port}\nshutdown_timeout = 5\n[logging]\nformat = "json"\n'
+                   f'[server]\nport = {port}\nshutdown_timeout = 5\n[admin]\nport = 0\n'
+                   '[logging]\nformat = "json"\n'
                    '[jobs.housekeeping]\nenabled = false\n')
     return cfg
 

@@ -286,7 +286,7 @@ def test_the_example_config_documents_every_key_and_validates(
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     settings = config.load(example)
     text = example.read_text()
-    for section in ("database", "server", "logging", "neolock", "knoxguard", "codelocks",
+    for section in ("database", "server", "admin", "logging", "neolock", "knoxguard", "codelocks",
                     "biotime", "alerts", "registry", "heartbeat", "status", "tasks"):
         model = getattr(settings, section)
         assert model is not None, section

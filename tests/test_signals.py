@@ -20,7 +20,7 @@ def _free_port() -> int:
 def _start(short_dir: Path, *argv: str, port: int | None = None) -> subprocess.Popen[str]:
     cfg = short_dir / "syncd.toml"
     cfg.write_text(f'data_dir = "{short_dir}"\n[server]\nport = {port or _free_port()}\n'
-                   '[logging]\nformat = "json"\n[jobs.housekeeping]\nenabled = false\n')
+                   '[admin]\nport = 0\n[logging]\nformat = "json"\n[jobs.housekeeping]\nenabled = false\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
     return subprocess.Popen([sys.executable, "-m", "syncd", *argv, "--config", str(cfg),
                              "--log-level", "info"], stdin=subprocess.PIPE,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -73,8 +72,7 @@ def hooks_from(conf: AlertSettings) -> list[Hook]:
     for hook in conf.hooks:
         url = str(hook.url)
         secrets = ([hook.secret] if hook.secret else []) + list(hook.secrets)
-        name = hook.name or "hook-" + hashlib.sha256(url.encode()).hexdigest()[:12]
-        found.append(Hook(name, url, hook.format, tuple(s.get_secret_value() for s in secrets),
+        found.append(Hook(hook.hook_name, url, hook.format, tuple(s.get_secret_value() for s in secrets),
                           tuple(hook.events), hook.timeout_seconds))
     return found
 

@@ -76,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate_arguments(p)
     p.set_defaults(func=_simulate, needs_config=False)
     p = add_command(sub, "demo", "run a full demo on an embedded database and the simulators",
-                    "syncd demo", "syncd demo --data-dir ./demo-state")
+                    "syncd demo", "syncd demo --keep", "syncd demo --data-dir ./demo-state")
     p.add_argument("--data-dir", default=None, help="state directory (default: a temp dir)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the operator console browsable (jobs re-run) until Ctrl-C")
     p.set_defaults(func=_demo, needs_config=False)
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)

@@ -5,6 +5,7 @@ This is the only module that reads the environment. Everything else is handed a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zoneinfo
@@ -179,6 +180,27 @@ class ServerSettings(Section):
     keepalive_timeout: PositiveFloat = 15.0  # idle connections (and unfinished heads) close
     body_timeout: PositiveFloat = 30.0  # a request body must arrive within this: else 408
     max_connections: int = Field(default=0, ge=0)  # 0: from the open-file limit
+
+
+class AdminSettings(Section):
+    """`[admin]`: the admin listener (console `/ui/`, `/api/v1/status`, `/metrics` as chosen).
+
+    The console is never on the public listener unless `token` (give `token_file`) is set, and
+    then only for requests carrying `Authorization: Bearer <token>`.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    token: SecretStr | None = None
+    metrics: Literal["both", "admin"] = "both"  # where /metrics answers (admin: token on public)
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 22:
+            raise ValueError("must be at least 22 characters (128 bits), e.g. from "
+                             "`openssl rand -base64 32`")
+        return value
 
 
 class LoggingSettings(Section):
@@ -401,6 +423,25 @@ class AlertHook(Section):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     timeout_seconds: PositiveFloat = 10.0
 
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret starting with 'whsec_'")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsecs(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not v.get_secret_value().startswith("whsec_") for v in value):
+            raise ValueError("every secret must be a Standard Webhooks secret starting with 'whsec_'")
+        return value
+
+    @property
+    def hook_name(self) -> str:
+        """The hook's stable name: `name`, else one made from a hash of its URL (never the URL)."""
+        return self.name or "hook-" + hashlib.sha256(str(self.url).encode()).hexdigest()[:12]
+
     @model_validator(mode="after")
     def _signed(self) -> AlertHook:
         if self.format == "standard-webhooks" and self.secret is None and not self.secrets:
@@ -524,6 +565,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
     logging: LoggingSettings = LoggingSettings()
     jobs: dict[str, JobSettings] = Field(default_factory=dict)
     neolock: NeoLockSettings | None = None
@@ -565,6 +607,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs (see load()); environment wins over it.
         return (_EnvSource(settings_cls), init_settings)
+
+    @field_validator("admin")
+    @classmethod
+    def _separate_listeners(cls, value: AdminSettings, info: ValidationInfo) -> AdminSettings:
+        server = info.data.get("server")  # validated before admin (field order)
+        if server is not None and value.port and value.port == server.port:
+            raise ValueError(f"port {value.port} is server.port too: the admin listener needs "
+                             "a port of its own")
+        return value
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""

@@ -10,11 +10,13 @@ from aiohttp import web
 
 from syncd.db import ops
 from syncd.db.migrate import discover
+from syncd.db.pool import Database
 from syncd.errors import DatabaseError
 from syncd.jobs.status import collect_status, inbox_backlog, json_default, liveness
 from syncd.sync.codelocks.quota import QuotaConfig, QuotaLedger, utc_now
 from syncd.sync.codelocks.status import period_use
 from syncd.web import keys, openapi
+from syncd.web.listeners import GATE
 
 routes = web.RouteTableDef()
 
@@ -35,17 +37,27 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the database answers, every migration is applied and no supervised task
     is down, else 503."""
-    checks = await _readiness(request.app)
+    checks = await app_readiness(request.app)
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)
 
 
-async def _readiness(app: web.Application) -> dict[str, str]:
-    """Readiness checks by name ("ok" or what is wrong), also set as syncd_database_up and
-    syncd_ready."""
-    db = app[keys.DB]
+async def app_readiness(app: web.Application) -> dict[str, str]:
+    """This process's readiness checks by name ("ok" or what is wrong): the database's and its
+    background tasks'; also set as syncd_database_up and syncd_ready."""
+    checks = await readiness(app[keys.DB])
     metrics = app[keys.METRICS]
+    metrics.db_up.set(1 if checks["database"] == "ok" else 0)
+    down = app[keys.SUPERVISOR].down()
+    checks["tasks"] = "ok" if not down else "down: " + "; ".join(
+        f"{name} ({why})" for name, why in sorted(down.items()))
+    metrics.ready.set(1 if all(value == "ok" for value in checks.values()) else 0)
+    return checks
+
+
+async def readiness(db: Database) -> dict[str, str]:
+    """The database's readiness checks, database and migrations: each 'ok' or why not."""
     checks: dict[str, str] = {}
     try:
         await db.ping(timeout=2.0)
@@ -57,16 +69,12 @@ async def _readiness(app: web.Application) -> dict[str, str]:
     except DatabaseError as err:
         checks.setdefault("database", f"unavailable: {type(err).__name__}")
         checks.setdefault("migrations", "unknown")
-    metrics.db_up.set(1 if checks["database"] == "ok" else 0)
-    down = app[keys.SUPERVISOR].down()
-    checks["tasks"] = "ok" if not down else "down: " + "; ".join(
-        f"{name} ({why})" for name, why in sorted(down.items()))
-    metrics.ready.set(1 if all(value == "ok" for value in checks.values()) else 0)
     return checks
 
 
 @routes.get("/metrics")
-@openapi.documented("Prometheus metrics in text format", {200: "metrics"}, tags=["operations"],
+@openapi.documented("Prometheus metrics in text format (admin listener; also public unless "
+                    "admin.metrics = \"admin\")", {200: "metrics"}, tags=["operations"],
                     content_type="text/plain; version=0.0.4")
 async def metrics(request: web.Request) -> web.Response:
     """Serve the process's Prometheus metrics, database-backed gauges refreshed first."""
@@ -76,7 +84,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/status")
-@openapi.documented("JSON status: replicas, jobs, their last runs, health", {200: "status"},
+@openapi.documented("JSON status: replicas, jobs, their last runs, health (admin listener, or "
+                    "the admin bearer token)", {200: "status"},
                     tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
     """Serve replicas, jobs, last runs and health as JSON."""
@@ -88,10 +97,13 @@ async def status(request: web.Request) -> web.Response:
 
 
 @routes.get("/openapi.json")
-@openapi.documented("This OpenAPI 3.1 document", {200: "OpenAPI document"}, tags=["operations"])
+@openapi.documented("This OpenAPI 3.1 document: the routes this listener serves",
+                    {200: "OpenAPI document"}, tags=["operations"])
 async def openapi_json(request: web.Request) -> web.Response:
-    """Serve the OpenAPI document of every route."""
-    return web.json_response(openapi.build(request.app))
+    """Serve the OpenAPI document of every route this request's listener serves."""
+    gate = request.app[GATE]
+    return web.json_response(openapi.build(request.app,
+                                           lambda handler: gate.serves(request, handler)))
 
 
 async def _refresh(app: web.Application) -> None:
@@ -99,7 +111,7 @@ async def _refresh(app: web.Application) -> None:
     a row, live replicas, overdue jobs, subscription, Codelocks quota; and this process's task
     health."""
     app[keys.SUPERVISOR].health()  # syncd_task_up: a task whose crashes aged out is up again
-    if (await _readiness(app))["database"] != "ok":
+    if (await app_readiness(app))["database"] != "ok":
         return  # syncd_database_up says so; the other gauges keep their last values
     metrics = app[keys.METRICS]
     db = app[keys.DB]

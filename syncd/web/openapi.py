@@ -151,14 +151,15 @@ def documented(summary: str, responses: dict[int, str | dict[str, Any]] | None =
     return wrap
 
 
-def build(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI document for every documented route of `app`."""
+def build(app: web.Application,
+          served: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """The OpenAPI document for every documented route of `app` (whose handler is `served`)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None:
             continue
         operation = getattr(route.handler, _DOC_ATTR, None)
-        if operation is None:
+        if operation is None or (served is not None and not served(route.handler)):
             continue
         path = route.resource.canonical
         paths.setdefault(path, {})[route.method.lower()] = operation

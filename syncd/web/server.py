@@ -5,6 +5,9 @@
 - Connection cap: past `server.max_connections` open connections, each new one closes the
   oldest *idle* connection, so a flood of idle or half-sent connections can neither exhaust file
   descriptors (accept() failing with EMFILE stalls every client) nor lock out /healthz.
+- Two listeners: the public one (`server.*`: vendor pushes, the app registry) and the admin one
+  (`admin.*`: the console, status). Each connection's handler knows which listener accepted it
+  (`listener_of()`); `syncd.web.listeners` decides from that which routes answer.
 - Bad requests: aiohttp answers malformed requests itself, echoing the parser's message, which
   can quote the request line (a hook URL holds a secret). syncd answers with the status alone
   and logs no request text.
@@ -21,7 +24,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from syncd.settings.core import ServerSettings
+from syncd.settings.core import AdminSettings, ServerSettings
 from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)
@@ -30,6 +33,9 @@ BACKLOG = 128  # the listen backlog (aiohttp's default)
 # aiohttp's own wait for handlers comes *after* the daemon's drain, which already gave them
 # server.shutdown_timeout: a short grace, so the whole stop stays within one deadline.
 AIOHTTP_GRACE = 0.5
+PUBLIC = "public"
+ADMIN = "admin"
+ADMIN_MAX_CONNECTIONS = 64  # a few operators' browsers and a scraper
 
 
 def app_runner(app: web.Application, server: ServerSettings) -> web.AppRunner:
@@ -43,6 +49,17 @@ def site(runner: web.AppRunner, server: ServerSettings) -> CappedSite:
     """The listening site for `server.host`/`server.port`, with the connection cap."""
     return CappedSite(runner, server.host, server.port, reuse_address=True, backlog=BACKLOG,
                       max_connections=connection_cap(server.max_connections))
+
+
+def admin_site(runner: web.AppRunner, admin: AdminSettings) -> CappedSite:
+    """The admin listening site for `admin.host`/`admin.port` (the console, status)."""
+    return CappedSite(runner, admin.host, admin.port, reuse_address=True, backlog=BACKLOG,
+                      max_connections=ADMIN_MAX_CONNECTIONS, listener=ADMIN)
+
+
+def listener_of(request: web.Request) -> str:
+    """Which listener accepted the request: ADMIN, else PUBLIC (also for any site not syncd's)."""
+    return getattr(request.protocol, "listener", PUBLIC)
 
 
 def connection_cap(configured: int, backlog: int = BACKLOG) -> int:
@@ -61,7 +78,10 @@ def connection_cap(configured: int, backlog: int = BACKLOG) -> int:
 
 
 class _Handler(RequestHandler):
-    """aiohttp's connection handler, answering malformed requests without echoing them."""
+    """aiohttp's connection handler, answering malformed requests without echoing them, and
+    knowing the listener that accepted its connection."""
+
+    listener = PUBLIC
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -83,9 +103,10 @@ class CappedSite(web.TCPSite):
     """A TCPSite whose connections are capped (oldest idle evicted) and handled by `_Handler`."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
-                 **kwargs: Any) -> None:
+                 listener: str = PUBLIC, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.max_connections = max_connections
+        self.listener = listener
         self.evicted = 0
         self._crowded = Transition(log, "http.connection_cap_reached", "http.connections_below_cap")
 
@@ -103,7 +124,11 @@ class CappedSite(web.TCPSite):
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
     def _connection(self, server: web.Server) -> RequestHandler:
+        # Both listeners share one aiohttp Server. The public cap guards file descriptors, so it
+        # counts every connection; the admin site counts (and evicts) only its own.
         connections = server.connections
+        if self.listener != PUBLIC:
+            connections = [c for c in connections if getattr(c, "listener", PUBLIC) == self.listener]
         if len(connections) >= self.max_connections:
             for old in [c for c in connections if _idle(c)][
                     : len(connections) - self.max_connections + 1]:
@@ -111,10 +136,13 @@ class CappedSite(web.TCPSite):
                 if old.transport is not None:
                     old.transport.close()  # now, not when its task next runs: frees the fd
                 self.evicted += 1
-            self._crowded.fail(connections=len(connections), cap=self.max_connections)
+            self._crowded.fail(connections=len(connections), cap=self.max_connections,
+                               listener=self.listener)
         else:
             self._crowded.ok()
-        return _Handler(server, loop=server._loop, **server._kwargs)  # as Server.__call__
+        handler = _Handler(server, loop=server._loop, **server._kwargs)  # as Server.__call__
+        handler.listener = self.listener
+        return handler
 
 
 async def read_body(request: web.Request, timeout: float) -> bytes:
