@@ -33,7 +33,7 @@ def test_what_is_alive_at_settle_is_frozen_and_never_traversed_again() -> None:
     any generation the collector walks, and a cycle among them that becomes garbage afterwards
     is not collected (a cycle built after settle() is), until they are unfrozen."""
     frozen_before = gc.get_freeze_count()
-    built = [[] for _ in range(1000)]  # 1,001 tracked containers, alive at settle()
+    built: list[list[int]] = [[] for _ in range(1000)]  # 1,001 tracked containers, alive at settle()
     old = Node()
     old_ref = weakref.ref(old)
     assert any(o is built for o in gc.get_objects())
@@ -65,7 +65,7 @@ def test_after_settle_a_young_collection_waits_for_young_threshold_allocations()
     heap.settle()
     gc.callbacks.append(count)
     try:
-        kept = [[] for _ in range(heap.YOUNG_THRESHOLD - 1000)]
+        kept: list[list[int]] = [[] for _ in range(heap.YOUNG_THRESHOLD - 1000)]
         assert collections == []
         kept += [[] for _ in range(2000)]
         assert collections[:1] == [0]
