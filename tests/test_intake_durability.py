@@ -700,7 +700,7 @@ async def test_pushes_while_database_connections_are_terminated_get_503_never_50
         for _ in range(40):
             await pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE application_name = 'syncd' AND datname = current_database()")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the scenario: terminations spread while pushes go on
         pusher.phase = UP
         await pusher.until(lambda: pusher.count(200, UP) >= 20, 30, "acks after the terminations")
     finally:
