@@ -1,8 +1,7 @@
-"""Shared set-up of the Codelocks K3 tests: a simulator on loopback, a movable clock, contexts."""
+"""Shared set-up of the Codelocks K3 tests: a simulator on loopback, the clock's start, contexts."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -16,24 +15,10 @@ from syncd.settings.core import CodelocksSettings
 from syncd.sync.codelocks.audit import K3AuditJob
 from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3Job, K3LocksJob
 from syncd.vendors.http import RetryPolicy
+from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)
-START = dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
-
-
-@dataclasses.dataclass
-class Clock:
-    """A clock shared by the simulator and syncd, moved only by the test."""
-
-    at: dt.datetime = START
-
-    def now(self) -> dt.datetime:
-        """The current fake time."""
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        """Move the clock forward."""
-        self.at += dt.timedelta(**delta)
+START = dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)  # where the K3 tests' clock stands
 
 
 def k3_settings(sim: CodelocksSim, running: Running, **overrides: Any) -> CodelocksSettings:

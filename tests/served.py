@@ -19,6 +19,8 @@ from syncd.db.pool import Database
 from syncd.settings.core import Settings
 from syncd.web import keys
 from syncd.web import server as web_server
+from syncd.web.middleware import INFLIGHT
+from tests.waiting import wait_for
 
 HOOK_JOBS_OFF = {n: {"enabled": False} for n in (
     "neolock-subscription", "neolock-uploads", "neolock-devices")}
@@ -48,6 +50,18 @@ class Served:
     def log_lines(self) -> list[dict[str, Any]]:
         """Every JSON log line written so far."""
         return [json.loads(line) for line in self.output.getvalue().splitlines() if line]
+
+    async def vanish_mid_body(self, data: bytes) -> None:
+        """Send a request whose body is cut short, reset the connection (RST, a client that
+        vanished) once its handler is waiting for the rest, and wait until that handler is done."""
+        inflight = self.app[INFLIGHT]
+        before = inflight.count
+        _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(data)
+        await writer.drain()
+        await wait_for(lambda: inflight.count > before, what="the handler to wait for the body")
+        writer.transport.abort()
+        await wait_for(lambda: inflight.count == before, what="the handler to finish")
 
 
 ServeSyncd = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
@@ -86,16 +100,11 @@ def serve_syncd(make_settings: Callable[..., Settings]) -> ServeSyncd:
     return start
 
 
-async def raw(port: int, data: bytes, *, close_early: bool = False, timeout: float = 5.0) -> bytes:
-    """Send raw bytes; read the answer, or close the connection right away when `close_early`."""
+async def raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes; read the answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
-    if close_early:
-        await asyncio.sleep(0.2)  # the server has the headers and part of the body
-        writer.transport.abort()  # RST: a client that vanished
-        await asyncio.sleep(0.2)
-        return b""
     try:
         return await asyncio.wait_for(reader.read(65536), timeout)
     finally:

@@ -21,23 +21,12 @@ from syncd.jobs.runner import JobRunner, Outcome, RunResult
 from syncd.settings.core import BioTimeSettings
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
 from syncd.vendors.http import RetryPolicy
+from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=1, base_delay=0.01, max_delay=0.02)
 TERMINALS_ROUTE = "/iclock/api/terminals/"
 LOGIN_ROUTE = "/jwt-api-token-auth/"
 ZONE = "Asia/Tashkent"
-
-
-class Clock:
-    """The simulator's clock: frozen at creation, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.base = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        self.offset = dt.timedelta(0)
-
-    def now(self) -> dt.datetime:
-        """The simulated server's current time."""
-        return self.base + self.offset
 
 
 class PageHooks:
@@ -62,8 +51,8 @@ class PageHooks:
 
 @pytest.fixture
 def clock() -> Clock:
-    """A frozen clock for the simulator."""
-    return Clock()
+    """The simulator's clock: frozen at the (whole) second the test starts, moved only by it."""
+    return Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 @pytest.fixture
@@ -212,7 +201,7 @@ async def test_a_token_expiring_mid_listing_is_renewed_and_the_listing_completes
     """After page 1 the server's clock passes the JWT's exp: one 401, one new login, all stored."""
 
     def expire() -> None:
-        clock.offset += dt.timedelta(seconds=sim.token_lifetime + 60)
+        clock.advance(seconds=sim.token_lifetime + 60)
 
     hooks.after[1] = expire
     result = await run(db, make_job())

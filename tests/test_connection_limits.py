@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.served import ServeSyncd, head, raw
 from tests.test_intake_durability import Daemons, read_response
+from tests.waiting import wait_for, wait_for_blocking
 
 SECRET = "limits-test-hook-secret-0123456789"
 
@@ -48,7 +49,8 @@ async def test_past_the_connection_cap_the_oldest_idle_connections_make_room(
     oldest are closed first) and /healthz still answers at once."""
     async with serve_syncd(SECRET, max_connections=8) as served:
         idle = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(20)]
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: served.site.evicted >= 20 - 8,
+                       what="all twenty accepted (twelve evicted to keep eight)")
         answer = await healthz(served.port)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         closed = []
@@ -83,7 +85,8 @@ def test_healthz_answers_while_idle_connections_exceed_the_open_file_limit(
             sock.setblocking(False)
             sock.connect_ex(("127.0.0.1", daemon.port))
             flood.append(sock)
-        time.sleep(1.0)
+        wait_for_blocking(lambda: '"event": "http.connection_cap_reached"' in daemon.output(),
+                          what="the flood to fill syncd's connections")
         started = time.monotonic()
         answer, tries = b"", 0
         # as a health checker does: a probe that lands among the flood may be evicted with it

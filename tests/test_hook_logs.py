@@ -6,7 +6,6 @@ requests (a disconnect mid-body) reach aiohttp exactly as a network would delive
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -14,6 +13,7 @@ import pytest
 
 from syncd import logs
 from tests.served import ServeSyncd, head, raw
+from tests.waiting import wait_for
 
 SECRETS = {22: "k" * 10 + "Q7x_Zp2-Lm9w"[:12], 64: ("S3cr3t-" * 10)[:64],
            200: ("long-hook-secret_" * 12)[:200]}
@@ -29,10 +29,11 @@ async def test_no_log_line_carries_a_hook_path_a_secret_or_a_body(
     async with serve_syncd(secret) as served:
         body = json.dumps({"id": "e1", "deviceUid": "u1", "note": BODY_MARK}).encode()
         path = f"/hooks/neolock/{secret}"
-        await raw(served.port, head(path, len(body) + 100) + body, close_early=True)
+        await served.vanish_mid_body(head(path, len(body) + 100) + body)
         await raw(served.port, head(path, 30) + b"{not json " + BODY_MARK.encode()[:20])
         await raw(served.port, head(f"/hooks/neolock/{secret[::-1]}", len(body)) + body)
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: sum(line["event"] == "http.access" for line in served.log_lines())
+                       == 3, what="an access line for each of the three requests")
         output = served.output.getvalue()
     assert output  # something was logged
     assert "/hooks/neolock/" not in output.replace("/hooks/neolock/{secret}", "")
@@ -47,10 +48,8 @@ async def test_a_client_disconnecting_mid_body_is_counted_as_client_closed_not_a
     500, and logged once at info level without a traceback; nothing is stored."""
     secret = SECRETS[22]
     async with serve_syncd(secret) as served:
-        for _ in range(3):
-            await raw(served.port, head(f"/hooks/neolock/{secret}", 500) + b'{"id": "x"',
-                      close_early=True)
-        await asyncio.sleep(0.2)
+        for _ in range(3):  # each returns once its handler has counted and logged the request
+            await served.vanish_mid_body(head(f"/hooks/neolock/{secret}", 500) + b'{"id": "x"')
         async with aiohttp.ClientSession() as session, \
                 session.get(f"http://127.0.0.1:{served.port}/metrics") as resp:
             metrics = await resp.text()

@@ -37,6 +37,7 @@ from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.settings.core import Settings
 from syncd.web import intake
 from tests.conftest import free_port, pg_ctl, pg_start
+from tests.waiting import wait_for
 
 AiohttpClient = Callable[[web.Application], "asyncio.Future[TestClient[web.Request, web.Application]]"]
 Client = TestClient[web.Request, web.Application]
@@ -100,6 +101,14 @@ class Daemon:
         with socket.socket() as s:
             s.settimeout(2)
             return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def round_trip(self) -> None:
+        """GET /healthz on a new connection, answered. The daemon accepts connections in order
+        and reads every ready one in the same loop turn, so by this answer it has also read what
+        was sent before on connections opened earlier: their handlers are running."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as probe:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_response(probe).startswith(b"HTTP/1.1 200")
 
 
 class Notify:
@@ -427,16 +436,10 @@ async def test_sigterm_while_a_push_body_is_arriving_still_answers_200(
     body = push("sigterm-partial")
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
         sock.sendall(request_head(daemon.port, len(body)) + body[:10])
-        # A round trip on another connection after our bytes were sent, then a pause: by then
-        # the server has parsed our headers and the handler is waiting for the body.
-        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as probe:
-            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert read_response(probe).startswith(b"HTTP/1.1 200")
-        await asyncio.sleep(0.3)
+        daemon.round_trip()  # the server has parsed our headers; the handler waits for the body
         daemon.proc.send_signal(signal.SIGTERM)
         daemons.notify.wait_for("STOPPING=1", daemon.proc)
-        wait_until_closed(daemon)
-        await asyncio.sleep(0.3)  # let the drain begin before the rest of the body arrives
+        wait_until_closed(daemon)  # the drain has begun: the rest of the body arrives during it
         sock.sendall(body[10:])
         response = read_response(sock)
     assert daemon.proc.wait(timeout=20) == 0, daemon.output()
@@ -665,7 +668,9 @@ async def test_one_refused_row_does_not_fail_the_rows_committed_with_it(
         bad = asyncio.create_task(committer.submit(
             InboxItem("neolock", "id:bad", None, None, '{"not json')))
         good = [asyncio.create_task(committer.submit(item(f"good-{i}"))) for i in range(20)]
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: pg.fetchval(
+            "SELECT count(*) = 2 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE '%INSERT INTO ops.inbox%'"), what="the second batch on the lock too")
         await locked.rollback()
         assert await first is True
         with pytest.raises(DataRejected):
@@ -695,7 +700,7 @@ async def test_pushes_while_database_connections_are_terminated_get_503_never_50
         for _ in range(40):
             await pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE application_name = 'syncd' AND datname = current_database()")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the scenario: terminations spread while pushes go on
         pusher.phase = UP
         await pusher.until(lambda: pusher.count(200, UP) >= 20, 30, "acks after the terminations")
     finally:

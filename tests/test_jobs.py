@@ -20,6 +20,7 @@ from syncd.jobs.scheduler import Scheduler
 from syncd.settings.core import JobSettings, Settings
 from syncd.sync.base import RunContext
 from syncd.vendors import usage
+from tests.waiting import wait_for
 
 
 class ScriptedJob:
@@ -139,10 +140,7 @@ async def test_scheduler_runs_jobs_on_their_interval_and_drains_on_stop(db: Data
     scheduler = Scheduler(JobRunner(db), {"ticker": job},
                           {"ticker": JobSettings(interval_seconds=0.3, jitter_seconds=0)})
     scheduler.start()
-    for _ in range(100):
-        if job.runs >= 4:
-            break
-        await asyncio.sleep(0.1)
+    await wait_for(lambda: job.runs >= 4, what="four runs of the ticker")
     await scheduler.stop(deadline=5.0)
     assert job.runs >= 4
     gaps = [b - a for a, b in zip(job.starts[1:], job.starts[2:], strict=False)]  # after the first
@@ -159,7 +157,7 @@ async def test_scheduler_cancels_jobs_past_the_deadline(db: Database) -> None:
     scheduler = Scheduler(JobRunner(db), {"slowpoke": job},
                           {"slowpoke": JobSettings(interval_seconds=0.1, jitter_seconds=0)})
     scheduler.start()
-    await asyncio.sleep(0.4)
+    await wait_for(lambda: job.runs == 1, what="the slow job's run to start")
     started = asyncio.get_running_loop().time()
     await scheduler.stop(deadline=0.5)
     assert asyncio.get_running_loop().time() - started < 5  # bounded, not 30 s
@@ -193,9 +191,6 @@ async def test_jobs_first_run_soon_after_start_not_one_interval_later(db: Databa
     scheduler = Scheduler(JobRunner(db), {"hourly": job},
                           {"hourly": JobSettings(interval_seconds=3600, jitter_seconds=0.2)})
     scheduler.start()
-    for _ in range(50):
-        if job.runs:
-            break
-        await asyncio.sleep(0.1)
+    await wait_for(lambda: job.runs > 0, timeout=5.0, what="the first run")
     await scheduler.stop(deadline=5.0)
     assert job.runs == 1

@@ -17,7 +17,8 @@ from syncd.db.pool import Database
 from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_app
 from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.jobs.runner import JobRunner, Outcome
-from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, usage_calls
+from tests.clocks import Clock
+from tests.k3_env import k3_context, k3_jobs, k3_settings, usage_calls
 
 AUDIT_ROUTE = "/u/1/k3connect/{id}/audit"
 PAGE = 10

@@ -18,7 +18,8 @@ from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, 
 from syncd.devtools.simulators.codelocks_state import netcode_digits
 from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.runner import JobRunner
-from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings
+from tests.clocks import Clock
+from tests.k3_env import k3_context, k3_jobs, k3_settings
 
 
 @pytest.fixture

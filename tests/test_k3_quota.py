@@ -19,7 +19,8 @@ from syncd.jobs.runner import JobRunner, Outcome
 from syncd.settings.core import CodelocksSettings
 from syncd.sync.codelocks.planner import JobNeed, plan_intervals
 from syncd.sync.codelocks.quota import PLANS, QuotaConfig, QuotaLedger, alerts_crossed
-from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls
+from tests.clocks import Clock
+from tests.k3_env import START, k3_context, k3_jobs, k3_settings, run_all, usage_calls
 
 AUDIT_ROUTE = "/u/1/k3connect/{id}/audit"
 CLIENTS_ROUTE = "/u/1/k3connect/{id}/clients"
@@ -27,8 +28,8 @@ CLIENTS_ROUTE = "/u/1/k3connect/{id}/clients"
 
 @pytest.fixture
 def clock() -> Clock:
-    """The shared fake clock."""
-    return Clock()
+    """The clock the simulator and syncd share, standing at START until the test moves it."""
+    return Clock(START)
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ async def test_two_replicas_reserving_at_once_never_exceed_the_quota(db: Databas
     other = await Database.connect(db_dsn, min_size=1, max_size=5)
     try:
         now = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
-        ledgers = [QuotaLedger(d, config(50), lambda: now) for d in (db, other)]
+        ledgers = [QuotaLedger(d, config(50), Clock(now).now) for d in (db, other)]
 
         async def take(ledger: QuotaLedger) -> bool:
             try:
@@ -90,7 +91,7 @@ async def test_operators_may_use_the_reserve_and_jobs_adapt_when_they_go_past_it
     """Jobs stop at quota − reserve; operators use the reserve; beyond it they shrink the jobs'
     budget, and nobody passes the quota."""
     now = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
-    ledger = QuotaLedger(db, config(10), lambda: now)
+    ledger = QuotaLedger(db, config(10), Clock(now).now)
     for _ in range(8):
         await ledger.reserve(UTILITY, job="k3-locks")
     with pytest.raises(QuotaExhausted, match="scheduled jobs' budget"):
@@ -106,7 +107,7 @@ async def test_operators_may_use_the_reserve_and_jobs_adapt_when_they_go_past_it
 async def test_alerts_are_enqueued_once_when_a_reservation_crosses_each_line(db: Database) -> None:
     """80 %, 95 %, the jobs' budget and the whole quota each enqueue one alert, with stable ids."""
     now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
-    ledger = QuotaLedger(db, config(20, reserve_percent=10), lambda: now)
+    ledger = QuotaLedger(db, config(20, reserve_percent=10), Clock(now).now)
     for _ in range(18):
         await ledger.reserve(UTILITY, job="k3-audit")
     assert await outbox(db) == ["quota-codelocks-utility-2026-12-warn80",
@@ -161,7 +162,7 @@ async def test_jobs_skip_with_a_recorded_reason_when_the_budget_is_gone_until_ne
         plan = {r["job"]: dict(r) for r in await conn.fetch("SELECT * FROM ops.quota_plan")}
     assert "budget" in plan["k3-locks"]["skip_reason"]
     assert plan["k3-locks"]["next_due_at"] == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    clock.at = dt.datetime(2026, 12, 1, 0, 5, tzinfo=dt.UTC)
+    clock.move_to(dt.datetime(2026, 12, 1, 0, 5, tzinfo=dt.UTC))
     sim.set_month("2026-12")
     result = await JobRunner(db).run(jobs["k3-audit"])  # the heaviest weight gets the 8 calls
     assert result.outcome is Outcome.OK and result.requests == 6

@@ -20,7 +20,8 @@ from syncd.reconcile.rules.k3 import (
     silent_locks,
 )
 from syncd.settings.core import Settings
-from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all
+from tests.clocks import Clock
+from tests.k3_env import START, k3_context, k3_jobs, k3_settings, run_all
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 WEEK = dt.timedelta(days=7)
@@ -70,7 +71,7 @@ def test_client_rules_unexpected_missing_suspended() -> None:
 async def test_findings_from_a_synced_database(db: Database) -> None:
     """After a sync, the SQL facts give the rules what the simulator shows: low batteries, clients
     unexpected (none expected yet), and an expected client that is missing."""
-    clock = Clock()
+    clock = Clock(START)
     sim = CodelocksSim(seed=4, locks=4, now=clock.now)
     async with serve(create_app(sim)) as running, aiohttp.ClientSession() as http:
         await run_all(db, k3_jobs(k3_context(db, k3_settings(sim, running), http, clock)))
@@ -95,7 +96,7 @@ async def test_reconcile_opens_and_resolves_k3_cases(
     """The reconcile engine runs the K3 rule set: an expected client missing from its lock opens a
     `k3_client_missing` case in report.drift, and the case resolves once local.k3_clients no
     longer expects that client."""
-    clock = Clock()
+    clock = Clock(START)
     sim = CodelocksSim(seed=4, locks=4, now=clock.now)
     async with serve(create_app(sim)) as running, aiohttp.ClientSession() as http:
         conf = k3_settings(sim, running)

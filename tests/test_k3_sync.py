@@ -19,13 +19,14 @@ from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_ap
 from syncd.devtools.simulators.common import Running, serve
 from syncd.jobs.catalog import build_jobs
 from syncd.jobs.runner import JobRunner, Outcome
-from tests.k3_env import Clock, k3_context, k3_jobs, k3_settings, run_all, usage_calls
+from tests.clocks import Clock
+from tests.k3_env import START, k3_context, k3_jobs, k3_settings, run_all, usage_calls
 
 
 @pytest.fixture
 def clock() -> Clock:
-    """The shared fake clock."""
-    return Clock()
+    """The clock the simulator and syncd share, standing at START until the test moves it."""
+    return Clock(START)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ async def test_sync_once_fills_the_views_and_the_ledger_equals_the_vendors_count
         capsys: pytest.CaptureFixture[str]) -> None:
     """`syncd sync k3-locks k3-audit k3-clients --once` fills report.k3_* from the simulator and
     report.api_usage counts exactly the calls the simulator counted."""
-    sim.now = lambda: dt.datetime.now(dt.UTC)  # the CLI runs on the real clock
+    sim.now = Clock().now  # the CLI runs on the real clock
     async with db.connection() as conn:
         lock = next(iter(sim.locks.values()))
         email = next(iter(sim.clients[lock.lock_id]), "nobody@example.com")
@@ -166,7 +167,7 @@ async def test_status_and_quota_show_use_projection_and_next_runs(
         capsys: pytest.CaptureFixture[str]) -> None:
     """After a sync, `syncd quota --json` and `syncd status` report the calls used (as the vendor
     counted them), the quota and reserve, a projection and each K3 job's next planned run."""
-    sim.now = lambda: dt.datetime.now(dt.UTC)
+    sim.now = Clock().now  # the CLI runs on the real clock
     keys = ", ".join(f'"{k}"' for k in sim.access_keys)
     cfg = tmp_path / "syncd.toml"
     cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{db_dsn}"\n'
@@ -235,7 +236,7 @@ async def test_scheduled_jobs_run_only_when_the_planner_says_they_are_due(
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM ops.sync_runs") == runs
         due = await conn.fetchval("SELECT min(next_due_at) FROM ops.quota_plan")
-    clock.at = due
+    clock.move_to(due)
     await run_all(db, gated)
     assert running.counters.requests > sent
     forced = k3_jobs(k3_context(db, k3_settings(sim, running), http, clock), gated=False)

@@ -20,15 +20,15 @@ from syncd.settings.core import Settings
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import KnoxGuardClient
-from tests.clocks import WallClock
+from tests.clocks import Clock
 
 CLIENT_ID = "kg-sync-client"
 LIST = BASE_PATH + "/devices/list"
 
 
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def tenant(clock: WallClock) -> Callable[..., KnoxGuardSim]:
+def tenant(clock: Clock) -> Callable[..., KnoxGuardSim]:
     def build(devices: int = 30, **kwargs: Any) -> KnoxGuardSim:
         return KnoxGuardSim(seed=21, devices=devices, api_token="", clock=clock,
                             transition_delay=0.05, **kwargs)
@@ -48,7 +48,7 @@ def tenant(clock: WallClock) -> Callable[..., KnoxGuardSim]:
 _KEYS: dict[int, str] = {}
 
 
-def client_for(http: aiohttp.ClientSession, sim: KnoxGuardSim, running: Running, clock: WallClock,
+def client_for(http: aiohttp.ClientSession, sim: KnoxGuardSim, running: Running, clock: Clock,
                **kwargs: Any) -> KnoxGuardClient:
     """A signed-token client for the simulator's tenant (its keys registered on first use)."""
     if id(sim) not in _KEYS or CLIENT_ID not in sim.auth.clients:
@@ -88,7 +88,7 @@ async def cursor(db: Database, name: str) -> Any:
                          [(30, 10, 4), (25, 10, 3), (0, 10, 1), (10, 10, 2)])
 async def test_paging_ends_on_a_short_page_and_resets_the_cursor(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock, devices: int, page_size: int, list_calls: int) -> None:
+        clock: Clock, devices: int, page_size: int, list_calls: int) -> None:
     """Exact multiples end on an empty page, others on a short one; an empty tenant is one call."""
     sim = tenant(devices)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
@@ -103,7 +103,7 @@ async def test_paging_ends_on_a_short_page_and_resets_the_cursor(
 
 async def test_each_page_commits_with_its_cursor_and_a_failed_run_resumes(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """A 5xx mid-pass keeps the pages written and the cursor; the next run resumes from it."""
     sim = tenant(30)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
@@ -125,7 +125,7 @@ async def test_each_page_commits_with_its_cursor_and_a_failed_run_resumes(
 
 async def test_a_device_missing_from_the_list_is_gone_only_after_a_direct_check(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """A deletion mid-pass shifts pages so a live device is skipped: the direct check keeps it;
     the deleted device, absent from the next pass, is marked gone once the check confirms it."""
     sim = tenant(30)
@@ -156,7 +156,7 @@ async def test_a_device_missing_from_the_list_is_gone_only_after_a_direct_check(
 
 async def test_a_failed_direct_check_marks_nothing_gone(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """When the direct check cannot answer, the run fails and no device is marked gone."""
     sim = tenant(12)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
@@ -173,7 +173,7 @@ async def test_a_failed_direct_check_marks_nothing_gone(
 
 async def test_a_no_change_resync_writes_nothing(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """Re-syncing an unchanged tenant leaves every phone and upload row untouched (same xmin)."""
     sim = tenant(25)
     query = "SELECT string_agg(device_uid || upload_id || xmin::text, ',' ORDER BY 1) FROM {}"
@@ -199,7 +199,7 @@ async def test_a_no_change_resync_writes_nothing(
 @pytest.mark.parametrize(("page_size", "list_calls"), [(2, 3), (3, 2), (10, 1)])
 async def test_uploads_land_per_device_with_batch_status(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock, page_size: int, list_calls: int) -> None:
+        clock: Clock, page_size: int, list_calls: int) -> None:
     """Every device of every upload batch is a phone_uploads row; 4 batches in pages of 2 (an
     exact multiple) end on an empty page, in pages of 3 or 10 on a short one."""
     sim = tenant(25)
@@ -219,14 +219,14 @@ async def test_uploads_land_per_device_with_batch_status(
 
 async def test_token_expiry_and_revocation_mid_sync_renew_without_jti_reuse(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """Time moving past the token's renewal point mid-sync renews before sending; a revoked token
     is renewed once on 401; every token syncd built has its own jti."""
     sim = tenant(50)
 
     def churn(page_num: int) -> None:
         if page_num == 1:
-            clock.offset += 29.5 * 60  # the token has 30 s left: renewed before the next call
+            clock.advance(seconds=29.5 * 60)  # the token has 30 s left: renewed before the next call
         if page_num == 3:
             sim.auth.revoke_all()  # the next call gets 401 and is repeated with a new token
 
@@ -244,7 +244,7 @@ async def test_token_expiry_and_revocation_mid_sync_renew_without_jti_reuse(
 
 async def test_a_429_storm_mid_sync_is_retried_to_a_complete_listing(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """A tenant limit far below syncd's pace answers 429s; Retry-After is honoured; nothing lost."""
     sim = tenant(40, rate_limit=3, rate_window=0.5)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
@@ -257,7 +257,7 @@ async def test_a_429_storm_mid_sync_is_retried_to_a_complete_listing(
 
 async def test_ten_thousand_devices_sync_without_a_single_429(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """A 10,000-device tenant at the documented 100/s limit: paced at 90/s, zero 429 answers."""
     sim = tenant(10_000)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
@@ -323,7 +323,7 @@ async def _cli(argv: list[str]) -> int:
 
 async def test_a_knox_phone_disagreeing_with_its_contract_shows_in_drift(
         db: Database, http: aiohttp.ClientSession, tenant: Callable[..., KnoxGuardSim],
-        clock: WallClock) -> None:
+        clock: Clock) -> None:
     """A contract names only device_uid: it matches the knoxguard row, which report.phones
     shows in drift until the tenant's state agrees (in-flight Locking counts as agreeing)."""
     sim = tenant(20)

@@ -14,6 +14,7 @@ from syncd.errors import DataRejected
 from syncd.registry import store
 from syncd.registry.limits import ClientAddress, RateLimiter
 from syncd.registry.validate import Invalid, Registration, normalise_mac, parse
+from tests.clocks import FIXED, Clock
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -75,19 +76,19 @@ def test_the_client_is_the_rightmost_untrusted_hop() -> None:
 
 def test_rate_limiter_allows_a_burst_then_refills_at_the_rate() -> None:
     """`burst` requests pass at once, the next waits 60/per_minute s; keys are independent."""
-    now = [0.0]
-    limiter = RateLimiter(per_minute=6, burst=3, clock=lambda: now[0])
+    clock = Clock(FIXED)
+    limiter = RateLimiter(per_minute=6, burst=3, clock=clock)
     assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 0]
     assert limiter.retry_after("a") == 10
     assert limiter.retry_after("b") == 0
-    now[0] = 10.0
+    clock.advance(seconds=10)
     assert limiter.retry_after("a") == 0
     assert limiter.retry_after("a") == 10
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
     """Only max_keys buckets are kept; the least recently seen is forgotten first."""
-    limiter = RateLimiter(per_minute=1, burst=1, max_keys=2, clock=lambda: 0.0)
+    limiter = RateLimiter(per_minute=1, burst=1, max_keys=2, clock=Clock(FIXED))  # stands still
     for key in ("a", "b", "c"):
         assert limiter.retry_after(key) == 0
     assert limiter.retry_after("c") > 0

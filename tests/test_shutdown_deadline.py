@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_sigterm_with_stalled_request_bodies_exits_within_one_shutdown_deadline(
         sock.sendall(request_head(daemon.port, 1000) + b'{"id": "stalled", "pad": "')
         stalled.append(sock)
     try:
-        time.sleep(0.5)  # the handlers are now waiting for the rest of their bodies
+        daemon.round_trip()  # the handlers are now waiting for the rest of their bodies
         began = time.monotonic()
         daemon.proc.terminate()
         assert daemon.proc.wait(timeout=30) == 0, daemon.output()
@@ -31,5 +32,7 @@ def test_sigterm_with_stalled_request_bodies_exits_within_one_shutdown_deadline(
     finally:
         for sock in stalled:
             sock.close()
-    assert '"event": "syncd.drain_timeout"' in daemon.output()
+    drained = [json.loads(line) for line in daemon.output().splitlines()
+               if '"event": "syncd.drain_timeout"' in line]
+    assert [line["requests"] for line in drained] == [5]  # all five were being handled
     assert took < 3 + 2.0, f"stop took {took:.1f}s for a 3 s deadline"

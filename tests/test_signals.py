@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.waiting import wait_for_blocking
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -53,6 +55,20 @@ def _gone(pid: int, timeout: float = 20) -> bool:
     return False
 
 
+def _reading_child(pid: int, name: str) -> bool:
+    """Whether process `pid` has a child called `name` that is asleep (waiting on its input)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone since the listing
+            continue
+        comm, rest = text.split(" (", 1)[1].rsplit(") ", 1)
+        state, ppid = rest.split()[:2]
+        if comm == name and int(ppid) == pid and state == "S":
+            return True
+    return False
+
+
 def test_sighup_stops_the_daemon_and_its_postgres(short_dir: Path) -> None:
     """`syncd run` given SIGHUP drains, exits 0 and stops the embedded PostgreSQL it started."""
     proc = _start(short_dir, "run")
@@ -76,7 +92,8 @@ def test_sigterm_stops_a_one_shot_command_and_its_postgres(short_dir: Path) -> N
     assert made.returncode == 0 and out.startswith("applied "), err
     proc = _start(short_dir, "db", "psql")
     postmaster = _postmaster(short_dir, proc)
-    time.sleep(0.5)  # psql is started and reading its (empty, open) stdin
+    wait_for_blocking(lambda: _reading_child(proc.pid, "psql"), timeout=30,
+                      what="psql to start and wait on its (empty, open) stdin")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM

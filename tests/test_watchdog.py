@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.daemon import watchdog
 from syncd.db.pool import Database
 from syncd.sdnotify import Notifier
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -38,6 +41,18 @@ def drain(sock: socket.socket) -> list[str]:
     return messages
 
 
+def pinged(sock: socket.socket) -> Callable[[], bool]:
+    """A condition: a WATCHDOG=1 has arrived since the condition was made (earlier ones drained)."""
+    drain(sock)
+    return lambda: "WATCHDOG=1" in drain(sock)
+
+
+def withheld(logs: list[MutableMapping[str, Any]], reason: str) -> Callable[[], bool]:
+    """A condition: the watchdog has logged that it withheld a ping for `reason`."""
+    return lambda: any(e["event"] == "watchdog.withheld" and e["reason"].startswith(reason)
+                       for e in logs)
+
+
 async def test_pings_while_healthy_and_withholds_while_the_database_probe_hangs(
         db_dsn: str, notify: tuple[Notifier, socket.socket]) -> None:
     """With the only pooled connection held (a probe that would hang), no WATCHDOG=1 is sent."""
@@ -45,15 +60,17 @@ async def test_pings_while_healthy_and_withholds_while_the_database_probe_hangs(
     db = await Database.connect(db_dsn, min_size=1, max_size=1)
     task = asyncio.create_task(watchdog(notifier, db, interval=0.1))
     try:
-        await asyncio.sleep(0.5)
-        assert "WATCHDOG=1" in drain(sock)
-        async with db.connection():  # the pool is exhausted: the probe times out
-            await asyncio.sleep(0.3)  # let an in-flight ping finish
-            drain(sock)
-            await asyncio.sleep(0.6)
-            assert drain(sock) == []
-        await asyncio.sleep(0.5)
-        assert "WATCHDOG=1" in drain(sock)  # pings resume once the database answers
+        with capture_logs() as logs:
+            await wait_for(pinged(sock), what="a WATCHDOG=1 while healthy")
+            async with db.connection():  # the pool is exhausted: the probe times out
+                await wait_for(withheld(logs, "database probe timed out"),
+                               what="the watchdog to withhold a ping")
+                drain(sock)  # pings sent before the probe hung
+                # The absence of pings is what is shown here, and only time can show it: three
+                # rounds (a 0.1 s sleep and a 0.1 s probe timeout each) with the probe hanging.
+                await asyncio.sleep(0.6)
+                assert drain(sock) == []
+            await wait_for(pinged(sock), what="pings to resume once the database answers")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -67,13 +84,14 @@ async def test_withholds_a_ping_after_the_event_loop_stalled(
     notifier, sock = notify
     task = asyncio.create_task(watchdog(notifier, db, interval=0.2))
     try:
-        await asyncio.sleep(0.5)
-        drain(sock)
-        time.sleep(0.6)  # noqa: ASYNC251  (on purpose: a wedged event loop, nothing else runs)
-        await asyncio.sleep(0.05)  # the watchdog wakes, sees the stall, and skips this ping
-        assert drain(sock) == []
-        await asyncio.sleep(0.5)
-        assert "WATCHDOG=1" in drain(sock)
+        with capture_logs() as logs:
+            await wait_for(pinged(sock), what="a WATCHDOG=1 before the stall")
+            # It has just pinged, so it is asleep until its next round: the stall falls in it.
+            time.sleep(0.6)  # noqa: ASYNC251  (on purpose: a wedged event loop, nothing else runs)
+            await wait_for(withheld(logs, "event loop stalled"),
+                           what="the watchdog to see the stall")
+            assert drain(sock) == []  # that round sent nothing
+            await wait_for(pinged(sock), what="pings to resume after the stall")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,16 +14,7 @@ import pytest
 
 from syncd.devtools.simulators.biotime import BioTimeSim, create_app
 from syncd.devtools.simulators.common import Running, serve
-
-
-class Clock:
-    """A clock that tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.clocks import FIXED, Clock
 
 
 class Env:
@@ -57,8 +48,8 @@ class Env:
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
     """A BioTime simulator on loopback with a hand-moved clock, logged in with a JWT."""
-    clock = Clock()
-    sim = BioTimeSim(seed=3, terminals=10, now=clock)
+    clock = Clock(FIXED)
+    sim = BioTimeSim(seed=3, terminals=10, now=clock.now)
     async with serve(create_app(sim)) as running, aiohttp.ClientSession() as http:
         e = Env(sim, clock, running, http)
         await e.login()
@@ -85,13 +76,13 @@ async def test_jwt_carries_exp_after_the_configured_lifetime(env: Env) -> None:
     header, payload = (json.loads(base64.urlsafe_b64decode(part + "=="))
                        for part in token.split(".")[:2])
     assert header["alg"] == "HS256"
-    assert payload["exp"] == int(env.clock.now.timestamp()) + 120
+    assert payload["exp"] == int(env.clock.unix()) + 120
     assert (await env.call("GET", "/iclock/api/terminals/"))[0] == 200
 
 
 async def test_expired_jwt_is_401(env: Env) -> None:
     """Once the clock passes `exp`, the JWT is refused with 401 "Signature has expired."."""
-    env.clock.now += timedelta(seconds=env.sim.token_lifetime + 1)
+    env.clock.advance(seconds=env.sim.token_lifetime + 1)
     assert await env.call("GET", "/iclock/api/terminals/") == (
         401, {"detail": "Signature has expired."})
 
@@ -120,7 +111,7 @@ async def test_login_errors_are_400(env: Env) -> None:
 async def test_drf_token_never_expires(env: Env) -> None:
     """The /api-token-auth/ token, sent as `Token <t>`, works whatever the clock says."""
     await env.login("/api-token-auth/", "Token")
-    env.clock.now += timedelta(days=365)
+    env.clock.advance(days=365)
     assert (await env.call("GET", "/iclock/api/terminals/"))[0] == 200
 
 
@@ -284,7 +275,7 @@ async def test_actions_record_commands(env: Env, action: str) -> None:
         200, {"code": 0, "msg": "", "data": None})
     assert [(c.action, c.sn, c.queued) for c in env.sim.commands] == [
         (action, first.sn, False), (action, second.sn, True)]
-    assert env.sim.commands_for(first.sn)[0].issued_at == env.clock.now
+    assert env.sim.commands_for(first.sn)[0].issued_at == env.clock.now()
 
 
 async def test_action_errors(env: Env) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -12,8 +12,9 @@ import pytest
 
 from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
 from syncd.devtools.simulators.common import FaultSpec, Running, serve
+from tests.clocks import FIXED, Clock
 
-NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+NOW = FIXED  # where the simulator's clock stands
 
 
 class Env:
@@ -41,7 +42,7 @@ class Env:
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
     """A Codelocks simulator on loopback with a fixed clock."""
-    sim = CodelocksSim(seed=7, locks=6, now=lambda: NOW)
+    sim = CodelocksSim(seed=7, locks=6, now=Clock(NOW).now)
     async with serve(create_app(sim)) as running, aiohttp.ClientSession() as http:
         yield Env(sim, running, http)
 

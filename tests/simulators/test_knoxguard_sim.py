@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +13,7 @@ import pytest
 from syncd.devtools.simulators.common import Running, serve
 from syncd.devtools.simulators.kg_core import STATES
 from syncd.devtools.simulators.knoxguard import BASE_PATH, KnoxGuardSim, create_app
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -37,6 +38,17 @@ async def call(session: aiohttp.ClientSession, method: str, url: str,
     """Send a request; return the status and the decoded JSON body."""
     async with session.request(method, url, **kwargs) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+def transaction_done(session: aiohttp.ClientSession, url: str,
+                     transaction_id: str) -> Callable[[], Awaitable[bool]]:
+    """A condition: /transaction at `url` has a result for every device of the request."""
+
+    async def done() -> bool:
+        _, body = await call(session, "POST", url, json={"transactionId": transaction_id})
+        return bool(len(body["resultList"]) == body["count"])
+
+    return done
 
 
 def uid_in(sim: KnoxGuardSim, state: str) -> str:
@@ -163,8 +175,11 @@ async def test_upload_by_id_lists_its_devices_and_completes(
     assert body["status"] == "Progress"
     assert [(d["deviceUid"], d["result"]) for d in body["devices"]] == \
         [("R58N12ABCDE", "SUCCESS"), ("", "FAIL")]
-    await asyncio.sleep(0.1)
-    assert (await call(session, "GET", url))[1]["status"] == "Completed"
+
+    async def completed() -> bool:
+        return bool((await call(session, "GET", url))[1]["status"] == "Completed")
+
+    await wait_for(completed, interval=0.05, what="the upload to complete")
 
 
 async def test_unknown_upload_id_gets_404(
@@ -338,7 +353,7 @@ async def test_lock_goes_locking_then_locked_after_the_delay(
                            json={"deviceUid": uid, "message": "Pay now"})
     assert status == 200
     assert sim.device(uid).status == "Locking"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # half the delay: what is shown is that nothing changes before it
     assert sim.device(uid).status == "Locking"
     await sim.wait_for_state(uid, "Locked", 2.0)
 
@@ -398,7 +413,8 @@ async def test_async_lock_results_are_read_with_transaction(
     status, body = await call(session, "POST", url, json={"transactionId": "txn42"})
     assert status == 200
     assert (body["count"], body["success"], body["fail"], body["resultList"]) == (3, 0, 0, [])
-    await asyncio.sleep(0.15)
+    await wait_for(transaction_done(session, url, "txn42"), interval=0.05,
+                   what="the lock's per-device results")
     _, body = await call(session, "POST", url, json={"transactionId": "txn42"})
     assert (body["count"], body["success"], body["fail"]) == (3, 1, 2)
     errors = [r["error"]["message"] for r in body["resultList"] if r["result"] == "FAIL"]
@@ -412,7 +428,8 @@ async def test_async_request_without_transaction_header_gets_one(
     uid = uid_in(sim, "Enrolled")
     _, body = await call(session, "POST", running.url + "/devices/blinkAsync",
                          json={**BLINK, "deviceUid": uid})
-    await asyncio.sleep(0.15)
+    await wait_for(transaction_done(session, running.url + "/transaction", body["transactionId"]),
+                   interval=0.05, what="the blink's result")
     _, result = await call(session, "POST", running.url + "/transaction",
                            json={"transactionId": body["transactionId"]})
     assert result["success"] == 1
@@ -478,5 +495,5 @@ async def test_shutdown_cancels_pending_async_work(session: aiohttp.ClientSessio
     async with serve(create_app(sim), prefix=BASE_PATH) as run:
         _, body = await call(session, "POST", run.url + "/devices/lockAsync",
                              json={"deviceUid": uid_in(sim, "Enrolled")})
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # an absence, shown over time: twice the delay the request had
     assert sim.transactions[body["transactionId"]].results == []

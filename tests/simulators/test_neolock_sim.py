@@ -19,6 +19,7 @@ from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.devtools.simulators.kg_core import STATES
 from syncd.devtools.simulators.neolock import BASE_PATH, NeoLockSim, create_app
 from syncd.devtools.simulators.neolock_push import PushEvent
+from tests.waiting import wait_for
 
 UNAUTHORIZED = ("Authorization required to do specific action\n"
                 "Для выполнения определенных действий требуется авторизация")
@@ -144,7 +145,11 @@ async def test_expired_token_gets_documented_401(
     headers = {"x-knox-apitoken": body["data"]["access_token"]}
     url = f"{running.url}/clients/devices/{uid_in(sim, 'Enrolled')}"
     assert (await call(session, "GET", url, headers=headers))[0] == 200
-    await asyncio.sleep(0.25)
+
+    async def refused() -> bool:
+        return (await call(session, "GET", url, headers=headers))[0] == 401
+
+    await wait_for(refused, interval=0.05, what="the token to expire")
     status, body = await call(session, "GET", url, headers=headers)
     assert status == 401
     assert_gateway_error(body, 401, "UNAUTHORIZED")
@@ -294,7 +299,7 @@ async def test_lock_goes_locking_then_locked_after_the_delay(
     assert body["result"] == "success"
     assert body["requestedId"]
     assert sim.device(uid).status == "Locking"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # half the delay: what is shown is that nothing changes before it
     assert sim.device(uid).status == "Locking"
     await sim.wait_for_state(uid, "Locked", 2.0)
     assert sim.device(uid).message == "Pay"
@@ -611,6 +616,7 @@ async def test_shutdown_cancels_pending_transitions_and_pushes(
                                    headers={"x-knox-apitoken": sim.issue_token()})
             assert status == 200
             await sim.push.wait_idle(2.0)
+        # Absences, shown over time: twice the transition delay, then a push's round trip.
         await asyncio.sleep(0.2)
         assert sim.device(uid).status == "Locking"
         sim.set_state(uid, "Locked")  # queued while stopped: nothing is sent

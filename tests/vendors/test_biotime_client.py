@@ -21,7 +21,7 @@ from syncd.errors import (
 )
 from syncd.vendors.biotime import BioTimeClient
 from syncd.vendors.http import RetryPolicy
-from tests.clocks import WallClock
+from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
 LOGIN_ROUTE = "/jwt-api-token-auth/"
@@ -99,7 +99,7 @@ async def test_unknown_terminal_is_not_found(client: BioTimeClient) -> None:
 
 async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> None:
     """Once our clock passes the JWT's renewal point, the next page logs in again first."""
-    clock = WallClock()
+    clock = Clock()
     sim = BioTimeSim(seed=2, terminals=9, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -108,7 +108,7 @@ async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> 
         async for _terminal in client.iter_terminals():
             seen += 1
             if seen == 1:
-                clock.offset += sim.token_lifetime - 5  # near exp for both sides
+                clock.advance(seconds=sim.token_lifetime - 5)  # near exp for both sides
     assert seen == 9
     assert running.counters[LOGIN_ROUTE].requests == 2
     assert running.counters[TERMINALS_ROUTE].requests == 3  # nothing was refused and repeated
@@ -116,7 +116,7 @@ async def test_jwt_is_renewed_before_its_exp(session: aiohttp.ClientSession) -> 
 
 async def test_jwt_refused_with_401_is_renewed_once(session: aiohttp.ClientSession) -> None:
     """A JWT the server deems expired (our clock disagrees) costs one 401 and one new login."""
-    clock = WallClock()
+    clock = Clock()
     sim = BioTimeSim(seed=2, terminals=6, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
@@ -125,7 +125,7 @@ async def test_jwt_refused_with_401_is_renewed_once(session: aiohttp.ClientSessi
         async for _terminal in client.iter_terminals():
             seen += 1
             if seen == 1:
-                clock.offset += sim.token_lifetime + 60  # only the server's clock moves
+                clock.advance(seconds=sim.token_lifetime + 60)  # only the server's clock moves
     assert seen == 6
     assert running.counters[LOGIN_ROUTE].requests == 2
     assert running.counters[TERMINALS_ROUTE].requests == 3
@@ -283,14 +283,14 @@ async def test_concurrent_401s_cost_one_login_and_lose_no_call(
     the refusals cost exactly one new login, even for refusals that arrive after the renewal
     (the token each call was sent with is recorded per call, so a late refusal of the old token
     never drops the new one). Calls start 50 ms apart and each answer takes 200 ms."""
-    clock = WallClock()
+    clock = Clock()
     sim = BioTimeSim(seed=2, terminals=20, now=clock.now)
     async with serve(create_app(sim), prefix=BASE_PATH) as running:
         client = make_client(session, running.url, username=sim.username,
                              password=sim.password, concurrency=20, rate=20)
         ids = sorted(t.id for t in [t async for t in client.iter_terminals()])
         running.faults.set(TERMINALS_ROUTE + "{id}/", FaultSpec(latency=0.2))
-        clock.offset += sim.token_lifetime + 60  # the server now refuses the JWT we hold
+        clock.advance(seconds=sim.token_lifetime + 60)  # the server now refuses the JWT we hold
         got = await asyncio.gather(*(client.get_terminal(i) for i in ids))
     assert [t.id for t in got] == ids
     assert running.counters[LOGIN_ROUTE].requests == 2  # the first login and one renewal

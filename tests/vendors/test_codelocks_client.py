@@ -20,6 +20,7 @@ from syncd.errors import (
 )
 from syncd.vendors.codelocks import CodelocksClient
 from syncd.vendors.http import RetryPolicy
+from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)
 NOW = dt.datetime(2025, 3, 14, 9, 30, tzinfo=dt.UTC)
@@ -29,7 +30,7 @@ AUDIT_ROUTE = "/u/1/k3connect/{id}/audit"
 @pytest.fixture
 def sim() -> CodelocksSim:
     """A seeded tenant with 6 locks on two accounts and a fixed clock."""
-    return CodelocksSim(seed=7, locks=6, now=lambda: NOW)
+    return CodelocksSim(seed=7, locks=6, now=Clock(NOW).now)
 
 
 @pytest.fixture

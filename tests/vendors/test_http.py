@@ -35,6 +35,7 @@ from syncd.vendors.http import (
     parse_retry_after,
 )
 from syncd.vendors.usage import Usage
+from tests.clocks import FIXED, Clock
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -327,18 +328,18 @@ def test_jwt_expiry_is_read_without_verifying() -> None:
 
 async def test_token_keeper_renews_shortly_before_expiry_and_once_per_refusal() -> None:
     """A token is reused, renewed inside the margin, and dropped only if it is the refused one."""
-    now = [1000.0]
+    clock = Clock(FIXED)
     issued: list[str] = []
 
     async def fetch() -> Token:
         issued.append(f"t{len(issued)}")
-        return Token(issued[-1], now[0] + 100)
+        return Token(issued[-1], clock() + 100)
 
-    keeper = TokenKeeper(fetch, margin=10, clock=lambda: now[0])
+    keeper = TokenKeeper(fetch, margin=10, clock=clock)
     assert await keeper.get() == "t0"
-    now[0] += 89
+    clock.advance(seconds=89)
     assert await keeper.get() == "t0"
-    now[0] += 2  # within 10 s of expiry
+    clock.advance(seconds=2)  # within 10 s of expiry
     assert await keeper.get() == "t1"
     keeper.invalidate("t0")  # a stale refusal: t1 is kept
     assert await keeper.get() == "t1"

@@ -24,18 +24,18 @@ from syncd.errors import (
 )
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import Blink, KnoxGuardClient, KnoxRequestInvalid
-from tests.clocks import WallClock
+from tests.clocks import Clock
 
 CLIENT_ID = "kg-client-identifier-0001"
 
 
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def sim(clock: WallClock) -> KnoxGuardSim:
+def sim(clock: Clock) -> KnoxGuardSim:
     """A tenant that accepts only the signed-token flow (no static token)."""
     return KnoxGuardSim(seed=7, devices=30, api_token="", clock=clock, transition_delay=0.05,
                         async_delay=0.05)
@@ -57,7 +57,7 @@ def origin(running: Running) -> str:
 
 
 @pytest.fixture
-async def make_client(running: Running, keys: str, clock: WallClock
+async def make_client(running: Running, keys: str, clock: Clock
                       ) -> AsyncIterator[Callable[..., KnoxGuardClient]]:
     async with aiohttp.ClientSession() as session:
         def build(**kwargs: Any) -> KnoxGuardClient:
@@ -83,11 +83,11 @@ async def test_signed_token_flow_authorizes_and_reuses_one_token(
 
 
 async def test_token_is_renewed_before_its_validity_runs_out(
-        sim: KnoxGuardSim, make_client: Callable[..., KnoxGuardClient], clock: WallClock) -> None:
+        sim: KnoxGuardSim, make_client: Callable[..., KnoxGuardClient], clock: Clock) -> None:
     """29.5 minutes later the client builds a new token (fresh jti) before sending, with no 401."""
     client = make_client()
     await client.authorization()
-    clock.offset += 29.5 * 60
+    clock.advance(seconds=29.5 * 60)
     await client.authorization()
     assert sim.auth.exchanges == 2
     assert sim.auth.expired == 0 and sim.auth.jti_replays == 0
@@ -106,7 +106,7 @@ async def test_a_revoked_token_is_renewed_once_on_401(
 
 
 async def test_an_unregistered_key_is_an_auth_error_without_secrets(
-        running: Running, clock: WallClock) -> None:
+        running: Running, clock: Clock) -> None:
     """Keys the tenant does not know are refused at the exchange: VendorAuthError, no key text."""
     other = KnoxGuardSim().auth.register("someone-else")
     async with aiohttp.ClientSession() as session:
@@ -119,7 +119,7 @@ async def test_an_unregistered_key_is_an_auth_error_without_secrets(
 
 
 async def test_a_reused_jti_is_refused_by_the_simulator(
-        sim: KnoxGuardSim, running: Running, keys: str, clock: WallClock) -> None:
+        sim: KnoxGuardSim, running: Running, keys: str, clock: Clock) -> None:
     """Two different tokens carrying one jti: the second is refused 401 (a replay)."""
     pair = json.loads(keys)
     private = serialization.load_der_private_key(base64.b64decode(pair["Private"]), None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from syncd.errors import (
 )
 from syncd.vendors.http import RetryPolicy
 from syncd.vendors.neolock import NeoLockClient
+from tests.clocks import FIXED, Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
 DEVICE_ROUTE = BASE_PATH + "/clients/devices/{deviceUid}"
@@ -74,14 +74,13 @@ async def test_token_is_fetched_once_and_reused(client: NeoLockClient, running: 
 async def test_token_is_renewed_before_expiry_in_the_middle_of_paging(
         session: aiohttp.ClientSession, running: Running, sim: NeoLockSim) -> None:
     """Past its renewal point, the token is replaced before the next page: no 401 round trip."""
-    offset = [0.0]
-    client = make_client(session, running.url, sim.login, sim.password,
-                         clock=lambda: time.time() + offset[0])
+    clock = Clock()
+    client = make_client(session, running.url, sim.login, sim.password, clock=clock)
     pages = 0
     async for _page in client.iter_upload_pages(page_size=10):
         pages += 1
         if pages == 1:
-            offset[0] += sim.token_lifetime  # by our clock, the token has now expired
+            clock.advance(seconds=sim.token_lifetime)  # by our clock, the token has now expired
     assert pages == 3
     assert running.counters[TOKEN_ROUTE].requests == 2
     assert running.counters[UPLOADS_ROUTE].requests == 3  # no page was refused and repeated
@@ -332,14 +331,14 @@ async def test_a_knox_failure_answered_with_200_is_still_an_error(
 async def test_a_token_without_jwt_exp_uses_expires_in(session: aiohttp.ClientSession) -> None:
     """An opaque token's `expires_in` sets its renewal time."""
     device = {"result": "SUCCESS", "device": {"deviceUid": "351"}}
-    now = [1000.0]
+    clock = Clock(FIXED)
     async with serve(envelope_server(device, {}), prefix="/api") as running:
-        client = make_client(session, running.url, "me", "pw", clock=lambda: now[0])
+        client = make_client(session, running.url, "me", "pw", clock=clock)
         await client.get_device("351")
-        now[0] += 500
+        clock.advance(seconds=500)
         await client.get_device("351")
         assert client.token_fetches == 1
-        now[0] += 90  # inside the renewal margin of a 600 s token
+        clock.advance(seconds=90)  # inside the renewal margin of a 600 s token
         await client.get_device("351")
         assert client.token_fetches == 2
 
