@@ -23,12 +23,12 @@ from bench.common import Postgres, Report, percentile
 from syncd.db.pool import Database
 from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_app
 from syncd.devtools.simulators.common import serve
-from syncd.settings.core import CodelocksSettings
+from syncd.settings.vendors import CodelocksSettings
 from syncd.sync.base import RunContext
 from syncd.sync.codelocks.audit import K3AuditJob
 from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3Job, K3LocksJob
 from syncd.vendors import usage
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)

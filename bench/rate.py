@@ -23,7 +23,7 @@ from syncd.devtools.simulators.neolock import (
     create_app,
 )
 from syncd.runtime import open_http
-from syncd.settings.core import NeoLockSettings
+from syncd.settings.vendors import NeoLockSettings
 from syncd.sync.neolock import neolock_client, refresh
 
 DEVICES = 450  # ~4.6 s of requests at 98/s

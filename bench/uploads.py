@@ -116,7 +116,7 @@ async def job(url: str, dsn: str, rate: float = 90.0) -> dict[str, Any]:
     """`NeoLockUploadsJob` as the daemon runs it, timed from the run's start to its end."""
     from syncd.db.pool import Database
     from syncd.runtime import open_http
-    from syncd.settings.core import NeoLockSettings
+    from syncd.settings.vendors import NeoLockSettings
     from syncd.sync.base import RunContext
     from syncd.sync.neolock import NeoLockUploadsJob, neolock_client
     from syncd.vendors import usage

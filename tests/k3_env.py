@@ -11,10 +11,10 @@ from syncd.db.pool import Database
 from syncd.devtools.simulators.codelocks import CodelocksSim
 from syncd.devtools.simulators.common import Running
 from syncd.jobs.runner import JobRunner, RunResult
-from syncd.settings.core import CodelocksSettings
+from syncd.settings.vendors import CodelocksSettings
 from syncd.sync.codelocks.audit import K3AuditJob
 from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3Job, K3LocksJob
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)

@@ -19,7 +19,8 @@ from syncd.db.actions import enqueue_alert
 from syncd.db.pool import Database
 from syncd.devtools.simulators.alert_receiver import AlertReceiver, create_app
 from syncd.devtools.simulators.common import serve
-from syncd.settings.core import AlertSettings, Settings
+from syncd.settings.core import Settings
+from syncd.settings.drift import AlertSettings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_" + "c2VjcmV0LWJlaW5nLXJldGlyZWQtbm93"

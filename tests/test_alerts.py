@@ -19,7 +19,7 @@ from syncd.db.pool import Database
 from syncd.devtools.simulators.alert_receiver import AlertReceiver, create_app
 from syncd.devtools.simulators.common import serve
 from syncd.metrics import Metrics
-from syncd.settings.core import AlertSettings
+from syncd.settings.drift import AlertSettings
 from tests.conftest import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -18,9 +18,9 @@ from syncd.db.pool import Database
 from syncd.devtools.simulators.biotime import BASE_PATH, BioTimeSim, create_app
 from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.jobs.runner import JobRunner, Outcome, RunResult
-from syncd.settings.core import BioTimeSettings
+from syncd.settings.vendors import BioTimeSettings
 from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=1, base_delay=0.01, max_delay=0.02)

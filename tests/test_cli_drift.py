@@ -86,7 +86,7 @@ def test_a_sync_run_that_wrote_rows_asks_for_a_reconcile() -> None:
 async def test_run_soon_brings_a_scheduled_job_forward() -> None:
     """A job scheduled hourly runs again promptly when run_soon names it."""
     from syncd.jobs.scheduler import Scheduler
-    from syncd.settings.core import JobSettings
+    from syncd.settings.service import JobSettings
     from syncd.sync.base import RunContext
 
     runs: list[int] = []

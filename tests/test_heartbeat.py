@@ -15,7 +15,8 @@ from syncd.jobs.heartbeat import Heartbeat, identity
 from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.jobs.runner import JobRunner
 from syncd.jobs.status import collect_status, next_run
-from syncd.settings.core import Settings, StatusSettings
+from syncd.settings.core import Settings
+from syncd.settings.service import StatusSettings
 from syncd.supervisor import Supervisor
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

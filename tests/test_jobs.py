@@ -17,7 +17,8 @@ from syncd.db.pool import Database
 from syncd.errors import VendorFault
 from syncd.jobs.runner import JobRunner, Outcome
 from syncd.jobs.scheduler import Scheduler
-from syncd.settings.core import JobSettings, Settings
+from syncd.settings.core import Settings
+from syncd.settings.service import JobSettings
 from syncd.sync.base import RunContext
 from syncd.vendors import usage
 from tests.waiting import wait_for

@@ -16,7 +16,7 @@ from syncd.devtools.simulators.codelocks import UTILITY, CodelocksSim, create_ap
 from syncd.devtools.simulators.common import FaultSpec, Running, serve
 from syncd.errors import QuotaExhausted
 from syncd.jobs.runner import JobRunner, Outcome
-from syncd.settings.core import CodelocksSettings
+from syncd.settings.vendors import CodelocksSettings
 from syncd.sync.codelocks.planner import JobNeed, plan_intervals
 from syncd.sync.codelocks.quota import PLANS, QuotaConfig, QuotaLedger, alerts_crossed
 from tests.clocks import Clock

@@ -18,8 +18,8 @@ from syncd.devtools.simulators.knoxguard import BASE_PATH, TOKEN_PATH, KnoxGuard
 from syncd.jobs.runner import JobRunner, Outcome, RunResult
 from syncd.settings.core import Settings
 from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob
-from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import KnoxGuardClient
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 CLIENT_ID = "kg-sync-client"

@@ -27,7 +27,8 @@ from jsonschema import Draft202012Validator
 
 from syncd.app import create_app
 from syncd.registry.validate import FIELDS, PLACEHOLDER_MACS, normalise_mac
-from syncd.settings.core import RegistrySettings, Settings
+from syncd.settings.core import Settings
+from syncd.settings.service import RegistrySettings
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], "asyncio.Future[Client]"]

@@ -36,9 +36,9 @@ from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.metrics import Metrics
 from syncd.settings.checks import WEBHOOK_SECRET_PREFIX
-from syncd.settings.core import AlertSettings
+from syncd.settings.drift import AlertSettings
 from syncd.transition import Transition
-from syncd.vendors.http import RetryPolicy, parse_retry_after
+from syncd.vendors.pacing import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)
 GAUGE_EVERY = 15.0  # seconds between refreshes of the drift and delivery gauges

@@ -12,6 +12,7 @@ from typing import Any
 from syncd.cli.help import SubParsers, add_command
 from syncd.jobs import catalog
 from syncd.logs import Redactor
+from syncd.settings import checks
 from syncd.settings import core as config
 from syncd.settings.checks import config_warnings
 
@@ -137,13 +138,14 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def origins(path: str | None) -> dict[str, str]:
     """Dotted key → where its value came from: an environment variable or the TOML file."""
-    source, data = config.read_toml(path)
+    source = config.config_path(path)
+    data = checks.read_toml(source)
     found: dict[str, str] = {}
     for key, _ in _flatten(data):
         name = key[: -len("_file")] if key.endswith("_file") else key
         found[name] = f"file {source}" + (f" ({key.rsplit('.', 1)[-1]})" if name != key else "")
     for var in config.syncd_environ():
-        where = config.env_path(var)
+        where = checks.env_path(var, config.Settings)
         if isinstance(where, tuple):
             dotted = ".".join(where)
             base = dotted[: -len("_file")] if dotted.endswith("_file") else dotted

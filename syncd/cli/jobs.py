@@ -13,6 +13,7 @@ from syncd.jobs import catalog
 from syncd.jobs.status import Health, json_default
 from syncd.logs import Redactor
 from syncd.settings import core as config
+from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -156,7 +157,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     return int(Health[body["health"].upper()])
 
 
-async def _quota(db: Any, codelocks: config.CodelocksSettings) -> dict[str, Any]:
+async def _quota(db: Any, codelocks: CodelocksSettings) -> dict[str, Any]:
     from syncd.cli.quota import quota_of
     from syncd.runtime import open_http
 

@@ -12,6 +12,7 @@ import aiohttp
 from syncd.db.pool import Database
 from syncd.logs import Redactor
 from syncd.settings import core as config
+from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=show_quota)
 
 
-async def quota_of(db: Database, settings: config.CodelocksSettings,
+async def quota_of(db: Database, settings: CodelocksSettings,
                    http: aiohttp.ClientSession) -> dict[str, Any]:
     """The quota status of this configuration (no vendor call)."""
     from syncd.sync.codelocks.jobs import K3Context

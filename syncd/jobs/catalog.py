@@ -19,7 +19,8 @@ from syncd.jobs.housekeeping import HousekeepingJob
 from syncd.jobs.runner import Outcome, RunResult
 from syncd.reconcile.job import NAME as RECONCILE
 from syncd.reconcile.job import ReconcileJob, build_remediators
-from syncd.settings.core import JobSettings, Settings
+from syncd.settings.core import Settings
+from syncd.settings.service import JobSettings
 from syncd.sync.base import Job
 from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
 from syncd.sync.codelocks.audit import K3AuditJob

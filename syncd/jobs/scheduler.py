@@ -15,7 +15,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.jobs.runner import JobRunner
-from syncd.settings.core import JobSettings
+from syncd.settings.service import JobSettings
 from syncd.sync.base import Job
 from syncd.transition import Transition
 

@@ -21,7 +21,7 @@ from syncd.db import alerts, drift, ops
 from syncd.db import codelocks as plans
 from syncd.db.pool import Database
 from syncd.db.replicas import Replica, recent
-from syncd.settings.core import StatusSettings
+from syncd.settings.service import StatusSettings
 from syncd.sync.codelocks.quota import VENDOR as CODELOCKS
 
 

@@ -35,7 +35,7 @@ from syncd.db.actions import Outcome, record_action
 from syncd.db.pool import Database
 from syncd.db.upsert import upsert
 from syncd.errors import SyncdError, VendorError, VendorNotFound, VendorStateInvalid
-from syncd.settings.core import ReconcileSettings
+from syncd.settings.drift import ReconcileSettings
 from syncd.sync import biotime as biotime_sync
 from syncd.sync import knoxguard as knox_sync
 from syncd.sync import neolock as neolock_sync

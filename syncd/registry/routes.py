@@ -24,7 +24,7 @@ from syncd.errors import DatabaseError, DataRejected
 from syncd.registry import schemas, store
 from syncd.registry.limits import ClientAddress, RateLimiter
 from syncd.registry.validate import Invalid, parse
-from syncd.settings.core import RegistrySettings
+from syncd.settings.service import RegistrySettings
 from syncd.web import keys, openapi
 
 log = structlog.get_logger(__name__)

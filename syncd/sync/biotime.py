@@ -26,12 +26,12 @@ from syncd.db import biotime as queries
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertResult, UpsertSpec, upsert
 from syncd.errors import VendorFault
-from syncd.settings.core import BioTimeSettings
+from syncd.settings.vendors import BioTimeSettings
 from syncd.sync.base import RunContext
 from syncd.sync.refresh import confirm_each
 from syncd.vendors.biotime import BioTimeClient, Terminal, Transaction
 from syncd.vendors.biotime.models import is_online, server_time
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 
 log = structlog.get_logger(__name__)
 VENDOR = "biotime"

@@ -28,7 +28,7 @@ from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertSpec, upsert
 from syncd.errors import SyncdError, VendorFault
-from syncd.settings.core import KnoxGuardSettings
+from syncd.settings.vendors import KnoxGuardSettings
 from syncd.sync.base import RunContext
 from syncd.sync.refresh import confirm_each
 from syncd.vendors.knoxguard import Device, KnoxGuardClient, UploadDetail

@@ -15,7 +15,7 @@ import structlog
 from syncd.db import ops, phones
 from syncd.db.pool import Database
 from syncd.errors import VendorFault
-from syncd.settings.core import NeoLockSettings
+from syncd.settings.vendors import NeoLockSettings
 from syncd.sync.base import RunContext
 from syncd.sync.neolock_uploads import NeoLockUploadsJob, listing_read
 from syncd.sync.refresh import PHONES, Refresh, device_record, refresh, store

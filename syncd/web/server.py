@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from syncd.settings.core import AdminSettings, ServerSettings
+from syncd.settings.service import AdminSettings, ServerSettings
 from syncd.transition import Transition
 
 log = structlog.get_logger(__name__)

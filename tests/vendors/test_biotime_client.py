@@ -20,7 +20,7 @@ from syncd.errors import (
     VendorNotFound,
 )
 from syncd.vendors.biotime import BioTimeClient
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)

@@ -19,7 +19,7 @@ from syncd.errors import (
     VendorNotFound,
 )
 from syncd.vendors.codelocks import CodelocksClient
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.002)

@@ -23,17 +23,8 @@ from syncd.errors import (
     VendorTransportError,
 )
 from syncd.vendors import usage
-from syncd.vendors.http import (
-    Pacer,
-    Reply,
-    RetryPolicy,
-    Token,
-    TokenAuth,
-    TokenKeeper,
-    VendorHttp,
-    jwt_expiry,
-    parse_retry_after,
-)
+from syncd.vendors.http import Reply, Token, TokenAuth, TokenKeeper, VendorHttp, jwt_expiry
+from syncd.vendors.pacing import Pacer, RetryPolicy, parse_retry_after
 from syncd.vendors.usage import Usage
 from tests.clocks import FIXED, Clock
 

@@ -22,8 +22,8 @@ from syncd.errors import (
     VendorRateLimited,
     VendorStateInvalid,
 )
-from syncd.vendors.http import RetryPolicy
 from syncd.vendors.knoxguard import Blink, KnoxGuardClient, KnoxRequestInvalid
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import Clock
 
 CLIENT_ID = "kg-client-identifier-0001"

@@ -20,8 +20,8 @@ from syncd.errors import (
     VendorStateInvalid,
     VendorTransportError,
 )
-from syncd.vendors.http import RetryPolicy
 from syncd.vendors.neolock import NeoLockClient
+from syncd.vendors.pacing import RetryPolicy
 from tests.clocks import FIXED, Clock
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)

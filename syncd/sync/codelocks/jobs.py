@@ -23,12 +23,12 @@ from syncd.db import codelocks as queries
 from syncd.db.pool import Database
 from syncd.db.upsert import UpsertSpec, upsert
 from syncd.errors import QuotaExhausted, VendorAuthError, VendorNotFound
-from syncd.settings.core import CodelocksSettings
+from syncd.settings.vendors import CodelocksSettings
 from syncd.sync.base import RunContext
 from syncd.sync.codelocks.planner import JobNeed, JobPlan, plan_intervals
 from syncd.sync.codelocks.quota import UTILITY, VENDOR, Clock, QuotaConfig, QuotaLedger, utc_now
 from syncd.vendors.codelocks import CodelocksClient, K3Client, K3Lock, QuotaRefusedByVendor
-from syncd.vendors.http import RetryPolicy
+from syncd.vendors.pacing import RetryPolicy
 
 log = structlog.get_logger(__name__)
 JOBS = ("k3-locks", "k3-audit", "k3-clients")

@@ -21,7 +21,7 @@ from syncd.db.actions import enqueue_alert
 from syncd.db.codelocks import Usage
 from syncd.db.pool import Connection, Database
 from syncd.errors import QuotaExhausted
-from syncd.settings.core import CodelocksSettings
+from syncd.settings.vendors import CodelocksSettings
 
 VENDOR = "codelocks"
 NETCODE = "netcode"

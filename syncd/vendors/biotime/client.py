@@ -26,7 +26,6 @@ from syncd.vendors.biotime.models import CommandResult, Page, Terminal, Transact
 from syncd.vendors.http import (
     AuthHeaders,
     Reply,
-    RetryPolicy,
     Token,
     TokenAuth,
     TokenClient,
@@ -37,6 +36,7 @@ from syncd.vendors.http import (
     status_error,
     vendor_text,
 )
+from syncd.vendors.pacing import RetryPolicy
 
 M = TypeVar("M", bound=BaseModel)
 VENDOR = "biotime"

@@ -47,7 +47,8 @@ from syncd.vendors.codelocks.models import (
     Mode,
     NetCode,
 )
-from syncd.vendors.http import Reply, RetryPolicy, VendorHttp, parse_model, status_error, vendor_text
+from syncd.vendors.http import Reply, VendorHttp, parse_model, status_error, vendor_text
+from syncd.vendors.pacing import RetryPolicy
 
 M = TypeVar("M", bound=BaseModel)
 VENDOR = "codelocks"

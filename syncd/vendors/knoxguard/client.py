@@ -30,7 +30,6 @@ from syncd.errors import (
 from syncd.vendors.http import (
     AuthHeaders,
     Reply,
-    RetryPolicy,
     Token,
     TokenAuth,
     TokenClient,
@@ -57,6 +56,7 @@ from syncd.vendors.knoxguard.models import (
     UploadPage,
     UploadResult,
 )
+from syncd.vendors.pacing import RetryPolicy
 
 M = TypeVar("M", bound=BaseModel)
 VENDOR = "knoxguard"

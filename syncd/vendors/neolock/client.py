@@ -23,7 +23,6 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from syncd.errors import VendorAuthError, VendorError, VendorFault, VendorStateInvalid
 from syncd.vendors.http import (
     Reply,
-    RetryPolicy,
     Token,
     TokenAuth,
     TokenClient,
@@ -47,6 +46,7 @@ from syncd.vendors.neolock.models import (
     UploadPage,
     UploadResult,
 )
+from syncd.vendors.pacing import RetryPolicy
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
