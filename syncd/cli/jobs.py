@@ -10,7 +10,7 @@ from typing import Any
 
 from syncd.cli.help import SubParsers, add_command
 from syncd.jobs import catalog
-from syncd.jobs.status import Health, json_default
+from syncd.jobs.verdict import Health
 from syncd.logs import Redactor
 from syncd.settings import core as config
 from syncd.settings.vendors import CodelocksSettings
@@ -113,7 +113,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     unreachable within --timeout); 3 (could not tell) comes from main()'s failure_exit."""
     from syncd.db import migrate as migrations
     from syncd.errors import DatabaseError, DatabaseUnavailable, SyncdError
-    from syncd.jobs.status import collect_status
+    from syncd.jobs.status import collect_status, json_default
     from syncd.runtime import open_database
 
     body: dict[str, Any]

@@ -58,6 +58,11 @@ async def _demo(args: argparse.Namespace, settings: config.Settings, redactor: R
     return await demo.run(args, redactor)
 
 
+async def _version(args: argparse.Namespace, settings: object, redactor: object) -> int:
+    print(f"syncd {syncd.__version__}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -89,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_netcode.add_parser(sub)
     cli_quota.add_parser(sub)
     cli_completion.add_parser(sub)
+    add_command(sub, "version", "print syncd's version", "syncd version").set_defaults(
+        func=_version, needs_config=False)
     _add_common_options(parser)  # last: every subcommand registered above gets --config etc.
     return parser
 
@@ -112,7 +119,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, top: bool = True) ->
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    from syncd.devtools.simulators.runner import add_arguments
+    from syncd.devtools.simulators.options import add_arguments
 
     add_arguments(parser)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from syncd.db.pool import Database
 from syncd.logs import Redactor
 from syncd.settings import core as config
 from syncd.settings.vendors import CodelocksSettings
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from syncd.db.pool import Database
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

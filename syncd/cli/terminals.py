@@ -10,17 +10,17 @@ import re
 import sys
 from zoneinfo import ZoneInfo
 
-from syncd.actions.terminals import TerminalCommand
 from syncd.logs import Redactor
 from syncd.settings import core as config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
+# (subcommand, actions.terminals.TerminalCommand value, help): values, so that building the
+# parser imports no BioTime client.
 _COMMANDS = (
-    ("reboot", TerminalCommand.REBOOT, "reboot terminals"),
-    ("upload-transactions", TerminalCommand.UPLOAD_TRANSACTION,
-     "ask terminals to upload their punches"),
-    ("upload-all", TerminalCommand.UPLOAD_ALL, "ask terminals to upload all their data"),
-    ("clear-commands", TerminalCommand.CLEAR_COMMAND, "drop terminals' pending commands"),
+    ("reboot", "reboot", "reboot terminals"),
+    ("upload-transactions", "upload_transaction", "ask terminals to upload their punches"),
+    ("upload-all", "upload_all", "ask terminals to upload all their data"),
+    ("clear-commands", "clear_command", "drop terminals' pending commands"),
 )
 
 
@@ -166,25 +166,26 @@ def _user() -> str:
 
 async def send(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Send one terminal command to each SN; print each outcome; exit 1 if any failed."""
-    from syncd.actions.terminals import send_command
+    from syncd.actions.terminals import TerminalCommand, send_command
     from syncd.runtime import open_database, open_http
     from syncd.sync.biotime import biotime_client
 
     if settings.biotime is None:
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
         return 2
-    what = f"{args.terminal_command.value} to {len(args.sns)} terminal(s): {' '.join(args.sns)}"
+    command = TerminalCommand(args.terminal_command)
+    what = f"{command.value} to {len(args.sns)} terminal(s): {' '.join(args.sns)}"
     if args.dry_run:
         print(f"dry run: would send {_clean(what)}")
         return 0
-    destructive = args.terminal_command is TerminalCommand.CLEAR_COMMAND or (
-        args.terminal_command is TerminalCommand.REBOOT and len(args.sns) > 1)
+    destructive = command is TerminalCommand.CLEAR_COMMAND or (
+        command is TerminalCommand.REBOOT and len(args.sns) > 1)
     if destructive and not args.yes and not _confirm(f"Send {_clean(what)}?"):
         print("syncd terminals: nothing sent (confirm, or pass --yes)", file=sys.stderr)
         return 1
     async with open_database(settings) as db, open_http() as http:
         outcomes = await send_command(db, biotime_client(settings.biotime, http),
-                                      args.terminal_command, args.sns,
+                                      command, args.sns,
                                       requested_by=args.requested_by or _user(),
                                       scrub=redactor.scrub)
     for outcome in outcomes:

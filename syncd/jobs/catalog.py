@@ -11,26 +11,22 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from syncd.db.pool import Database
-from syncd.jobs.housekeeping import HousekeepingJob
-from syncd.jobs.runner import Outcome, RunResult
-from syncd.reconcile.job import NAME as RECONCILE
-from syncd.reconcile.job import ReconcileJob, build_remediators
 from syncd.settings.core import Settings
 from syncd.settings.service import JobSettings
-from syncd.sync.base import Job
-from syncd.sync.biotime import BioTimePunchesJob, BioTimeTerminalsJob, biotime_client
-from syncd.sync.codelocks.audit import K3AuditJob
-from syncd.sync.codelocks.jobs import K3ClientsJob, K3Context, K3LocksJob
-from syncd.sync.knoxguard import KnoxDevicesJob, KnoxUploadsJob, knoxguard_client
-from syncd.sync.neolock import NeoLockDevicesJob, NeoLockUploadsJob, neolock_client
-from syncd.sync.subscription import NeoLockSubscriptionJob
-from syncd.vendors.knoxguard.client import KnoxGuardClient
-from syncd.vendors.neolock.client import NeoLockClient
 
+if TYPE_CHECKING:  # the CLI reads this table on every start: jobs and clients load when built
+    import aiohttp
+
+    from syncd.db.pool import Database
+    from syncd.jobs.runner import RunResult
+    from syncd.sync.base import Job
+    from syncd.sync.codelocks.jobs import K3Context
+    from syncd.vendors.knoxguard.client import KnoxGuardClient
+    from syncd.vendors.neolock.client import NeoLockClient
+
+RECONCILE = "reconcile"  # syncd.reconcile.job.NAME, named here without importing the job
 VENDORS = ("neolock", "knoxguard", "codelocks", "biotime")
 
 
@@ -50,6 +46,8 @@ class Deps:
         """The NeoLock client shared by every NeoLock job (and the inbox worker)."""
         assert self.settings.neolock is not None
         if self.neolock is None:
+            from syncd.sync.neolock import neolock_client
+
             self.neolock = neolock_client(self.settings.neolock, self.http)
         return self.neolock
 
@@ -57,6 +55,8 @@ class Deps:
         """One Knox Guard client for both Knox jobs: one token and one rate limit."""
         assert self.settings.knoxguard is not None
         if self.knoxguard is None:
+            from syncd.sync.knoxguard import knoxguard_client
+
             self.knoxguard = knoxguard_client(self.settings.knoxguard, self.http)
         return self.knoxguard
 
@@ -64,6 +64,8 @@ class Deps:
         """What the three K3 jobs share: one quota ledger and planner."""
         assert self.settings.codelocks is not None
         if self.k3 is None:
+            from syncd.sync.codelocks.jobs import K3Context
+
             self.k3 = K3Context(self.db, self.settings.codelocks, self.http)
         return self.k3
 
@@ -109,56 +111,106 @@ def _detail_age(d: Deps) -> dt.timedelta:
     return dt.timedelta(hours=d.settings.neolock.detail_max_age_hours)
 
 
+# Factories import their job when called (a build), never when the table is read.
+def _housekeeping(d: Deps) -> Job:
+    from syncd.jobs.housekeeping import HousekeepingJob
+
+    return HousekeepingJob()
+
+
+def _neolock_subscription(d: Deps) -> Job:
+    from syncd.sync.subscription import NeoLockSubscriptionJob
+
+    return NeoLockSubscriptionJob(d.db, d.neolock_client(), d.settings)
+
+
+def _neolock_uploads(d: Deps) -> Job:
+    from syncd.sync.neolock import NeoLockUploadsJob
+
+    return NeoLockUploadsJob(d.db, d.neolock_client())
+
+
 def _neolock_devices(d: Deps) -> Job:
+    from syncd.sync.neolock import NeoLockDevicesJob
+
     # While the uploads job runs, devices it has yet to list are not read one GET each.
     uploads = d.settings.jobs.get("neolock-uploads") or JobSettings()
     return NeoLockDevicesJob(d.db, d.neolock_client(), detail_max_age=_detail_age(d),
                              wait_for_listing=uploads.enabled)
 
 
+def _knox_uploads(d: Deps) -> Job:
+    from syncd.sync.knoxguard import KnoxUploadsJob
+
+    return KnoxUploadsJob(d.db, d.knoxguard_client(), d.knoxguard_page_size())
+
+
+def _knox_devices(d: Deps) -> Job:
+    from syncd.sync.knoxguard import KnoxDevicesJob
+
+    return KnoxDevicesJob(d.db, d.knoxguard_client(), d.knoxguard_page_size())
+
+
+def _k3_locks(d: Deps) -> Job:
+    from syncd.sync.codelocks.jobs import K3LocksJob
+
+    return K3LocksJob(d.k3_context(), gated=not d.once)
+
+
+def _k3_audit(d: Deps) -> Job:
+    from syncd.sync.codelocks.audit import K3AuditJob
+
+    return K3AuditJob(d.k3_context(), gated=not d.once)
+
+
+def _k3_clients(d: Deps) -> Job:
+    from syncd.sync.codelocks.jobs import K3ClientsJob
+
+    return K3ClientsJob(d.k3_context(), gated=not d.once)
+
+
 def _biotime_terminals(d: Deps) -> Job:
+    from syncd.sync.biotime import BioTimeTerminalsJob, biotime_client
+
     assert d.settings.biotime is not None  # a client per BioTime job: each counts its requests
     return BioTimeTerminalsJob(d.db, biotime_client(d.settings.biotime, d.http), d.settings.biotime)
 
 
 def _biotime_punches(d: Deps) -> Job:
+    from syncd.sync.biotime import BioTimePunchesJob, biotime_client
+
     assert d.settings.biotime is not None
     return BioTimePunchesJob(d.db, biotime_client(d.settings.biotime, d.http), d.settings.biotime)
 
 
+def _reconcile(d: Deps) -> Job:
+    from syncd.reconcile.job import ReconcileJob, build_remediators
+
+    return ReconcileJob(d.db, d.settings, build_remediators(d.settings, d.db, d.http,
+                                                            neolock=d.neolock))
+
+
 JOBS: tuple[JobSpec, ...] = (
-    JobSpec("housekeeping", None, 3600.0, lambda d: HousekeepingJob(),
+    JobSpec("housekeeping", None, 3600.0, _housekeeping,
             "prune old run records, inbox events and quarantine"),
-    JobSpec("neolock-subscription", "neolock", _subscription_interval,
-            lambda d: NeoLockSubscriptionJob(d.db, d.neolock_client(), d.settings),
+    JobSpec("neolock-subscription", "neolock", _subscription_interval, _neolock_subscription,
             "keep the NeoLock webhook subscription registered"),
-    JobSpec("neolock-uploads", "neolock", 900.0,
-            lambda d: NeoLockUploadsJob(d.db, d.neolock_client()), "pull NeoLock uploads"),
+    JobSpec("neolock-uploads", "neolock", 900.0, _neolock_uploads, "pull NeoLock uploads"),
     JobSpec("neolock-devices", "neolock", 3600.0,
             _neolock_devices, "pull NeoLock device details"),
-    JobSpec("knox-uploads", "knoxguard", 900.0,
-            lambda d: KnoxUploadsJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
-            "pull Knox Guard uploads"),
-    JobSpec("knox-devices", "knoxguard", 3600.0,
-            lambda d: KnoxDevicesJob(d.db, d.knoxguard_client(), d.knoxguard_page_size()),
-            "pull Knox Guard devices"),
+    JobSpec("knox-uploads", "knoxguard", 900.0, _knox_uploads, "pull Knox Guard uploads"),
+    JobSpec("knox-devices", "knoxguard", 3600.0, _knox_devices, "pull Knox Guard devices"),
     # Quota-planned: the interval is how often a run may *ask* the budget planner whether it is
     # due; `syncd sync --once` (Deps.once) runs them regardless.
-    JobSpec("k3-locks", "codelocks", _k3_interval,
-            lambda d: K3LocksJob(d.k3_context(), gated=not d.once),
-            "pull Codelocks K3Connect locks"),
-    JobSpec("k3-audit", "codelocks", _k3_interval,
-            lambda d: K3AuditJob(d.k3_context(), gated=not d.once), "pull Codelocks audit trails"),
-    JobSpec("k3-clients", "codelocks", _k3_interval,
-            lambda d: K3ClientsJob(d.k3_context(), gated=not d.once),
+    JobSpec("k3-locks", "codelocks", _k3_interval, _k3_locks, "pull Codelocks K3Connect locks"),
+    JobSpec("k3-audit", "codelocks", _k3_interval, _k3_audit, "pull Codelocks audit trails"),
+    JobSpec("k3-clients", "codelocks", _k3_interval, _k3_clients,
             "pull Codelocks smartphone clients"),
     JobSpec("biotime-terminals", "biotime", 300.0, _biotime_terminals,
             "pull BioTime terminal states"),
     JobSpec("biotime-punches", "biotime", 300.0, _biotime_punches, "pull BioTime punches"),
     # Last: its remediators share the NeoLock client the jobs above made.
-    JobSpec("reconcile", None, 300.0,
-            lambda d: ReconcileJob(d.db, d.settings, build_remediators(
-                d.settings, d.db, d.http, neolock=d.neolock)),
+    JobSpec(RECONCILE, None, 300.0, _reconcile,
             "evaluate drift rules, merge cases, act in apply mode",
             when=lambda s: s.reconcile.mode != "off"),
 )
@@ -219,6 +271,8 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
 
 def after_sync(run_soon: Callable[[str], None]) -> Callable[[RunResult], None]:
     """A runner hook: a sync job that wrote rows asks for a reconcile soon."""
+
+    from syncd.jobs.runner import Outcome
 
     def hook(result: RunResult) -> None:
         if result.job != RECONCILE and result.outcome is not Outcome.SKIPPED and result.items > 0:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,18 +20,9 @@ from syncd.db import alerts, drift, ops
 from syncd.db import codelocks as plans
 from syncd.db.pool import Database
 from syncd.db.replicas import Replica, recent
+from syncd.jobs.verdict import Health
 from syncd.settings.service import StatusSettings
 from syncd.sync.codelocks.quota import VENDOR as CODELOCKS
-
-
-class Health(enum.IntEnum):
-    """Overall health; the value is `syncd status`'s exit code (0 OK, 1 WARNING, 2 CRITICAL,
-    3 UNKNOWN)."""
-
-    OK = 0
-    DEGRADED = 1
-    DOWN = 2
-    UNKNOWN = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 
 from syncd.devtools.simulators.common import serve
+from syncd.devtools.simulators.options import add_arguments
 from syncd.devtools.simulators.runner import (
     Simulators,
-    add_arguments,
     config_toml,
     control_app,
     push,
@@ -147,7 +147,8 @@ def test_add_arguments_defaults_and_overrides() -> None:
 async def test_simulate_prints_config_and_stops_on_sigterm() -> None:
     """simulate prints the URLs and a TOML snippet, serves until SIGTERM, then exits 0."""
     code = ("import argparse, asyncio, sys\n"
-            "from syncd.devtools.simulators.runner import add_arguments, simulate\n"
+            "from syncd.devtools.simulators.options import add_arguments\n"
+            "from syncd.devtools.simulators.runner import simulate\n"
             "p = argparse.ArgumentParser(); add_arguments(p)\n"
             "sys.exit(asyncio.run(simulate(p.parse_args(['--devices', '2', '--locks', '2']))))\n")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code,
