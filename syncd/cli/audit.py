@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,14 +7,14 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import SubParsers, add_command
 from syncd.jobs import catalog
-from syncd.logs import Redactor
-from syncd.settings import checks
-from syncd.settings import core as config
-from syncd.settings.checks import config_warnings
+
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -38,6 +38,8 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
 
 def notices(settings: config.Settings, table: catalog.Table = catalog.JOBS) -> list[str]:
     """Warnings about a valid configuration: unused vendors, planned jobs, missing public_url."""
+    from syncd.settings.checks import config_warnings
+
     found = config_warnings(settings)
     for vendor in catalog.unused_vendors(settings, table):
         found.append(f"[{vendor}] is configured, but nothing in this version uses it yet")
@@ -138,6 +140,9 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def origins(path: str | None) -> dict[str, str]:
     """Dotted key → where its value came from: an environment variable or the TOML file."""
+    from syncd.settings import checks
+    from syncd.settings import core as config
+
     source = config.config_path(path)
     data = checks.read_toml(source)
     found: dict[str, str] = {}

@@ -15,11 +15,11 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from syncd.cli.help import SubParsers, add_command, example
-from syncd.logs import Redactor
-from syncd.settings import core as config
 
 if TYPE_CHECKING:
     from syncd.db.pool import Database
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
 
 READER_ROLE = "syncd_report"  # created by migration 0007: SELECT on report.* only
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

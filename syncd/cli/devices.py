@@ -7,9 +7,12 @@ import getpass
 import json
 import re
 import sys
+from typing import TYPE_CHECKING
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # app-sent text must not drive the terminal
 

@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import SubParsers, add_command
 from syncd.jobs import catalog
 from syncd.jobs.verdict import Health
-from syncd.logs import Redactor
-from syncd.settings import core as config
-from syncd.settings.vendors import CodelocksSettings
+
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+    from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import syncd
 from syncd.cli import audit as cli_audit
@@ -30,20 +30,21 @@ from syncd.cli import phones as cli_phones
 from syncd.cli import quota as cli_quota
 from syncd.cli import terminals as cli_terminals
 from syncd.cli.help import add_command, example
-from syncd.cli.progress import Terminal
-from syncd.errors import ConfigError, SyncdError
 from syncd.jobs import catalog
-from syncd.logs import Redactor, configure
-from syncd.settings import core as config
 
-Command = Callable[[argparse.Namespace, config.Settings, Redactor], Coroutine[Any, Any, int]]
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
+Command = Callable[[argparse.Namespace, "config.Settings", "Redactor"], Coroutine[Any, Any, int]]
 LEVELS = ("debug", "info", "warning", "error")
 
 
 async def _run(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     from syncd import daemon
+    from syncd.settings.core import SystemdEnv
 
-    return await daemon.run(settings, redactor, config.SystemdEnv.from_environ())
+    return await daemon.run(settings, redactor, SystemdEnv.from_environ())
 
 
 async def _simulate(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
@@ -136,6 +137,8 @@ def _log_level(args: argparse.Namespace, settings: config.Settings) -> str:
 
 def load_settings(args: argparse.Namespace) -> config.Settings:
     """The validated settings for this command line (ConfigError lists every problem)."""
+    from syncd.settings import core as config
+
     return config.load(args.config, known_jobs=[spec.name for spec in catalog.JOBS])
 
 
@@ -143,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syncd` console script and of `python -m syncd`."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    # Only now, with help and usage errors answered: what running a command needs.
+    from syncd.cli.progress import Terminal
+    from syncd.errors import ConfigError, SyncdError
+    from syncd.logs import Redactor, configure
+    from syncd.settings import core as config
+
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.passthrough_args = extra  # e.g. `syncd db psql -c 'TABLE report.phones'`

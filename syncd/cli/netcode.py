@@ -6,9 +6,12 @@ import argparse
 import getpass
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

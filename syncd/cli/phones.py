@@ -14,10 +14,12 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
 PROVIDERS = ("knoxguard", "neolock")

@@ -7,14 +7,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
-from syncd.settings.vendors import CodelocksSettings
-
 if TYPE_CHECKING:
     import aiohttp
 
     from syncd.db.pool import Database
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+    from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,10 +8,13 @@ import getpass
 import json
 import re
 import sys
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from syncd.logs import Redactor
-from syncd.settings import core as config
+if TYPE_CHECKING:
+    from syncd.logs import Redactor
+    from syncd.settings import core as config
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # vendor text must not drive the user's terminal
 # (subcommand, actions.terminals.TerminalCommand value, help): values, so that building the

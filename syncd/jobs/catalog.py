@@ -13,14 +13,12 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from syncd.settings.core import Settings
-from syncd.settings.service import JobSettings
-
 if TYPE_CHECKING:  # the CLI reads this table on every start: jobs and clients load when built
     import aiohttp
 
     from syncd.db.pool import Database
     from syncd.jobs.runner import RunResult
+    from syncd.settings.core import Settings
     from syncd.sync.base import Job
     from syncd.sync.codelocks.jobs import K3Context
     from syncd.vendors.knoxguard.client import KnoxGuardClient
@@ -134,9 +132,10 @@ def _neolock_devices(d: Deps) -> Job:
     from syncd.sync.neolock import NeoLockDevicesJob
 
     # While the uploads job runs, devices it has yet to list are not read one GET each.
-    uploads = d.settings.jobs.get("neolock-uploads") or JobSettings()
+    uploads = d.settings.jobs.get("neolock-uploads")
+    listing = uploads is None or uploads.enabled
     return NeoLockDevicesJob(d.db, d.neolock_client(), detail_max_age=_detail_age(d),
-                             wait_for_listing=uploads.enabled)
+                             wait_for_listing=listing)
 
 
 def _knox_uploads(d: Deps) -> Job:
@@ -232,6 +231,8 @@ def planned(table: Table = JOBS) -> list[str]:
 
 def schedule(settings: Settings, table: Table = JOBS) -> dict[str, float | None]:
     """Every job this configuration makes available → its interval, or None when disabled."""
+    from syncd.settings.service import JobSettings
+
     result: dict[str, float | None] = {}
     for spec in table:
         if spec.available(settings):
