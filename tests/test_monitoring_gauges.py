@@ -114,4 +114,4 @@ async def test_each_hook_counts_every_delivery_outcome_from_zero(
                 for (name, labelled), value in found.items()
                 if name == "syncd_alert_attempts_total"}
     assert attempts == {f"{hook}/{outcome}": 0.0 for hook in ("pager", "chat")
-                        for outcome in ("delivered", "retry", "stopped", "dead")}
+                        for outcome in ("delivered", "retry", "stopped", "dead", "error")}
