@@ -1,0 +1,319 @@
+"""The drill's timeline: start everything as production runs it, inject the faults, let it settle,
+judge the invariants. `SHORT` runs inside `make test`; `LONG` is `make drill`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from syncd.simulators.alert_receiver import AlertReceiver, create_app
+from syncd.simulators.common import serve
+from tests.drills import invariants as judge
+from tests.drills.configs import JOB_INTERVALS, Hook, replica_config, whsec
+from tests.drills.invariants import Observed, Row
+from tests.drills.postgres import Postgres
+from tests.drills.probes import LedgerProbe, PushBurst, Query, ResponsivenessProbe, sql
+from tests.drills.processes import Replica, Simulators, free_port, syncd
+
+VENDORS = ("neolock", "knoxguard", "codelocks", "biotime")
+STORMED = ("neolock", "knoxguard", "biotime")  # a Codelocks 429 means its quota: done apart
+SLOW = 1.0  # seconds every vendor takes to answer while the drill runs
+JOBS = (*JOB_INTERVALS, "neolock-subscription", "k3-locks", "k3-audit", "k3-clients")
+MISSING_PHONES = 8  # contracts naming phones no vendor holds: drift cases, hence alerts
+STATUS_DOWN_WINDOW = 60.0  # DESIGN.md / issue 20: status says down within a minute
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How big and how long a drill is."""
+
+    name: str
+    devices: int  # phones in each of the NeoLock and Knox Guard fleets
+    bursts: tuple[int, int]  # events pushed during the kill, and after the PostgreSQL restart
+    storm_seconds: float  # length of each 5xx burst and each 429 storm
+    storms: int  # rounds of (5xx burst, 429 storm)
+    settle_after_kill: float  # leases and abandoned runs of the killed replica must clear by then
+    status_down: bool  # kill the last replica and wait for `syncd status` to say down
+    rejoin: bool  # start the killed replica again after the PostgreSQL restart
+
+
+SHORT = Plan("short", devices=20, bursts=(150, 50), storm_seconds=4.0, storms=1,
+             settle_after_kill=70.0, status_down=False, rejoin=False)
+LONG = Plan("long", devices=50, bursts=(1500, 500), storm_seconds=15.0, storms=3,
+            settle_after_kill=90.0, status_down=True, rejoin=True)
+
+
+@dataclasses.dataclass
+class Report:
+    """The outcome: the table's rows, where the logs are, and the drill's own notes."""
+
+    plan: Plan
+    rows: list[Row]
+    logs: Path
+    notes: list[str]
+
+    def row(self, key: str) -> Row:
+        """The row with this key."""
+        return next(r for r in self.rows if r.key == key)
+
+    def table(self) -> str:
+        """The table as text."""
+        return judge.render(self.rows, f"drill ({self.plan.name}); logs in {self.logs}")
+
+
+async def until(check: Callable[[], Awaitable[bool]], deadline: float, every: float = 0.5) -> bool:
+    """Poll `check` until it is true or `deadline` (monotonic) passes."""
+    while True:
+        with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError,
+                                 asyncpg.InterfaceError):
+            if await check():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(every)
+
+
+class Drill:
+    """One drill run: its processes, probes and observations."""
+
+    def __init__(self, plan: Plan, root: Path, stack: contextlib.AsyncExitStack) -> None:
+        self.plan = plan
+        self.root = root
+        self.stack = stack
+        self.pg = Postgres(root)
+        self.sims = Simulators(root / "simulate.log")
+        self.secret = "drill-webhook-secret-" + whsec()[6:22]
+        self.seen = Observed(replicas=[])
+        self.notes: list[str] = []
+        self.query: Query = sql("")
+        self.http = aiohttp.ClientSession()
+        self.hooks: list[Hook] = []
+        self.unsettled: list[str] = ["not checked yet"]
+
+    @property
+    def live(self) -> list[Replica]:
+        """Replicas neither killed nor stopped."""
+        return [r for r in self.seen.replicas if r.alive]
+
+    async def setup(self) -> None:
+        """PostgreSQL, simulators (slow), two alert receivers, migrations, drift, 3 replicas."""
+        self.stack.push_async_callback(self.http.close)
+        await self.pg.start()
+        self.stack.callback(self.pg.stop)
+        self.query = sql(self.pg.dsn)
+        await self.sims.start(self.plan.devices)
+        self.stack.push_async_callback(self.sims.stop)
+        for name in ("hook-1", "hook-2"):
+            receiver = AlertReceiver(secret=whsec())
+            running = await self.stack.enter_async_context(serve(create_app(receiver)))
+            self.seen.receivers[name] = receiver
+            self.hooks.append(Hook(name, f"{running.url}/{name}", receiver.secret))
+        # A and B alert; C has no hooks (the issue's hookless replica beside one with hooks).
+        for name, hooks in (("A", self.hooks), ("B", self.hooks), ("C", [])):
+            self.seen.replicas.append(self._replica(name, hooks))
+        code, out = await syncd("migrate", "--config", str(self.seen.replicas[0].config))
+        assert code == 0, f"syncd migrate failed: {out}"
+        await self.query("INSERT INTO local.phone_contracts (device_uid, desired_state, contract_ref)"
+                         " SELECT 'drill-missing-' || n, 'locked', 'drill' "
+                         "FROM generate_series(1, $1) AS n", MISSING_PHONES)
+        for vendor in VENDORS:
+            await self.sims.fault(vendor, latency=SLOW)
+        self.stack.push_async_callback(self._stop_all)
+        self.seen.started_at = time.time()
+        await asyncio.gather(*(r.start() for r in self.seen.replicas))
+        deadline = time.monotonic() + 60
+        up = await asyncio.gather(*(r.wait_listening(self.http, deadline)
+                                    for r in self.seen.replicas))
+        assert all(up), "a replica never listened:\n" + "\n".join(
+            f"{r.name}: {r.log_tail()}" for r, ok in zip(self.seen.replicas, up, strict=True) if not ok)
+
+    def _replica(self, name: str, hooks: list[Hook], port: int | None = None) -> Replica:
+        port = port or free_port()
+        directory = self.root / name
+        directory.mkdir(exist_ok=True)
+        config = directory / "syncd.toml"
+        config.write_text(replica_config(
+            data_dir=directory / "data", dsn=self.pg.dsn, port=port,
+            vendors=self.sims.sections, webhook_secret=self.secret, hooks=hooks))
+        config.chmod(0o600)
+        return Replica(name, config, port, directory / "syncd.log")
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(r.stop(10.0) for r in self.seen.replicas))
+
+    async def _running_runs(self, replica: Replica) -> list[str]:
+        rows = await self.query("SELECT job FROM ops.sync_runs WHERE status = 'running' "
+                                "AND runner LIKE '%:' || $1::text", str(replica.pid))
+        return [r["job"] for r in rows]
+
+    async def burst_with_kill(self, burst: PushBurst, victim: Replica) -> None:
+        """Push to every replica at once; kill -9 `victim` mid-burst while it runs a job."""
+        bodies = await self.sims.call("POST", "/neolock/events",
+                                      params={"count": str(self.plan.bursts[0])})
+        sending = asyncio.create_task(burst.send(bodies))
+        jobs: list[str] = []
+
+        async def mid_run() -> bool:
+            if len(burst.pushed) < len(bodies) // 3:
+                return False
+            jobs[:] = await self._running_runs(victim)
+            return bool(jobs)
+
+        found = await until(mid_run, time.monotonic() + 30, every=0.2)
+        await victim.kill9()
+        self.notes.append(f"kill -9 {victim.name} after {len(burst.pushed)}/{len(bodies)} pushes, "
+                          + (f"mid-run of {', '.join(jobs)}" if found else "while running no job"))
+        await sending
+
+    async def storms(self) -> None:
+        """5xx bursts, then 429 storms, on the vendors that rate-limit per second."""
+        for _ in range(self.plan.storms):
+            for spec in ({"error_rate": 0.5}, {"throttle_rate": 0.7}):
+                for vendor in STORMED:
+                    await self.sims.fault(vendor, latency=SLOW, **spec)
+                await asyncio.sleep(self.plan.storm_seconds)  # the storm's length, not a wait
+            for vendor in STORMED:
+                await self.sims.fault(vendor, latency=SLOW)
+
+    async def quota_exhaustion(self) -> Row:
+        """The Codelocks quota used up at the vendor, then the K3 jobs run once by an operator."""
+        exhausted_at = time.time()
+        before = await self.sims.call("POST", "/codelocks/quota/utility/exhaust")
+
+        async def asked() -> bool:
+            # Until a call reaches the vendor: a daemon's K3 run may hold a job's lock (the
+            # command skips it), or no lock may be stored yet for the others to ask about.
+            code, out = await syncd("sync", "k3-locks", "k3-audit", "k3-clients", "--once",
+                                    "--config", str(self.live[0].config))
+            lines = [line for line in out.splitlines() if line.startswith("k3-")]
+            self.notes.append(f"syncd sync k3-* --once exit {code}: " + " | ".join(lines))
+            now = await self.sims.call("GET", "/codelocks/quota/utility")
+            return bool(now["refused_requests"] > before["refused_requests"])
+
+        await until(asked, time.monotonic() + 20, every=2.0)
+        after = await self.sims.call("GET", "/codelocks/quota/utility")
+        return await judge.quota_refusal_not_retried(self.query, exhausted_at, before, after)
+
+    async def restart_postgres(self) -> None:
+        """Stop PostgreSQL (connections cut) and start it again."""
+        down, up = await asyncio.to_thread(self.pg.restart)
+        self.seen.pg_restarts.append((down, up))
+        self.notes.append(f"PostgreSQL restarted: down {up - down:.1f}s")
+
+    async def change_drift(self) -> None:
+        """Half the missing phones' contracts end: their drift cases resolve (more alerts)."""
+        async def delete() -> bool:
+            await self.query("DELETE FROM local.phone_contracts WHERE device_uid IN "
+                             "(SELECT 'drill-missing-' || n FROM generate_series(1, $1) AS n)",
+                             MISSING_PHONES // 2)
+            return True
+
+        await until(delete, time.monotonic() + 20)
+
+    async def settled(self, killed: list[Replica]) -> bool:
+        """Acknowledged pushes processed, killed replicas' runs closed, alerts at every hook;
+        what is still open is kept in `self.unsettled`."""
+        self.seen.alert_cutoff = time.time()
+        keys = [f"id:{p.event_id}" for p in self.seen.pushed if p.acknowledged]
+        open_events = await self.query(
+            "SELECT count(*) AS n FROM ops.inbox WHERE source = 'neolock' AND status = 'pending' "
+            "AND dedupe_key = ANY($1::text[])", keys)
+        stuck = [f"{r.name}: {', '.join(jobs)}" for r in killed if (jobs := await self._running_runs(r))]
+        outbox = {r["event_id"] for r in await self.query("SELECT event_id FROM ops.outbox")}
+        undelivered = {name: len(outbox - {g.webhook_id for g in receiver.received})
+                       for name, receiver in self.seen.receivers.items()}
+        self.unsettled = ([f"{open_events[0]['n']} acknowledged pushes pending"]
+                          if open_events[0]["n"] else [])
+        self.unsettled += [f"runs of killed {s} still running" for s in stuck]
+        self.unsettled += [f"{n} alerts not yet at {h}" for h, n in undelivered.items() if n]
+        return not self.unsettled
+
+
+async def run(plan: Plan, root: Path) -> Report:
+    """Run one drill under `root` and judge it."""
+    async with contextlib.AsyncExitStack() as stack:
+        drill = Drill(plan, root, stack)
+        await drill.setup()
+        return await _timeline(drill)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack may swallow)
+
+
+async def _timeline(drill: Drill) -> Report:
+    plan, seen = drill.plan, drill.seen
+    a, b = seen.replicas[0], seen.replicas[1]
+    stop = asyncio.Event()
+    probe = ResponsivenessProbe(drill.http, seen.replicas)
+    ledger = LedgerProbe(drill.sims, drill.query)
+    watchers = [asyncio.create_task(probe.run(stop)), asyncio.create_task(ledger.run(stop))]
+    burst = PushBurst(drill.http, seen.replicas, drill.secret)
+    await drill.burst_with_kill(burst, b)
+    storms = asyncio.create_task(drill.storms())
+    quota = await drill.quota_exhaustion()
+    await storms
+    await drill.restart_postgres()
+    await drill.change_drift()
+    if plan.rejoin:
+        seen.replicas.append(drill._replica("B2", drill.hooks, port=b.port))
+        await seen.replicas[-1].start()
+        await seen.replicas[-1].wait_listening(drill.http, time.monotonic() + 60)
+    bodies = await drill.sims.call("POST", "/neolock/events", params={"count": str(plan.bursts[1])})
+    await burst.send(bodies)
+    for vendor in VENDORS:
+        await drill.sims.clear_faults(vendor)
+    assert b.killed_at is not None
+    deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(), 20.0)
+    seen.pushed = burst.pushed
+    if not await until(lambda: drill.settled([b]), deadline, every=2.0):
+        drill.notes.append("did not settle before the deadline: " + "; ".join(drill.unsettled))
+    stop.set()
+    await asyncio.gather(*watchers)
+    seen.samples, seen.ledger = probe.samples, ledger.samples
+    seen.vendor_pushes = await drill.sims.call("GET", "/neolock/deliveries")
+    rows = [await judge.pushes_stored_and_processed_once(seen, drill.query),
+            await judge.no_overlapping_runs(seen, drill.query),
+            await judge.alerts_delivered_to_every_hook(seen, drill.query)]
+    rows += await _ending(drill, a)
+    rows += [judge.ledger_never_above_quota(seen), quota,
+             judge.responsive_while_slow(seen),
+             await judge.every_job_ran(seen, drill.query, JOBS)]
+    return Report(plan, rows, drill.root, drill.notes)
+
+
+async def _ending(drill: Drill, last: Replica) -> list[Row]:
+    """Status while replicas live; stop them; nothing left running; status once all are gone."""
+    readyz: dict[str, int | str] = {}
+    for replica in drill.live:
+        try:
+            async with drill.http.get(replica.url + "/readyz",
+                                      timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                readyz[replica.name] = resp.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            readyz[replica.name] = type(err).__name__
+    code, out = await syncd("status", "--config", str(last.config))
+    verdict = " ".join(out.split())[:160]
+    live_row = judge.status_while_live(readyz, code, verdict)
+    others = [r for r in drill.live if r is not last]
+    await asyncio.gather(*(r.stop() for r in others))
+    if not drill.plan.status_down:
+        await last.stop()
+        running = await judge.no_run_left_running(drill.seen, drill.query, live=[])
+        return [running, live_row, judge.status_when_all_down([], None, STATUS_DOWN_WINDOW)]
+    running = await judge.no_run_left_running(drill.seen, drill.query, live=[last])
+    await last.kill9()
+    polls: list[tuple[float, int]] = []
+
+    async def down() -> bool:
+        code, _ = await syncd("status", "--config", str(last.config), timeout=30)
+        polls.append((time.time(), code))
+        return code == 2
+
+    await until(down, time.monotonic() + STATUS_DOWN_WINDOW + 30, every=3.0)
+    return [running, live_row, judge.status_when_all_down(polls, last.killed_at,
+                                                          STATUS_DOWN_WINDOW)]
