@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install lint typecheck test demo bench simulate clean
+.PHONY: install lint typecheck test drill demo bench simulate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "syncd needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 1; }
@@ -28,6 +28,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest -q
+
+# The long drill (tests/drills, several minutes): replicas, faults, a kill -9; prints the table.
+drill: $(STAMP)
+	DRILL=long $(BIN)/pytest -q -p no:cacheprovider tests/drills
 
 demo: $(STAMP)
 	$(BIN)/syncd demo

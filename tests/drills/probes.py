@@ -19,7 +19,7 @@ from tests.drills.processes import Replica, Simulators
 
 PROBE_TIMEOUT = 3.0  # an answer slower than this counts as no answer (the issue's bound)
 PROBE_EVERY = 1.0
-POST_TIMEOUT = 10.0
+POST_TIMEOUT = 5.0  # as long as the NeoLock simulator waits for an answer to its own pushes
 
 Query = Callable[..., Awaitable[list[asyncpg.Record]]]
 
@@ -55,7 +55,7 @@ class PushBurst:
     across a load balancer would), `parallel` events in flight at a time."""
 
     def __init__(self, http: aiohttp.ClientSession, replicas: Sequence[Replica], secret: str,
-                 *, parallel: int = 8) -> None:
+                 *, parallel: int = 25) -> None:
         self.http = http
         self.replicas = replicas
         self.secret = secret

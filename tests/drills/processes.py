@@ -100,10 +100,6 @@ class Simulators:
         """Inject a fault on every route of `vendor` (FaultSpec fields), replacing the last one."""
         await self.call("PUT", f"/faults/{vendor}", json={"route": "*", **spec})
 
-    async def clear_faults(self, vendor: str) -> None:
-        """Stop injecting faults on `vendor`."""
-        await self.call("DELETE", f"/faults/{vendor}")
-
     async def stop(self) -> None:
         """Stop the simulators (SIGTERM, then SIGKILL)."""
         if self.http is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ SLOW = 1.0  # seconds every vendor takes to answer while the drill runs
 JOBS = (*JOB_INTERVALS, "neolock-subscription", "k3-locks", "k3-audit", "k3-clients")
 MISSING_PHONES = 8  # contracts naming phones no vendor holds: drift cases, hence alerts
 STATUS_DOWN_WINDOW = 60.0  # DESIGN.md / issue 20: status says down within a minute
+ALONE = 30.0  # seconds the hookless replica gets to queue its drift alerts before the others start
+MID_RUN = 20.0  # seconds to wait for the victim to be mid-run before killing it anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Plan:
 
 
 SHORT = Plan("short", devices=20, bursts=(150, 50), storm_seconds=4.0, storms=1,
-             settle_after_kill=70.0, status_down=False, rejoin=False)
+             settle_after_kill=80.0, status_down=False, rejoin=False)
 LONG = Plan("long", devices=50, bursts=(1500, 500), storm_seconds=15.0, storms=3,
             settle_after_kill=90.0, status_down=True, rejoin=True)
 
@@ -89,11 +92,13 @@ class Drill:
         self.stack = stack
         self.pg = Postgres(root)
         self.sims = Simulators(root / "simulate.log")
-        self.secret = "drill-webhook-secret-" + whsec()[6:22]
+        self.secret = "drill-" + secrets.token_hex(16)  # a URL path segment: hex only
         self.seen = Observed(replicas=[])
         self.notes: list[str] = []
         self.query: Query = sql("")
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # The probe's own session: its requests never queue behind a burst's for a connection.
+        self.probe_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.hooks: list[Hook] = []
         self.unsettled: list[str] = ["not checked yet"]
 
@@ -103,8 +108,11 @@ class Drill:
         return [r for r in self.seen.replicas if r.alive]
 
     async def setup(self) -> None:
-        """PostgreSQL, simulators (slow), two alert receivers, migrations, drift, 3 replicas."""
+        """PostgreSQL, simulators, two alert receivers, migrations, drift; then the hookless
+        replica C alone until its drift cases are in the outbox (the issue's "B without hooks
+        opens drift cases, then A with the hook starts"); then vendors slow, and A and B."""
         self.stack.push_async_callback(self.http.close)
+        self.stack.push_async_callback(self.probe_http.close)
         await self.pg.start()
         self.stack.callback(self.pg.stop)
         self.query = sql(self.pg.dsn)
@@ -115,7 +123,6 @@ class Drill:
             running = await self.stack.enter_async_context(serve(create_app(receiver)))
             self.seen.receivers[name] = receiver
             self.hooks.append(Hook(name, f"{running.url}/{name}", receiver.secret))
-        # A and B alert; C has no hooks (the issue's hookless replica beside one with hooks).
         for name, hooks in (("A", self.hooks), ("B", self.hooks), ("C", [])):
             self.seen.replicas.append(self._replica(name, hooks))
         code, out = await syncd("migrate", "--config", str(self.seen.replicas[0].config))
@@ -123,16 +130,36 @@ class Drill:
         await self.query("INSERT INTO local.phone_contracts (device_uid, desired_state, contract_ref)"
                          " SELECT 'drill-missing-' || n, 'locked', 'drill' "
                          "FROM generate_series(1, $1) AS n", MISSING_PHONES)
-        for vendor in VENDORS:
-            await self.sims.fault(vendor, latency=SLOW)
         self.stack.push_async_callback(self._stop_all)
         self.seen.started_at = time.time()
-        await asyncio.gather(*(r.start() for r in self.seen.replicas))
+        hookless = self.seen.replicas[2]
+        await self._start([hookless])
+
+        async def cases_queued() -> bool:
+            rows = await self.query("SELECT count(*) AS n FROM ops.outbox")
+            return bool(rows[0]["n"] >= MISSING_PHONES)
+
+        queued = await until(cases_queued, time.monotonic() + ALONE)
+        self.note(f"hookless C alone: {'alerts queued' if queued else f'no alerts queued in {ALONE:g}s'}")
+        for vendor in VENDORS:
+            await self.sims.fault(vendor, latency=SLOW)
+        await self._start(self.seen.replicas[:2])
+        self.note("A and B listening; every vendor 1s slow")
+
+    def note(self, text: str) -> None:
+        """Add a line to the drill's notes (and drill.log, to follow it live), stamped with the
+        time since the first replica started."""
+        line = f"t+{time.time() - self.seen.started_at:.0f}s {text}"
+        self.notes.append(line)
+        with (self.root / "drill.log").open("a") as log:
+            print(line, file=log)
+
+    async def _start(self, replicas: list[Replica]) -> None:
+        await asyncio.gather(*(r.start() for r in replicas))
         deadline = time.monotonic() + 60
-        up = await asyncio.gather(*(r.wait_listening(self.http, deadline)
-                                    for r in self.seen.replicas))
+        up = await asyncio.gather(*(r.wait_listening(self.http, deadline) for r in replicas))
         assert all(up), "a replica never listened:\n" + "\n".join(
-            f"{r.name}: {r.log_tail()}" for r, ok in zip(self.seen.replicas, up, strict=True) if not ok)
+            f"{r.name}: {r.log_tail()}" for r, ok in zip(replicas, up, strict=True) if not ok)
 
     def _replica(self, name: str, hooks: list[Hook], port: int | None = None) -> Replica:
         port = port or free_port()
@@ -166,9 +193,9 @@ class Drill:
             jobs[:] = await self._running_runs(victim)
             return bool(jobs)
 
-        found = await until(mid_run, time.monotonic() + 30, every=0.2)
+        found = await until(mid_run, time.monotonic() + MID_RUN, every=0.2)
         await victim.kill9()
-        self.notes.append(f"kill -9 {victim.name} after {len(burst.pushed)}/{len(bodies)} pushes, "
+        self.note(f"kill -9 {victim.name} after {len(burst.pushed)}/{len(bodies)} pushes, "
                           + (f"mid-run of {', '.join(jobs)}" if found else "while running no job"))
         await sending
 
@@ -193,7 +220,7 @@ class Drill:
             code, out = await syncd("sync", "k3-locks", "k3-audit", "k3-clients", "--once",
                                     "--config", str(self.live[0].config))
             lines = [line for line in out.splitlines() if line.startswith("k3-")]
-            self.notes.append(f"syncd sync k3-* --once exit {code}: " + " | ".join(lines))
+            self.note(f"syncd sync k3-* --once exit {code}: " + " | ".join(lines))
             now = await self.sims.call("GET", "/codelocks/quota/utility")
             return bool(now["refused_requests"] > before["refused_requests"])
 
@@ -205,7 +232,7 @@ class Drill:
         """Stop PostgreSQL (connections cut) and start it again."""
         down, up = await asyncio.to_thread(self.pg.restart)
         self.seen.pg_restarts.append((down, up))
-        self.notes.append(f"PostgreSQL restarted: down {up - down:.1f}s")
+        self.note(f"PostgreSQL restarted: down {up - down:.1f}s")
 
     async def change_drift(self) -> None:
         """Half the missing phones' contracts end: their drift cases resolve (more alerts)."""
@@ -249,7 +276,7 @@ async def _timeline(drill: Drill) -> Report:
     plan, seen = drill.plan, drill.seen
     a, b = seen.replicas[0], seen.replicas[1]
     stop = asyncio.Event()
-    probe = ResponsivenessProbe(drill.http, seen.replicas)
+    probe = ResponsivenessProbe(drill.probe_http, seen.replicas)
     ledger = LedgerProbe(drill.sims, drill.query)
     watchers = [asyncio.create_task(probe.run(stop)), asyncio.create_task(ledger.run(stop))]
     burst = PushBurst(drill.http, seen.replicas, drill.secret)
@@ -261,17 +288,18 @@ async def _timeline(drill: Drill) -> Report:
     await drill.change_drift()
     if plan.rejoin:
         seen.replicas.append(drill._replica("B2", drill.hooks, port=b.port))
-        await seen.replicas[-1].start()
-        await seen.replicas[-1].wait_listening(drill.http, time.monotonic() + 60)
+        await drill._start(seen.replicas[-1:])
+        drill.note("B started again as B2")
     bodies = await drill.sims.call("POST", "/neolock/events", params={"count": str(plan.bursts[1])})
     await burst.send(bodies)
-    for vendor in VENDORS:
-        await drill.sims.clear_faults(vendor)
+    drill.note("5xx bursts and 429 storms over; vendors stay 1s slow while the drill settles")
     assert b.killed_at is not None
     deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(), 20.0)
     seen.pushed = burst.pushed
     if not await until(lambda: drill.settled([b]), deadline, every=2.0):
-        drill.notes.append("did not settle before the deadline: " + "; ".join(drill.unsettled))
+        drill.note("did not settle before the deadline: " + "; ".join(drill.unsettled))
+    else:
+        drill.note("settled")
     stop.set()
     await asyncio.gather(*watchers)
     seen.samples, seen.ledger = probe.samples, ledger.samples
