@@ -62,13 +62,20 @@ class PushBurst:
         self.parallel = parallel
         self.pushed: list[Pushed] = []
 
-    async def send(self, bodies: list[dict[str, Any]]) -> None:
-        """Post every body to every replica alive at the time; record each answer."""
+    async def send(self, bodies: list[dict[str, Any]], rate: float | None = None,
+                   within: float = 60.0) -> None:
+        """Post every body to every replica alive at the time, starting at most `rate` events a
+        second (None: as fast as `parallel` allows) and none after `within` seconds (replicas
+        that time out must not stretch the drill); record each answer."""
         queue = list(reversed(bodies))
+        began, started = time.monotonic(), itertools.count()
 
         async def worker() -> None:
-            while queue:
-                await self._one(queue.pop())
+            while queue and time.monotonic() - began < within:
+                body = queue.pop()
+                if rate:  # the burst's shape (it lasts len/rate seconds), not a synchronisation
+                    await asyncio.sleep(max(began + next(started) / rate - time.monotonic(), 0))
+                await self._one(body)
 
         await asyncio.gather(*(worker() for _ in range(self.parallel)))
 

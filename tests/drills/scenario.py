@@ -40,6 +40,7 @@ class Plan:
     name: str
     devices: int  # phones in each of the NeoLock and Knox Guard fleets
     bursts: tuple[int, int]  # events pushed during the kill, and after the PostgreSQL restart
+    burst_rate: float  # events a second in the first burst (the kill lands inside it)
     storm_seconds: float  # length of each 5xx burst and each 429 storm
     storms: int  # rounds of (5xx burst, 429 storm)
     settle_after_kill: float  # leases and abandoned runs of the killed replica must clear by then
@@ -47,9 +48,9 @@ class Plan:
     rejoin: bool  # start the killed replica again after the PostgreSQL restart
 
 
-SHORT = Plan("short", devices=20, bursts=(150, 50), storm_seconds=4.0, storms=1,
+SHORT = Plan("short", devices=20, bursts=(150, 50), burst_rate=20.0, storm_seconds=4.0, storms=1,
              settle_after_kill=80.0, status_down=False, rejoin=False)
-LONG = Plan("long", devices=50, bursts=(1500, 500), storm_seconds=15.0, storms=3,
+LONG = Plan("long", devices=50, bursts=(1500, 500), burst_rate=100.0, storm_seconds=15.0, storms=3,
             settle_after_kill=90.0, status_down=True, rejoin=True)
 
 
@@ -184,7 +185,8 @@ class Drill:
         """Push to every replica at once; kill -9 `victim` mid-burst while it runs a job."""
         bodies = await self.sims.call("POST", "/neolock/events",
                                       params={"count": str(self.plan.bursts[0])})
-        sending = asyncio.create_task(burst.send(bodies))
+        sending = asyncio.create_task(burst.send(
+            bodies, self.plan.burst_rate, within=2 * len(bodies) / self.plan.burst_rate + 30))
         jobs: list[str] = []
 
         async def mid_run() -> bool:
@@ -198,6 +200,7 @@ class Drill:
         self.note(f"kill -9 {victim.name} after {len(burst.pushed)}/{len(bodies)} pushes, "
                           + (f"mid-run of {', '.join(jobs)}" if found else "while running no job"))
         await sending
+        self.note(f"first burst: {len(burst.pushed)} of {len(bodies)} events posted")
 
     async def storms(self) -> None:
         """5xx bursts, then 429 storms, on the vendors that rate-limit per second."""
@@ -291,7 +294,9 @@ async def _timeline(drill: Drill) -> Report:
         await drill._start(seen.replicas[-1:])
         drill.note("B started again as B2")
     bodies = await drill.sims.call("POST", "/neolock/events", params={"count": str(plan.bursts[1])})
-    await burst.send(bodies)
+    await burst.send(bodies, within=60.0)
+    drill.note(f"second burst posted; {sum(p.acknowledged for p in burst.pushed)} of "
+               f"{len(burst.pushed)} events acknowledged so far")
     drill.note("5xx bursts and 429 storms over; vendors stay 1s slow while the drill settles")
     assert b.killed_at is not None
     deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(), 20.0)
@@ -338,10 +343,11 @@ async def _ending(drill: Drill, last: Replica) -> list[Row]:
     polls: list[tuple[float, int]] = []
 
     async def down() -> bool:
+        asked = time.time()
         code, _ = await syncd("status", "--config", str(last.config), timeout=30)
-        polls.append((time.time(), code))
+        polls.append((asked, code))
         return code == 2
 
-    await until(down, time.monotonic() + STATUS_DOWN_WINDOW + 30, every=3.0)
+    await until(down, time.monotonic() + STATUS_DOWN_WINDOW + 30, every=1.0)
     return [running, live_row, judge.status_when_all_down(polls, last.killed_at,
                                                           STATUS_DOWN_WINDOW)]
