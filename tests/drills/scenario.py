@@ -125,7 +125,7 @@ class Drill:
             self.seen.receivers[name] = receiver
             self.hooks.append(Hook(name, f"{running.url}/{name}", receiver.secret))
         for name, hooks in (("A", self.hooks), ("B", self.hooks), ("C", [])):
-            self.seen.replicas.append(self._replica(name, hooks))
+            self.seen.replicas.append(self.new_replica(name, hooks))
         code, out = await syncd("migrate", "--config", str(self.seen.replicas[0].config))
         assert code == 0, f"syncd migrate failed: {out}"
         await self.query("INSERT INTO local.phone_contracts (device_uid, desired_state, contract_ref)"
@@ -134,7 +134,7 @@ class Drill:
         self.stack.push_async_callback(self._stop_all)
         self.seen.started_at = time.time()
         hookless = self.seen.replicas[2]
-        await self._start([hookless])
+        await self.start_replicas([hookless])
 
         async def cases_queued() -> bool:
             rows = await self.query("SELECT count(*) AS n FROM ops.outbox")
@@ -144,7 +144,7 @@ class Drill:
         self.note(f"hookless C alone: {'alerts queued' if queued else f'no alerts queued in {ALONE:g}s'}")
         for vendor in VENDORS:
             await self.sims.fault(vendor, latency=SLOW)
-        await self._start(self.seen.replicas[:2])
+        await self.start_replicas(self.seen.replicas[:2])
         self.note("A and B listening; every vendor 1s slow")
 
     def note(self, text: str) -> None:
@@ -155,14 +155,16 @@ class Drill:
         with (self.root / "drill.log").open("a") as log:
             print(line, file=log)
 
-    async def _start(self, replicas: list[Replica]) -> None:
+    async def start_replicas(self, replicas: list[Replica]) -> None:
+        """Start `replicas` together and wait (up to a minute) until each one listens."""
         await asyncio.gather(*(r.start() for r in replicas))
         deadline = time.monotonic() + 60
         up = await asyncio.gather(*(r.wait_listening(self.http, deadline) for r in replicas))
         assert all(up), "a replica never listened:\n" + "\n".join(
             f"{r.name}: {r.log_tail()}" for r, ok in zip(replicas, up, strict=True) if not ok)
 
-    def _replica(self, name: str, hooks: list[Hook], port: int | None = None) -> Replica:
+    def new_replica(self, name: str, hooks: list[Hook], port: int | None = None) -> Replica:
+        """A replica (not started yet) with its own directory, port and config file (0600)."""
         port = port or free_port()
         directory = self.root / name
         directory.mkdir(exist_ok=True)
@@ -211,6 +213,8 @@ class Drill:
                 await asyncio.sleep(self.plan.storm_seconds)  # the storm's length, not a wait
             for vendor in STORMED:
                 await self.sims.fault(vendor, latency=SLOW)
+        self.note(f"{self.plan.storms} round(s) of a 5xx burst and a 429 storm over "
+                  f"({self.plan.storm_seconds:g}s each) on {', '.join(STORMED)}")
 
     async def quota_exhaustion(self) -> Row:
         """The Codelocks quota used up at the vendor, then the K3 jobs run once by an operator."""
@@ -290,14 +294,14 @@ async def _timeline(drill: Drill) -> Report:
     await drill.restart_postgres()
     await drill.change_drift()
     if plan.rejoin:
-        seen.replicas.append(drill._replica("B2", drill.hooks, port=b.port))
-        await drill._start(seen.replicas[-1:])
+        seen.replicas.append(drill.new_replica("B2", drill.hooks, port=b.port))
+        await drill.start_replicas(seen.replicas[-1:])
         drill.note("B started again as B2")
     bodies = await drill.sims.call("POST", "/neolock/events", params={"count": str(plan.bursts[1])})
     await burst.send(bodies, within=60.0)
     drill.note(f"second burst posted; {sum(p.acknowledged for p in burst.pushed)} of "
                f"{len(burst.pushed)} events acknowledged so far")
-    drill.note("5xx bursts and 429 storms over; vendors stay 1s slow while the drill settles")
+    drill.note("vendors stay 1s slow while the drill settles")
     assert b.killed_at is not None
     deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(), 20.0)
     seen.pushed = burst.pushed
