@@ -44,14 +44,15 @@ class Plan:
     storm_seconds: float  # length of each 5xx burst and each 429 storm
     storms: int  # rounds of (5xx burst, 429 storm)
     settle_after_kill: float  # leases and abandoned runs of the killed replica must clear by then
+    settle_min: float  # at least this long after the last burst for the inbox to drain
     status_down: bool  # kill the last replica and wait for `syncd status` to say down
     rejoin: bool  # start the killed replica again after the PostgreSQL restart
 
 
 SHORT = Plan("short", devices=20, bursts=(150, 50), burst_rate=20.0, storm_seconds=4.0, storms=1,
-             settle_after_kill=80.0, status_down=False, rejoin=False)
+             settle_after_kill=80.0, settle_min=30.0, status_down=False, rejoin=False)
 LONG = Plan("long", devices=50, bursts=(1500, 500), burst_rate=100.0, storm_seconds=15.0, storms=3,
-            settle_after_kill=90.0, status_down=True, rejoin=True)
+            settle_after_kill=90.0, settle_min=180.0, status_down=True, rejoin=True)
 
 
 @dataclasses.dataclass
@@ -303,7 +304,8 @@ async def _timeline(drill: Drill) -> Report:
                f"{len(burst.pushed)} events acknowledged so far")
     drill.note("vendors stay 1s slow while the drill settles")
     assert b.killed_at is not None
-    deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(), 20.0)
+    deadline = time.monotonic() + max(b.killed_at + plan.settle_after_kill - time.time(),
+                                      plan.settle_min)
     seen.pushed = burst.pushed
     if not await until(lambda: drill.settled([b]), deadline, every=2.0):
         drill.note("did not settle before the deadline: " + "; ".join(drill.unsettled))
