@@ -201,12 +201,12 @@ class Drill:
         found = await until(mid_run, time.monotonic() + MID_RUN, every=0.2)
         await victim.kill9()
         self.note(f"kill -9 {victim.name} after {len(burst.pushed)}/{len(bodies)} pushes, "
-                          + (f"mid-run of {', '.join(jobs)}" if found else "while running no job"))
+                  + (f"mid-run of {', '.join(jobs)}" if found else "while running no job"))
         await sending
         self.note(f"first burst: {len(burst.pushed)} of {len(bodies)} events posted")
 
     async def storms(self) -> None:
-        """5xx bursts, then 429 storms, on the vendors that rate-limit per second."""
+        """5xx bursts, then 429 storms, on NeoLock, Knox Guard and BioTime (vendors stay slow)."""
         for _ in range(self.plan.storms):
             for spec in ({"error_rate": 0.5}, {"throttle_rate": 0.7}):
                 for vendor in STORMED:
@@ -226,7 +226,7 @@ class Drill:
             # Until a call reaches the vendor: a daemon's K3 run may hold a job's lock (the
             # command skips it), or no lock may be stored yet for the others to ask about.
             code, out = await syncd("sync", "k3-locks", "k3-audit", "k3-clients", "--once",
-                                    "--config", str(self.live[0].config))
+                                    "--config", str(self.live[0].config), timeout=60)
             lines = [line for line in out.splitlines() if line.startswith("k3-")]
             self.note(f"syncd sync k3-* --once exit {code}: " + " | ".join(lines))
             now = await self.sims.call("GET", "/codelocks/quota/utility")
