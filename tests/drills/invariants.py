@@ -252,7 +252,7 @@ async def quota_refusal_not_retried(query: Query, exhausted_at: float,
                        "to_timestamp($1) ORDER BY started_at", exhausted_at)
     ledger = await query("SELECT refused FROM report.api_usage WHERE vendor = 'codelocks' "
                          "AND category = 'utility' AND period = $1", after["period"])
-    refused_by_vendor = after["refused_requests"] - before["refused_requests"]
+    refused_by_vendor = after["refused"] - before["refused"]  # quota refusals, not throttling
     counted = ledger[0]["refused"] if ledger else 0
     edges = sorted([(float(r["started"]), 1) for r in runs]
                    + [(float(r["finished"]), -1) for r in runs])

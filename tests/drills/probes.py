@@ -163,7 +163,6 @@ class LedgerSample:
 
     at: float
     vendor_billed: int
-    vendor_refused: int
     calls: int
     quota: int | None  # None: no ledger row yet (no call counted this period)
 
@@ -189,8 +188,7 @@ class LedgerProbe:
             self.failed_reads += 1
             return
         calls, quota = (rows[0]["calls"], rows[0]["quota"]) if rows else (0, None)
-        self.samples.append(LedgerSample(time.time(), vendor["billed_requests"],
-                                         vendor["refused_requests"], calls, quota))
+        self.samples.append(LedgerSample(time.time(), vendor["billed_requests"], calls, quota))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample every second until `stop` is set."""

@@ -230,7 +230,7 @@ class Drill:
             lines = [line for line in out.splitlines() if line.startswith("k3-")]
             self.note(f"syncd sync k3-* --once exit {code}: " + " | ".join(lines))
             now = await self.sims.call("GET", "/codelocks/quota/utility")
-            return bool(now["refused_requests"] > before["refused_requests"])
+            return bool(now["refused"] > before["refused"])
 
         await until(asked, time.monotonic() + 20, every=2.0)
         after = await self.sims.call("GET", "/codelocks/quota/utility")
