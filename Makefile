@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install lint typecheck promtool test demo bench simulate clean
+.PHONY: install lint typecheck promtool test drill demo bench simulate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "syncd needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 1; }
@@ -36,6 +36,10 @@ promtool: $(STAMP)
 
 test: lint typecheck promtool
 	$(BIN)/pytest -q
+
+# The long drill (tests/drills, several minutes): replicas, faults, a kill -9; prints the table.
+drill: $(STAMP)
+	DRILL=long $(BIN)/pytest -q -p no:cacheprovider tests/drills
 
 # The demo ends by printing the console's URL and keeps it browsable until Ctrl-C;
 # `make demo DEMO_FLAGS=` exits right after the cycle instead.

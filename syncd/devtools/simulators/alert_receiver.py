@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,7 @@ class Received:
     webhook_id: str | None
     verified: bool
     body: Any
+    at: float = dataclasses.field(default_factory=time.time)  # wall clock of arrival
 
 
 @dataclasses.dataclass

@@ -31,6 +31,8 @@ class FaultSpec:
     error_rate: float = 0.0  # answer 500 with a JSON error body
     tertiary_rate: float = 0.0  # answer 502 "Tertiary endpoint error" (API-gateway style)
     hang_rate: float = 0.0  # never answer (until the client gives up)
+    throttle_rate: float = 0.0  # answer 429 with Retry-After (a rate-limit storm)
+    retry_after: int = 1  # the Retry-After (seconds) of a throttled answer
     malformed_rate: float = 0.0  # answer 200 with a body that is not valid JSON
     truncate_rate: float = 0.0  # answer 200 with the real body cut in half
 
@@ -144,6 +146,11 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if faults.draw(spec.hang_rate):
         counters[key].faults += 1
         await asyncio.sleep(3600)
+    if faults.draw(spec.throttle_rate):
+        counters[key].faults += 1
+        counters[key].rate_limited += 1
+        return web.json_response({"message": "Too Many Requests"}, status=429,
+                                 headers={"Retry-After": str(spec.retry_after)})
     if faults.draw(spec.error_rate):
         counters[key].faults += 1
         return web.json_response(

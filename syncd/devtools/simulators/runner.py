@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import aiohttp
 from aiohttp import web
 
-from . import biotime, codelocks, knoxguard, neolock
+from . import biotime, codelocks, control, knoxguard, neolock
 from .biotime import BioTimeSim
 from .codelocks import CodelocksSim
 from .common import Running, serve
@@ -89,7 +89,14 @@ def config_toml(sims: Simulators, *, syncd_port: int = 8080, data_dir: str = ".s
     data_dir, the public URL the NeoLock simulator pushes to, BioTime's zone (Asia/Tashkent)."""
     head = (f"data_dir = {_toml(data_dir)}\n\n[server]\nport = {syncd_port}\n"
             f"public_url = {_toml(f'http://127.0.0.1:{syncd_port}')}\n\n")
-    sections: dict[str, dict[str, str | list[str]]] = {
+    return head + "\n".join(
+        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in keys.items())
+        for name, keys in vendor_sections(sims).items())
+
+
+def vendor_sections(sims: Simulators) -> dict[str, dict[str, str | list[str]]]:
+    """syncd's four vendor config sections (base URL and fake credentials) for these simulators."""
+    return {
         "neolock": {"base_url": sims.neolock.url, "login": sims.neolock.sim.login,
                     "password": sims.neolock.sim.password},
         "knoxguard": {"base_url": sims.knoxguard.url, "api_token": sims.knoxguard.sim.api_token},
@@ -99,9 +106,6 @@ def config_toml(sims: Simulators, *, syncd_port: int = 8080, data_dir: str = ".s
         "biotime": {"base_url": sims.biotime.url, "username": sims.biotime.sim.username,
                     "password": sims.biotime.sim.password, "timezone": sims.biotime.sim.timezone},
     }
-    return head + "\n".join(
-        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in keys.items())
-        for name, keys in sections.items())
 
 
 def describe(sims: Simulators, *, syncd_port: int = 8080, control: str | None = None) -> str:
@@ -152,10 +156,12 @@ async def _push(request: web.Request) -> web.Response:
 
 
 def control_app(sims: Simulators) -> web.Application:
-    """The playground's control API (loopback): make the NeoLock simulator push."""
+    """The playground's control API (loopback): make the NeoLock simulator push; faults, quota
+    and counters for drills (syncd/devtools/simulators/control.py)."""
     app = web.Application()
     app[SIMS] = sims
     app.router.add_post("/neolock/push", _push)
+    control.add_routes(app, vendor_sections(sims))
     return app
 
 
