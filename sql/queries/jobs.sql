@@ -8,6 +8,12 @@ UPDATE ops.sync_runs
 SET finished_at = now(), status = $2, items = $3, requests = $4, error = $5
 WHERE id = $1
 
+-- sync_run_settle --
+-- Fail run $1 with error $2 if it is still 'running' (its end could not be recorded when it came).
+UPDATE ops.sync_runs
+SET finished_at = now(), status = 'failed', error = $2
+WHERE id = $1 AND status = 'running'
+
 -- sync_run_previous_status --
 -- Status of the job's latest finished run before this one (for transition logging).
 SELECT status FROM ops.sync_runs

@@ -36,6 +36,11 @@ async def finish_run(db: Database, run_id: int, *, status: str, items: int, requ
     await db.execute("sync_run_finish", run_id, status, items, requests, error)
 
 
+async def settle_run(db: Database, run_id: int, error: str) -> None:
+    """Fail a run whose end could not be recorded, unless something recorded it since."""
+    await db.execute("sync_run_settle", run_id, error)
+
+
 async def previous_status(db: Database, job: str, run_id: int) -> str | None:
     """Status of the job's latest finished run other than `run_id`."""
     value = await db.fetchval("sync_run_previous_status", job, run_id)

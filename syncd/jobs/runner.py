@@ -76,6 +76,9 @@ class JobRunner:
         self._slots = asyncio.Semaphore(slots) if slots else None
         self.replica = replica  # its ops.replicas id: a live replica closes its runs if it dies
         self.after_run: Callable[[RunResult], None] | None = None  # e.g. "reconcile soon"
+        # Runs that ended while the database could not record it (PostgreSQL restarting): this
+        # replica keeps beating, so no other replica closes them; settle_unrecorded() does.
+        self.unrecorded: dict[int, str] = {}
 
     async def run(self, job: Job, on_progress: ProgressCallback | None = None, *,
                   wait: float = 0.0) -> RunResult:
@@ -130,6 +133,30 @@ class JobRunner:
                           on_progress: ProgressCallback | None) -> RunResult:
         await ops.abandon_runs(self.db, job.name)
         run_id = await ops.start_run(self.db, job.name, RUNNER_ID, self.replica)
+        try:
+            return await self._record(job, lease, bound, started, on_progress, run_id)
+        except DatabaseUnavailable as err:
+            self.unrecorded[run_id] = self.scrub(f"the database was lost while it ran: {err}")
+            raise
+        except asyncio.CancelledError:  # shutdown's deadline, or the lock lost mid-statement
+            self.unrecorded[run_id] = "cancelled before it finished"
+            raise
+
+    async def settle_unrecorded(self) -> int:
+        """Record as failed the runs that ended while the database was away; how many it did."""
+        done = 0
+        for run_id, error in list(self.unrecorded.items()):
+            try:
+                await ops.settle_run(self.db, run_id, error)
+            except DatabaseUnavailable:
+                break  # still away: the next call tries again
+            del self.unrecorded[run_id]
+            done += 1
+        return done
+
+    async def _record(self, job: Job, lease: Lease, bound: structlog.typing.FilteringBoundLogger,
+                      started: float, on_progress: ProgressCallback | None,
+                      run_id: int) -> RunResult:
         ctx = RunContext(db=self.db, job=job.name, on_progress=on_progress)
         error: str | None = None
         with structlog.contextvars.bound_contextvars(job=job.name, run_id=run_id), \

@@ -76,12 +76,15 @@ class Scheduler:
 
     async def run(self) -> None:
         """Tick until cancelled (a supervised task): start, then check that APScheduler keeps
-        running; a schedule that stopped without being asked is a crash, and a restart starts it."""
+        running (a schedule that stopped without being asked is a crash, and a restart starts
+        it) and record the runs that ended while the database could not record them."""
         self.start()
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             if self._stop_began is None and not self._scheduler.running:
                 raise RuntimeError("APScheduler stopped without being asked to")
+            if self.runner.unrecorded:  # runs that ended while PostgreSQL was away
+                await self.runner.settle_unrecorded()
 
     def run_soon(self, name: str) -> None:
         """Bring a scheduled job's next run forward to now (no-op if it is not scheduled)."""

@@ -71,6 +71,7 @@ def replica_config(*, data_dir: Path, dsn: str, port: int, vendors: dict[str, di
         "database": {"url": dsn, "pool_min_size": 1, "pool_max_size": POOL_MAX_SIZE},
         "server": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}",
                    "shutdown_timeout": 5.0},
+        "admin": {"host": "127.0.0.1", "port": 0},  # the console's listener: any free port
         "logging": {"level": "info", "format": "json"},
         **{name: dict(section) for name, section in vendors.items()},
         "reconcile": {"mode": "plan", "grace_seconds": 0.0},
