@@ -240,8 +240,9 @@ async def finish_transaction(db: Database, client: KnoxGuardClient, transaction_
     try:
         result = await client.wait_transaction(transaction_id, timeout)
     except TransactionPending as err:
+        when = f"after {timeout:g}s" if timeout > 0 else "yet"
         return TransactionOutcome(
-            transaction_id, "pending", f"not done after {timeout:g}s ({len(err.last.results)} of "
+            transaction_id, "pending", f"not done {when} ({len(err.last.results)} of "
             f"{err.last.count} results); the request stands: look again with `syncd phones "
             f"transaction {transaction_id} --wait`", err.last, None)
     except VendorError as err:
