@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from syncd.actions.netcodes import NetCodeRequestError, validate
+from syncd.actions.netcodes import (
+    NetCodeLedger,
+    NetCodeRequestError,
+    check_start,
+    lock_zone,
+    validate,
+)
 from syncd.cli.main import main
 from syncd.db.pool import Database
 from syncd.devtools.simulators.codelocks import NETCODE, UTILITY, CodelocksSim, create_app
@@ -156,3 +164,75 @@ async def test_a_netcode_past_the_quota_is_refused_without_a_call_and_logged(
         outcome = await conn.fetchval("SELECT outcome FROM report.actions "
                                       "WHERE action = 'netcode.issue'")
     assert outcome == "refused"
+
+
+async def test_a_start_in_the_past_is_refused_before_any_call(
+        cfg: Path, sim: CodelocksSim, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two hours before the current hour in the lock's time: exit 2, one line naming the lock's
+    time and zone, "(no call was made)", and no NetCode call spent."""
+    lock = next(iter(sim.locks.values()))
+    zone = ZoneInfo(lock.timezone[0])
+    start = dt.datetime.now(zone).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
+    capsys.readouterr()
+    code = await netcode(cfg, "issue", "--lock", lock.lock_id, "--start",
+                         start.strftime("%Y-%m-%d %H:%M"), "--duration", "1h")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is in the past for lock" in err
+    assert lock.timezone[0] in err and err.strip().endswith("(no call was made)")
+    assert sim.quota_used(NETCODE) == 0
+
+
+async def test_the_earliest_start_is_the_current_hour_or_today_in_the_locks_zone(
+        db: Database, cfg: Path, sim: CodelocksSim, running: Running) -> None:
+    """At 04:20 UTC: the Tashkent lock (09:20 there) takes 09:00 but not 08:00 or 05:00; the
+    London lock takes 05:00; day codes start today at 00:00, not yesterday; a KitLock (zone
+    unknown) is read at UTC-12, so only a start past everywhere is refused. A code issued before
+    is answered from the ledger even once its start has passed; new parameters then are not."""
+    tashkent, london = (next(lk for lk in sim.locks.values() if lk.timezone[0] == name)
+                        for name in ("Asia/Tashkent", "Europe/London"))
+    clock = Clock(dt.datetime(2026, 12, 7, 4, 20, tzinfo=dt.UTC))
+    async with aiohttp.ClientSession() as http:
+        ledger = NetCodeLedger(k3_context(db, k3_settings(sim, running), http, clock))
+
+        async def issue(lock: str, start: str, duration: str, model: str = "K3CONNECT",
+                        identifier: str | None = None) -> bool:
+            issued = await ledger.issue(validate(lock, start, duration, model, identifier),
+                                        "cli:tester")
+            return issued.from_ledger
+
+        assert await issue(tashkent.lock_id, "2026-12-07 09:00", "1h") is False
+        assert await issue(tashkent.lock_id, "2026-12-07 00:00", "1d") is False
+        assert await issue(london.lock_id, "2026-12-07 05:00", "1h") is False
+        for start, duration, text in (
+                ("2026-12-07 08:00", "1h", "an hour code can start at the current hour (09:00)"),
+                ("2026-12-07 05:00", "1h", "its time now: 2026-12-07 09:20, Asia/Tashkent"),
+                ("2026-12-06 00:00", "1d", "a day code can start today at 00:00")):
+            with pytest.raises(NetCodeRequestError, match=re.escape(text)):
+                await issue(tashkent.lock_id, start, duration)
+        kitlock = ("202011161623", "KL1060", "451254")
+        assert await issue(kitlock[0], "2026-12-06 16:00", "1h", *kitlock[1:]) is False
+        with pytest.raises(NetCodeRequestError, match="UTC-12: the lock's zone is not known"):
+            await issue(kitlock[0], "2026-12-06 15:00", "1h", *kitlock[1:])
+        calls = sim.quota_used(NETCODE)
+        clock.advance(hours=3)
+        assert await issue(tashkent.lock_id, "2026-12-07 09:00", "1h") is True
+        with pytest.raises(NetCodeRequestError, match="in the past"):
+            await issue(tashkent.lock_id, "2026-12-07 09:00", "2h")
+    assert sim.quota_used(NETCODE) == calls == 4
+
+
+def test_the_locks_zone_is_read_from_its_name_else_its_offset() -> None:
+    """An IANA name wins; else a TimezoneOffset such as +05:30 or -3; else UTC-12 (lenient)."""
+    now = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC)
+    zone, label = lock_zone("Europe/London", "+00:00")
+    assert (now.astimezone(zone).hour, label) == (13, "Europe/London")  # summer time
+    zone, label = lock_zone("Not/AZone", "+05:30")
+    assert (now.astimezone(zone).strftime("%H:%M"), label) == ("17:30", "UTC+05:30")
+    assert lock_zone(None, "-3")[1] == "UTC-03:00"
+    zone, label = lock_zone(None, "soon")
+    assert now.astimezone(zone).hour == 0 and label.startswith("UTC-12")
+    request = validate("0605ab", "2026-07-01 13:00", "1h")
+    check_start(request, now, *lock_zone("Europe/London", None))  # the current hour there
+    with pytest.raises(NetCodeRequestError, match="in the past"):
+        check_start(request, now, *lock_zone("Asia/Tashkent", None))

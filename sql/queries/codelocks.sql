@@ -119,6 +119,16 @@ RETURNING id
 -- The access key ref of a lock (any state), if known.
 SELECT access_key_ref FROM vendor.k3_locks WHERE lock_id = $1
 
+-- k3_lock_get --
+-- One lock as last listed (any state): its name, access key ref, time zone and whether it is gone.
+SELECT lock_id, lock_name, access_key_ref, timezone, timezone_offset, gone_at
+FROM vendor.k3_locks WHERE lock_id = $1
+
+-- k3_lock_clients --
+-- The smartphone clients a lock had at its last complete listing.
+SELECT email, status, access_type, last_seen_at FROM vendor.k3_clients
+WHERE lock_id = $1 AND gone_at IS NULL ORDER BY email
+
 -- k3_drift_locks --
 -- The facts the K3 lock rules need, for every lock still listed.
 SELECT l.lock_id, l.lock_name, l.battery_status, l.battery_updated_at, r.last_audit_at,

@@ -9,6 +9,14 @@ cannot be hashed; it is sealed with AES-GCM under a key derived from `codelocks.
 stored), the parameters' HMAC as associated data. The parameters are found by an HMAC too, since
 they include the access key (K3Connect) or the lock's identifier (KitLock). Whoever can read the
 database but not the configuration sees when codes were issued, never the codes.
+
+A start in the past is refused before any call: a NetCode is valid from its start, so the
+earliest useful start is the current hour (hour codes must start on the hour) or today's
+midnight (day codes must start at midnight), in the lock's time: the zone k3-locks read for a
+K3Connect lock (its Timezone, else its TimezoneOffset). A KitLock's zone is not known to syncd
+(its clock is whatever it was initialised with), nor is a K3 lock's that was never listed, so
+for them "now" is read in the zone furthest behind UTC (UTC-12): only a start that is past
+everywhere is refused. A code issued before is still answered from the ledger (no call).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,6 +44,8 @@ HOUR_IDS = range(0, 12)  # 1-12 hours: id = hours - 1 (FIELD-NOTES)
 DAY_IDS = range(12, 19)  # 1-7 days: id = days + 11
 # The doc restricts no model to fewer durations; the ids are the same for every model.
 MODEL_DURATIONS: dict[str, range] = {model: range(0, 19) for model in LOCK_MODELS}
+EARLIEST = dt.timezone(dt.timedelta(hours=-12), "UTC-12")  # the zone furthest behind UTC
+_OFFSET = re.compile(r"([+-]?)(\d{1,2})(?::?(\d{2}))?")
 
 
 class NetCodeRequestError(SyncdError):
@@ -91,6 +103,39 @@ def parse_duration(text: str) -> int:
     except ValueError:
         raise NetCodeRequestError(f"duration {text!r}: give an id (0-18), hours (1h-12h) or days "
                                   "(1d-7d)") from None
+
+
+def lock_zone(timezone: str | None, offset: str | None) -> tuple[dt.tzinfo, str]:
+    """The zone of a K3 lock from its Timezone (an IANA name) or TimezoneOffset ("+05:00"),
+    with a label; UTC-12 (the most lenient) when neither can be read."""
+    if timezone:
+        try:
+            return ZoneInfo(timezone.strip()), timezone.strip()
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    found = _OFFSET.fullmatch((offset or "").strip())
+    if found and int(found[2]) <= 14 and int(found[3] or 0) < 60:
+        delta = dt.timedelta(hours=int(found[2]), minutes=int(found[3] or 0))
+        zone = dt.timezone(-delta if found[1] == "-" else delta)
+        return zone, f"UTC{found[1]}{int(found[2]):02d}:{int(found[3] or 0):02d}"
+    return EARLIEST, "UTC-12: the lock's zone is not known"
+
+
+def check_start(request: NetCodeRequest, now: dt.datetime, zone: dt.tzinfo,
+                zone_label: str) -> None:
+    """Refuse a start before the current hour (hour codes) or today's midnight (day codes) in
+    the lock's time; `now` is aware."""
+    local = now.astimezone(zone).replace(tzinfo=None)
+    days, _ = duration_of(request.duration_id)
+    earliest = local.replace(minute=0, second=0, microsecond=0)
+    if days:
+        earliest = earliest.replace(hour=0)
+    if request.start < earliest:
+        kind = "a day code can start today at 00:00" if days else \
+            f"an hour code can start at the current hour ({earliest:%H:%M})"
+        raise NetCodeRequestError(
+            f"start {request.start:%Y-%m-%d %H:%M} is in the past for lock {request.lock} "
+            f"(its time now: {local:%Y-%m-%d %H:%M}, {zone_label}): {kind} at the earliest")
 
 
 def validate(lock: str, start: str, duration: str, model: str = "K3CONNECT",
@@ -159,6 +204,8 @@ class NetCodeLedger:
                                     provider="codelocks", detail={**detail, "ledger": "hit"})
                 return IssuedNetCode(code, request, found.expires_at, found.issued_at,
                                      found.issued_by, True)
+        zone, label = await self.zone_of(request)
+        check_start(request, self.k3.clock(), zone, label)  # before any call is spent
         client = self.k3.client(None)  # an operator action: may use the reserve
         start = request.start.strftime(START_FORMAT)
         try:
@@ -185,6 +232,14 @@ class NetCodeLedger:
                                 subject=f"k3:{request.lock}", outcome="ok", provider="codelocks",
                                 detail={**detail, "ledger": "miss", "expires": expires.isoformat()})
         return IssuedNetCode(answer.code, request, expires, self.k3.clock(), actor, False)
+
+    async def zone_of(self, request: NetCodeRequest) -> tuple[dt.tzinfo, str]:
+        """The lock's zone as k3-locks last read it (KitLocks and unlisted locks: UTC-12)."""
+        stored = None if request.model != "K3CONNECT" else await queries.lock_get(
+            self.k3.db, request.lock)
+        if stored is None:
+            return EARLIEST, "UTC-12: the lock's zone is not known"
+        return lock_zone(stored.timezone, stored.timezone_offset)
 
     def _unseal(self, sealed: bytes, ref: str) -> str | None:
         try:

@@ -8,12 +8,19 @@ appended to the hash-chained action log with the vendor's answer, never a secret
 
 Which states allow which action follows knox-guard-api.md's state table (Pending devices are
 accepted or rejected; Enrolled devices can be locked, unlocked, messaged and blinked; Completed
-devices are out of Knox Guard's control); the vendor still has the last word.
+devices are out of Knox Guard's control); the vendor still has the last word. Delete is allowed
+only for devices outside Knox Guard's control (Pending, Rejected, Accepted, Completed): a device
+it still controls is completed first, so that no locked phone is orphaned.
+
+Knox Guard actions also have asynchronous variants: the answer is a transaction id, and
+`finish_transaction()` polls POST /transaction until every device has its result (or the wait
+runs out) and appends that result to the action log as `phone.transaction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -21,10 +28,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from syncd.db import phone_lookup
-from syncd.db.actions import record_action
+from syncd.db.actions import Outcome, record_action
 from syncd.db.pool import Database
 from syncd.errors import SyncdError, VendorError, VendorStateInvalid
-from syncd.vendors.knoxguard import KnoxGuardClient
+from syncd.vendors.knoxguard import KnoxGuardClient, TransactionPending, TransactionResult
 from syncd.vendors.neolock import NeoLockClient
 
 PROVIDERS = ("knoxguard", "neolock")
@@ -35,6 +42,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "complete": frozenset({"Accepted", "Enrolled", "Blinked", "Locked"}),
     "message": frozenset({"Enrolled", "Blinked", "Locking", "Locked"}),
     "blink": frozenset({"Enrolled", "Blinked"}),
+    "delete": frozenset({"Pending", "Rejected", "Accepted", "Completed"}),
 }
 CONSOLE = {"Accepted": "Activating", "Enrolled": "Active", "Blinked": "Reminder On",
            "StartingReminder": "Starting Reminder", "StoppingReminder": "Stopping Reminder"}
@@ -66,16 +74,19 @@ class KnoxVendor:
         return (await self.client.get_device(device_uid)).status
 
     async def act(self, action: str, device_uid: str, params: dict[str, Any]) -> BaseModel:
-        """Send the action to Knox Guard."""
-        c, p = self.client, params
+        """Send the action to Knox Guard (its …Async variant when params["asynchronous"])."""
+        c, p, a = self.client, params, bool(params.get("asynchronous"))
         calls: dict[str, Callable[[], Awaitable[BaseModel]]] = {
-            "approve": lambda: c.approve(device_uid, p.get("approve_id"), p.get("comment")),
-            "lock": lambda: c.lock(device_uid, p.get("message"), p.get("tel"), p.get("email")),
-            "unlock": lambda: c.unlock(device_uid),
-            "complete": lambda: c.complete(device_uid),
+            "approve": lambda: c.approve(device_uid, p.get("approve_id"), p.get("comment"),
+                                         asynchronous=a),
+            "lock": lambda: c.lock(device_uid, p.get("message"), p.get("tel"), p.get("email"),
+                                   asynchronous=a),
+            "unlock": lambda: c.unlock(device_uid, asynchronous=a),
+            "complete": lambda: c.complete(device_uid, asynchronous=a),
             "message": lambda: c.send_message(device_uid, p.get("message") or "", p.get("tel"),
-                                              p.get("email")),
-            "blink": lambda: c.blink(p["blink"]),
+                                              p.get("email"), asynchronous=a),
+            "blink": lambda: c.blink(p["blink"], asynchronous=a),
+            "delete": lambda: c.delete(device_uid, asynchronous=a),
         }
         return await calls[action]()
 
@@ -99,6 +110,7 @@ class NeoLockVendor:
             "unlock": lambda: c.unlock(device_uid, p.get("message") or "", p.get("tel") or ""),
             "complete": lambda: c.complete(device_uid),
             "message": lambda: c.send_message(device_uid, p.get("message") or ""),
+            "delete": lambda: c.delete(device_uid),
         }
         if action not in calls:
             raise PhoneActionError(f"neolock has no {action} action (Knox Guard tenants only)")
@@ -116,6 +128,7 @@ class ActionOutcome:
     state: str | None
     message: str
     seq: int
+    transaction_id: str | None = None  # an asynchronous action's, to wait for
 
 
 async def resolve_provider(db: Database, device_uid: str, provider: str | None) -> str:
@@ -152,6 +165,8 @@ async def perform(db: Database, vendors: dict[str, PhoneVendor], device_uid: str
         raise PhoneActionError(f"{provider} is not configured (no [{provider}] section)")
     if provider == "neolock" and action == "blink":
         raise PhoneActionError("neolock has no blink action (Knox Guard tenants only)")
+    if provider == "neolock" and params.get("asynchronous"):
+        raise PhoneActionError("neolock has no asynchronous actions (Knox Guard tenants only)")
     name = f"phone.{action}"
     detail: dict[str, Any] = {k: v for k, v in params.items() if k != "blink"}
     if "blink" in params:
@@ -187,7 +202,72 @@ async def perform(db: Database, vendors: dict[str, PhoneVendor], device_uid: str
         return ActionOutcome(device_uid, provider, action, "failed", state, text, seq)
     seq = await record_action(db, actor=actor, action=name, subject=device_uid, provider=provider,
                               outcome="ok", detail={**detail, "vendor_answer": _answer(answer)})
-    return ActionOutcome(device_uid, provider, action, "ok", state, "sent", seq)
+    txn = getattr(answer, "transaction_id", None) if params.get("asynchronous") else None
+    return ActionOutcome(device_uid, provider, action, "ok", state,
+                         f"accepted as transaction {txn}" if txn else "sent", seq, txn)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransactionOutcome:
+    """An asynchronous request's end: ok, refused, failed, or pending (not done in the wait)."""
+
+    transaction_id: str
+    outcome: str
+    message: str
+    result: TransactionResult | None
+    seq: int | None  # its action-log row; None while pending or unreadable (nothing learnt)
+
+
+def _state_refusal(item: dict[str, Any]) -> bool:
+    error = item.get("error")
+    return isinstance(error, dict) and str(error.get("code")) == "4000310"
+
+
+def _failure(item: dict[str, Any]) -> str:
+    found = item.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    words = [str(error[k]) for k in ("code", "message") if error.get(k) not in (None, "")]
+    reason = f" ({error['reason']})" if error.get("reason") else ""
+    return f"{item.get('deviceUid') or '?'}: {' '.join(words) or item.get('result')}{reason}"
+
+
+async def finish_transaction(db: Database, client: KnoxGuardClient, transaction_id: str, *,
+                             actor: str, timeout: float, device_uid: str | None = None,
+                             action: str | None = None,
+                             scrub: Callable[[str], str] = lambda s: s) -> TransactionOutcome:
+    """Poll the transaction up to `timeout` seconds; once done, log its result (all devices
+    succeeded: ok; the vendor refused by state: refused; else failed)."""
+    try:
+        result = await client.wait_transaction(transaction_id, timeout)
+    except TransactionPending as err:
+        when = f"after {timeout:g}s" if timeout > 0 else "yet"
+        return TransactionOutcome(
+            transaction_id, "pending", f"not done {when} ({len(err.last.results)} of "
+            f"{err.last.count} results); the request stands: look again with `syncd phones "
+            f"transaction {transaction_id} --wait`", err.last, None)
+    except VendorError as err:
+        return TransactionOutcome(transaction_id, "failed", f"could not read the transaction: "
+                                  f"{scrub(str(err))}", None, None)
+    failures = [r for r in result.results if str(r.get("result", "")).upper() != "SUCCESS"]
+    # "refused" only when the vendor's state refusal (4000310) is every failure's reason.
+    outcome: Outcome = "ok" if not failures else \
+        "refused" if all(_state_refusal(r) for r in failures) else "failed"
+    message = (f"{result.success} of {result.count} done" if not failures else
+               f"{len(failures)} of {result.count} failed: "
+               + "; ".join(scrub(_failure(r)) for r in failures[:5]))
+    uids = {str(r.get("deviceUid")) for r in result.results if r.get("deviceUid")}
+    subject = device_uid or (uids.pop() if len(uids) == 1 else f"transaction:{transaction_id}")
+    seq = await record_action(db, actor=actor, action="phone.transaction", subject=subject,
+                              provider="knoxguard", outcome=outcome,
+                              detail={"transaction_id": transaction_id, "action": action,
+                                      "count": result.count, "success": result.success,
+                                      "fail": result.fail,
+                                      "results": [_scrubbed(r, scrub) for r in result.results]})
+    return TransactionOutcome(transaction_id, outcome, message, result, seq)
+
+
+def _scrubbed(item: dict[str, Any], scrub: Callable[[str], str]) -> Any:
+    return json.loads(scrub(json.dumps(item, default=str)))
 
 
 @dataclasses.dataclass(frozen=True)

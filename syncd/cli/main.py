@@ -25,6 +25,7 @@ from syncd.cli import db as cli_db
 from syncd.cli import devices as cli_devices
 from syncd.cli import drift as cli_drift
 from syncd.cli import jobs as cli_jobs
+from syncd.cli import k3 as cli_k3
 from syncd.cli import netcode as cli_netcode
 from syncd.cli import phones as cli_phones
 from syncd.cli import quota as cli_quota
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_devices.add_parser(sub)
     cli_phones.add_parser(sub)
     cli_netcode.add_parser(sub)
+    cli_k3.add_parser(sub)
     cli_quota.add_parser(sub)
     cli_completion.add_parser(sub)
     add_command(sub, "version", "print syncd's version", "syncd version").set_defaults(

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help="K3Connect lock id, or a KitLock's initialisation timecode")
     issue.add_argument("--start", required=True,
                        help='start in the lock\'s local time, "yyyy-MM-dd hh:mm" (hour codes on '
-                            "the hour, day codes at 00:00)")
+                            "the hour, day codes at 00:00; not before the current hour, or "
+                            "today for day codes)")
     issue.add_argument("--duration", required=True,
                        help="duration id (0-18), or hours (1h-12h) or days (1d-7d)")
     issue.add_argument("--model", default="K3CONNECT",
@@ -65,8 +66,12 @@ async def issue_netcode(args: argparse.Namespace, settings: config.Settings,
         print(f"syncd netcode: {err} (no call was made)", file=sys.stderr)
         return 2
     async with open_database(settings) as db, open_http() as http:
-        issued = await NetCodeLedger(K3Context(db, settings.codelocks, http)).issue(
-            request, _user())
+        try:
+            issued = await NetCodeLedger(K3Context(db, settings.codelocks, http)).issue(
+                request, _user())
+        except NetCodeRequestError as err:  # a start in the past, a lock without its key
+            print(f"syncd netcode: {err} (no call was made)", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps({"code": issued.code, "lock_id": request.lock, "model": request.model,
                           "start": request.start.isoformat(sep=" "),

@@ -208,6 +208,39 @@ async def lock_access_ref(db: Database, lock_id: str) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredLock:
+    """A lock as its last listing left it in vendor.k3_locks."""
+
+    lock_id: str
+    lock_name: str | None
+    access_key_ref: str
+    timezone: str | None
+    timezone_offset: str | None
+    gone_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredClient:
+    """A smartphone client as the lock's last complete listing showed it."""
+
+    email: str
+    status: str | None
+    access_type: str | None
+    last_seen_at: dt.datetime
+
+
+async def lock_get(db: Database, lock_id: str) -> StoredLock | None:
+    """The lock as last listed (gone or not); None if never listed."""
+    row = await db.fetchrow("k3_lock_get", lock_id)
+    return None if row is None else StoredLock(**dict(row))
+
+
+async def lock_clients(db: Database, lock_id: str) -> list[StoredClient]:
+    """The clients the lock had at its last complete listing."""
+    return [StoredClient(**dict(r)) for r in await db.fetch("k3_lock_clients", lock_id)]
+
+
 # --- the NetCode ledger -----------------------------------------------------------------------
 
 

@@ -188,6 +188,7 @@ class Fleet:
         self.uploads: dict[str, Upload] = {}
         self.listeners: list[Callable[[StateChange], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._due: dict[str, Callable[[], None]] = {}  # what each pending timer will run
         self._next_row = 1
         self._seed_fleet(devices)
 
@@ -362,11 +363,20 @@ class Fleet:
         """Run `callback` after `delay` seconds on the running loop (at once if none or delay ≤ 0)."""
         self._later(key, delay, callback)
 
+    def fire_timers(self, prefix: str) -> int:
+        """Run now every pending delayed callback whose key starts with `prefix`; how many."""
+        due = [key for key in self._timers if key.startswith(prefix)]
+        for key in due:
+            self._timers.pop(key).cancel()
+            self._due.pop(key)()
+        return len(due)
+
     def cancel_timers(self) -> None:
         """Cancel every pending delayed transition (the app is shutting down)."""
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        self._due.clear()
 
     def _upload_done(self, batch: Upload) -> None:
         batch.status = "Completed"
@@ -388,12 +398,15 @@ class Fleet:
 
         def fire() -> None:
             self._timers.pop(key, None)
+            self._due.pop(key, None)
             fn(*args)
 
         self._timers[key] = loop.call_later(delay, fire)
+        self._due[key] = lambda: fn(*args)
 
     def _cancel(self, key: str) -> None:
         handle = self._timers.pop(key, None)
+        self._due.pop(key, None)
         if handle is not None:
             handle.cancel()
 

@@ -110,6 +110,10 @@ class KnoxGuardSim(FleetFacade):
         """Set how long an …Async request takes before its results appear in /transaction."""
         self.async_delay = seconds
 
+    def finish_transactions(self) -> int:
+        """Carry out every queued …Async request now (test control); how many."""
+        return self.fleet.fire_timers("txn:")
+
 
 SIM_KEY = web.AppKey("knoxguard_sim", KnoxGuardSim)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -212,6 +212,31 @@ def client_record(client: K3Client, lock_id: str) -> tuple[Any, ...]:
             client.model_dump(mode="json", by_alias=True))
 
 
+async def read_lock_clients(client: CodelocksClient, key: str, lock_id: str,
+                            per_page: int) -> list[K3Client]:
+    """Every page of a lock's smartphone clients (one Utility call a page)."""
+    found: dict[str, K3Client] = {}
+    page = 1
+    while True:
+        answer = await client.clients(key, lock_id, page, per_page)
+        for item in answer.clients:
+            found[item.email] = item
+        if len(answer.clients) < per_page or len(found) >= answer.count or page >= 1000:
+            return list(found.values())
+        page += 1
+
+
+async def refresh_lock_clients(k3: K3Context, client: CodelocksClient, key: str,
+                               lock_id: str) -> list[K3Client]:
+    """Re-read one lock's clients and replace its set in vendor.k3_clients (one transaction)."""
+    clients = await read_lock_clients(client, key, lock_id, k3.settings.clients_page_size)
+    seen_at = k3.clock()
+    async with k3.db.transaction() as conn:
+        await upsert(conn, CLIENTS, [client_record(c, lock_id) for c in clients], seen_at)
+        await queries.mark_clients_gone(conn, lock_id, [c.email for c in clients], seen_at)
+    return clients
+
+
 class K3ClientsJob(K3Job):
     """`k3-clients`: each lock's smartphone clients with their active periods (complete or nothing)."""
 
@@ -225,28 +250,11 @@ class K3ClientsJob(K3Job):
             if key is None:  # the key was removed from the config: nothing to ask with
                 continue
             try:
-                clients = await self._listing(key, lock_id)
+                clients = await refresh_lock_clients(self.k3, self.client, key, lock_id)
             except VendorNotFound:  # unpaired since k3-locks last ran; k3-locks will mark it gone
                 continue
-            seen_at = self.k3.clock()
-            async with self.db.transaction() as conn:
-                await upsert(conn, CLIENTS, [client_record(c, lock_id) for c in clients], seen_at)
-                await queries.mark_clients_gone(conn, lock_id, [c.email for c in clients],
-                                                seen_at)
             ctx.add_items(len(clients))
             ctx.progress(done, len(locks))
-
-    async def _listing(self, key: str, lock_id: str) -> Sequence[K3Client]:
-        per_page = self.k3.settings.clients_page_size
-        found: dict[str, K3Client] = {}
-        page = 1
-        while True:
-            answer = await self.client.clients(key, lock_id, page, per_page)
-            for client in answer.clients:
-                found[client.email] = client
-            if len(answer.clients) < per_page or len(found) >= answer.count or page >= 1000:
-                return list(found.values())
-            page += 1
 
 
 JobFactory = Callable[[K3Context], K3Job]

@@ -1,6 +1,6 @@
 """Samsung Knox Guard (direct tenant): client, signed-token flow and models."""
 
-from syncd.vendors.knoxguard.client import KnoxGuardClient
+from syncd.vendors.knoxguard.client import KnoxGuardClient, TransactionPending
 from syncd.vendors.knoxguard.models import (
     ActionResult,
     Blink,
@@ -20,6 +20,7 @@ __all__ = [
     "DevicePage",
     "KnoxGuardClient",
     "KnoxRequestInvalid",
+    "TransactionPending",
     "TransactionResult",
     "UploadDetail",
     "UploadPage",

@@ -6,12 +6,17 @@ token is a signed JWT built from an access token exchanged at `token_url`, cache
 401 (`_request()`, the one place renewal happens). Errors are `{result: "FAIL", error: {code,
 message, reason}}`, mapped once in `_error()`: 4010000 auth, 4000000 bad parameter, 4000310 state
 invalid, 404/4040000 not found.
+
+Each device action also has an asynchronous variant (`asynchronous=True`: POST /devices/{action}Async),
+sent with a transaction id syncd makes (`x-knox-transactionId`, as the doc says the caller
+provides it), whose per-device outcome is read with POST /transaction (`wait_transaction`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -61,6 +66,7 @@ from syncd.vendors.pacing import RetryPolicy
 M = TypeVar("M", bound=BaseModel)
 VENDOR = "knoxguard"
 TOKEN_HEADER = "x-knox-apitoken"  # noqa: S105 - a header name, not a secret
+TRANSACTION_HEADER = "x-knox-transactionId"
 AUTH_FAIL, BAD_PARAM, STATE_INVALID, NOT_FOUND = 4010000, 4000000, 4000310, 4040000
 ASYNC_ACTIONS = frozenset({"approve", "lock", "unlock", "blink", "complete", "sendMessage",
                            "delete"})
@@ -70,6 +76,16 @@ def _code(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class TransactionPending(VendorFault):
+    """An async request's results were not all in when the wait ran out; `last` is what was."""
+
+    def __init__(self, transaction_id: str, waited: float, last: TransactionResult) -> None:
+        super().__init__(VENDOR, f"transaction {vendor_text(transaction_id, 80)} not done after "
+                                 f"{waited:g}s ({len(last.results)}/{last.count} results)")
+        self.transaction_id = transaction_id
+        self.last = last
 
 
 class KnoxGuardClient(TokenClient):
@@ -172,50 +188,55 @@ class KnoxGuardClient(TokenClient):
         raise VendorNotFound(VENDOR, f"device {vendor_text(device_uid, 64)} is not in the tenant")
 
     async def approve(self, device_uid: str, approve_id: str | None = None,
-                      approve_comment: str | None = None) -> ActionResult:
+                      approve_comment: str | None = None, *,
+                      asynchronous: bool = False) -> ActionResult:
         """Accept a Pending device (POST /devices/approve)."""
         if approve_id is not None and len(approve_id) > 50:
             raise KnoxRequestInvalid("approve: approveId must be at most 50 characters")
         if approve_comment is not None and len(approve_comment) > 1000:
             raise KnoxRequestInvalid("approve: approveComment must be at most 1000 characters")
         body = {"deviceUid": device_uid, "approveId": approve_id, "approveComment": approve_comment}
-        return await self._action("approve", {k: v for k, v in body.items() if v is not None})
+        return await self._action("approve", {k: v for k, v in body.items() if v is not None},
+                                  asynchronous)
 
-    async def blink(self, blink: Blink) -> ActionResult:
+    async def blink(self, blink: Blink, *, asynchronous: bool = False) -> ActionResult:
         """Set the blinking payment reminder (POST /devices/blink); build `blink` with Blink.checked."""
-        return await self._action("blink", blink.body())
+        return await self._action("blink", blink.body(), asynchronous)
 
     async def lock(self, device_uid: str, message: str | None = None,
-                   tel: str | None = None, email: str | None = None) -> ActionResult:
+                   tel: str | None = None, email: str | None = None, *,
+                   asynchronous: bool = False) -> ActionResult:
         """Lock a device, optionally showing a message and contact (POST /devices/lock)."""
-        return await self._action("lock", self._device_body(device_uid, message, tel, email))
+        return await self._action("lock", self._device_body(device_uid, message, tel, email),
+                                  asynchronous)
 
-    async def unlock(self, device_uid: str) -> ActionResult:
+    async def unlock(self, device_uid: str, *, asynchronous: bool = False) -> ActionResult:
         """Unlock a locked device (POST /devices/unlock)."""
-        return await self._action("unlock", {"deviceUid": device_uid})
+        return await self._action("unlock", {"deviceUid": device_uid}, asynchronous)
 
-    async def complete(self, device_uid: str) -> ActionResult:
+    async def complete(self, device_uid: str, *, asynchronous: bool = False) -> ActionResult:
         """Release a device from Knox Guard for good (POST /devices/complete)."""
-        return await self._action("complete", {"deviceUid": device_uid})
+        return await self._action("complete", {"deviceUid": device_uid}, asynchronous)
 
     async def send_message(self, device_uid: str, message: str, tel: str | None = None,
-                           email: str | None = None) -> ActionResult:
+                           email: str | None = None, *,
+                           asynchronous: bool = False) -> ActionResult:
         """Show a message on a device (POST /devices/sendMessage)."""
         if not message.strip():
             raise KnoxRequestInvalid("message: the message is required")
-        return await self._action("sendMessage", self._device_body(device_uid, message, tel, email))
+        return await self._action("sendMessage", self._device_body(device_uid, message, tel, email),
+                                  asynchronous)
 
-    async def delete(self, device_uid: str) -> ActionResult:
+    async def delete(self, device_uid: str, *, asynchronous: bool = False) -> ActionResult:
         """Delete a device from the tenant (POST /devices/delete)."""
-        return await self._action("delete", {"deviceUid": device_uid})
+        return await self._action("delete", {"deviceUid": device_uid}, asynchronous)
 
     async def start_async(self, action: str, body: dict[str, Any]) -> str:
         """Send the …Async variant of an action; return its transaction id."""
         if action not in ASYNC_ACTIONS:
             raise KnoxRequestInvalid(f"no asynchronous variant of {action!r}")
-        answer = await self._call(ActionResult, "POST", f"/devices/{action}Async", body)
-        if not answer.transaction_id:
-            raise VendorFault(VENDOR, f"POST /devices/{action}Async: no transactionId in answer")
+        answer = await self._action(action, body, asynchronous=True)
+        assert answer.transaction_id is not None  # _action made sure
         return answer.transaction_id
 
     async def transaction(self, transaction_id: str) -> TransactionResult:
@@ -223,17 +244,18 @@ class KnoxGuardClient(TokenClient):
         return await self._call(TransactionResult, "POST", "/transaction",
                                 {"transactionId": transaction_id}, idempotent=True)
 
-    async def wait_transaction(self, transaction_id: str) -> TransactionResult:
-        """Poll /transaction until every device has a result (VendorFault after the timeout)."""
-        deadline = self._clock() + self._poll_timeout
+    async def wait_transaction(self, transaction_id: str,
+                               timeout: float | None = None) -> TransactionResult:
+        """Poll /transaction until every device has a result (`TransactionPending` after
+        `timeout` seconds, else the client's transaction_timeout)."""
+        limit = self._poll_timeout if timeout is None else timeout
+        deadline = self._clock() + limit
         while True:
             result = await self.transaction(transaction_id)
             if result.done:
                 return result
             if self._clock() >= deadline:
-                raise VendorFault(VENDOR, f"transaction {vendor_text(transaction_id, 80)} not "
-                                          f"done after {self._poll_timeout:g}s "
-                                          f"({len(result.results)}/{result.count} results)")
+                raise TransactionPending(transaction_id, limit, result)
             await asyncio.sleep(self._poll)
 
     # --- machinery ----------------------------------------------------------------------------
@@ -258,12 +280,22 @@ class KnoxGuardClient(TokenClient):
         body = {"deviceUid": device_uid, "message": message, "tel": tel, "email": email}
         return {k: v for k, v in body.items() if v is not None}
 
-    async def _action(self, name: str, body: dict[str, Any]) -> ActionResult:
-        return await self._call(ActionResult, "POST", f"/devices/{name}", body)
+    async def _action(self, name: str, body: dict[str, Any],
+                      asynchronous: bool = False) -> ActionResult:
+        if not asynchronous:
+            return await self._call(ActionResult, "POST", f"/devices/{name}", body)
+        # The doc has the caller name the transaction; an answer naming another one wins.
+        ours = uuid.uuid4().hex
+        path = f"/devices/{name}Async"
+        answer = await self._call(ActionResult, "POST", path, body,
+                                  headers={TRANSACTION_HEADER: ours})
+        return answer if answer.transaction_id else answer.model_copy(
+            update={"transaction_id": ours})
 
     async def _call(self, model: type[M], method: str, path: str, body: Any = None, *,
-                    idempotent: bool | None = None) -> M:
-        answer = await self._request(method, path, body=body, idempotent=idempotent)
+                    idempotent: bool | None = None, headers: dict[str, str] | None = None) -> M:
+        answer = await self._request(method, path, body=body, idempotent=idempotent,
+                                     headers=headers)
         return self._parse(model, answer if answer is not None else {}, f"{method} {path}")
 
     async def _fetch_token(self) -> Token:
@@ -286,15 +318,15 @@ class KnoxGuardClient(TokenClient):
         return Token(value, now + lifetime)
 
     async def _request(self, method: str, path: str, *, body: Any = None,
-                       params: dict[str, str] | None = None,
-                       idempotent: bool | None = None) -> Any:
+                       params: dict[str, str] | None = None, idempotent: bool | None = None,
+                       headers: dict[str, str] | None = None) -> Any:
         """Send one authenticated call; renew a refused token once (a static token never is);
         decode the body."""
 
         def send(auth: AuthHeaders) -> Awaitable[Reply]:
             return self._http.request(method, self._base + path, json=body, params=params,
                                       idempotent=idempotent, auth=auth,
-                                      headers={"Accept": "application/json"})
+                                      headers={"Accept": "application/json", **(headers or {})})
 
         if self._static is not None:  # a static token is sent as it is, never renewed
             static = {TOKEN_HEADER: self._static.get_secret_value()}
