@@ -298,6 +298,26 @@ async def test_sync_health_reminders_keep_their_family_name(
     assert [kind for _, kind, _ in await outbox(db)] == ["job.failing", "job.reminder"]
 
 
+async def test_the_console_lists_each_cases_escalation_and_reminders(
+        db: Database, make_settings: Callable[..., Settings]) -> None:
+    """The console's case page query finds a case's opened, escalated and reminder alerts, and
+    none of another case's."""
+    from syncd.db.console import case_alerts
+
+    settings = settings_with(make_settings, renotify_hours=24)
+    await licence(db, "lic-1", T0 + 3 * DAY)
+    await contract(db, "d1", "locked")
+    await phone(db, "d1", "Enrolled")
+    for days in (0, 4, 5):
+        await reconcile(db, settings, T0 + days * DAY)
+    cases = {c.kind: c.id for c in await drift.list_cases(db, "open")}
+    for kind, suffixes in (("phone_licence_expiring", ["opened", "escalated-critical",
+                                                       "reminder-1"]),
+                           ("phone_not_locked", ["opened", "reminder-1", "reminder-2"])):
+        shown = [a.event_id for a in await case_alerts(db, cases[kind])]
+        assert shown == [f"drift-{cases[kind]}-{suffix}" for suffix in suffixes], kind
+
+
 async def test_cases_announced_before_the_upgrade_escalate_from_what_was_announced(
         empty_db_dsn: str, make_settings: Callable[..., Settings]) -> None:
     """Migration 0019 reads what an open case's opened alert announced: a case whose licence

@@ -55,3 +55,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                                      WHEN 'resolved' THEN d.resolved_at
                                      ELSE coalesce(d.announced_at, d.last_seen_at) END)
 $$;
+
+COMMENT ON COLUMN report.alert_deliveries.type IS
+    'The alert type: drift.opened, drift.escalated, drift.reminder, drift.resolved, job.failing, subscription.lost, quota.warning, …';
