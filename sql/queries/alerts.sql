@@ -65,8 +65,8 @@ RETURNING d.status
 SELECT hook, status, count(*) AS deliveries FROM ops.alert_deliveries GROUP BY hook, status
 
 -- alerts_open_for_resend --
--- Open, unsuppressed cases whose opened alert was queued, with that alert (for Alertmanager re-sends).
-SELECT o.event_id, o.payload
+-- Open, unsuppressed cases whose opened alert was queued, as they stand (for Alertmanager re-sends: the severity label is the latest announced).
+SELECT o.event_id, ops.drift_alert(d, 'opened') AS payload
 FROM ops.drift d
 JOIN ops.outbox o ON o.event_id = 'drift-' || d.id || '-opened'
 WHERE d.status = 'open' AND NOT coalesce(d.suppressed_until > now(), false)

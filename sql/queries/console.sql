@@ -35,12 +35,12 @@ ORDER BY o.id DESC
 LIMIT $2
 
 -- console_case_alerts --
--- The alerts case $1 queued (opened, resolved) with their delivery to each hook, oldest first.
+-- The alerts case $1 queued (opened, escalated, reminders, resolved) with their delivery to each hook, oldest first.
 SELECT o.event_id, o.type, o.created_at, d.hook, d.status, d.attempts, d.last_status,
        d.last_error, d.finished_at
 FROM ops.outbox o
 LEFT JOIN ops.alert_deliveries d ON d.outbox_id = o.id
-WHERE o.event_id IN ('drift-' || $1::bigint || '-opened', 'drift-' || $1::bigint || '-resolved')
+WHERE o.event_id LIKE 'drift-' || $1::bigint || '-%'
 ORDER BY o.created_at, o.id, d.hook
 
 -- console_case_actions --

@@ -53,11 +53,13 @@ CREATE TEMP TABLE IF NOT EXISTS stage_findings (
 ) ON COMMIT DELETE ROWS
 
 -- drift_open --
--- Open a case for each staged finding (past its grace window) without an open case ($1 now); queue its alert when severity ranks ≥ $2. Returns counts.
+-- Open a case for each staged finding (past its grace window) without an open case ($1 now); announce it (queue its opened alert) when severity ranks ≥ $2. Returns counts.
 WITH opened AS (
     INSERT INTO ops.drift AS d (kind, subject, provider, severity, expected, actual, detail, plan,
-                                first_seen_at, last_seen_at)
-    SELECT f.kind, f.subject, f.provider, f.severity, f.expected, f.actual, f.detail, f.plan, $1, $1
+                                first_seen_at, last_seen_at, announced_severity, announced_at)
+    SELECT f.kind, f.subject, f.provider, f.severity, f.expected, f.actual, f.detail, f.plan, $1, $1,
+           CASE WHEN ops.severity_rank(f.severity) >= $2 THEN f.severity END,
+           CASE WHEN ops.severity_rank(f.severity) >= $2 THEN $1::timestamptz END
     FROM stage_findings f
     WHERE f.opens AND NOT EXISTS (SELECT 1 FROM ops.drift o
                       WHERE o.status = 'open' AND o.kind = f.kind AND o.subject = f.subject)
@@ -68,7 +70,7 @@ WITH opened AS (
     SELECT 'drift-' || (o.row).id || '-opened', ops.drift_alert_type((o.row).kind, 'opened'),
            ops.drift_alert(o.row, 'opened')
     FROM opened o
-    WHERE ops.severity_rank((o.row).severity) >= $2
+    WHERE (o.row).announced_severity IS NOT NULL
     ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 )
@@ -102,6 +104,51 @@ WITH resolved AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM resolved) AS resolved, (SELECT count(*) FROM alerted) AS alerted
+
+-- drift_announce --
+-- Tell receivers what they were not told of the open cases of kinds $4 not suppressed at $1 whose severity ranks ≥ $2: a severity above the announced one (escalated, once per severity reached; opened if no alert was sent yet), else, when $3 > 0, a case last announced $3 or longer ago (reminder). Returns counts per transition.
+WITH due AS (
+    SELECT d.id, d.announced_severity AS previous,
+           CASE WHEN d.announced_severity IS NULL THEN 'opened'
+                WHEN ops.severity_rank(d.severity) > ops.severity_rank(d.announced_severity)
+                    THEN 'escalated'
+                ELSE 'reminder' END AS transition
+    FROM ops.drift d
+    WHERE d.status = 'open' AND d.kind = ANY($4::text[])
+      AND NOT coalesce(d.suppressed_until > $1, false)
+      AND ops.severity_rank(d.severity) >= $2
+      AND (d.announced_severity IS NULL
+           OR ops.severity_rank(d.severity) > ops.severity_rank(d.announced_severity)
+           OR ($3::interval > interval '0' AND d.announced_at <= $1::timestamptz - $3::interval))
+), announced AS (
+    UPDATE ops.drift d
+    SET announced_severity = CASE u.transition WHEN 'reminder' THEN d.announced_severity
+                                               ELSE d.severity END,
+        announced_at = $1,
+        reminders = d.reminders + CASE u.transition WHEN 'reminder' THEN 1 ELSE 0 END
+    FROM due u
+    WHERE d.id = u.id
+    RETURNING d AS row, u.transition, u.previous
+), alerted AS (
+    INSERT INTO ops.outbox (event_id, type, payload)
+    SELECT 'drift-' || (a.row).id || '-' || CASE a.transition
+               WHEN 'escalated' THEN 'escalated-' || (a.row).severity
+               WHEN 'reminder' THEN 'reminder-' || (a.row).reminders
+               ELSE a.transition END,
+           ops.drift_alert_type((a.row).kind, a.transition),
+           ops.drift_alert(a.row, a.transition) || CASE a.transition
+               WHEN 'escalated' THEN jsonb_build_object('previous_severity', a.previous)
+               WHEN 'reminder' THEN jsonb_build_object('reminder', (a.row).reminders)
+               ELSE '{}'::jsonb END
+    FROM announced a
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FILTER (WHERE transition = 'opened') AS opened,
+       count(*) FILTER (WHERE transition = 'escalated') AS escalated,
+       count(*) FILTER (WHERE transition = 'reminder') AS reminded,
+       (SELECT count(*) FROM alerted) AS alerted
+FROM announced
 
 -- drift_list --
 -- Cases by status ('open' includes suppressed ones; NULL: all), newest first, at most $2.

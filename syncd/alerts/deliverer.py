@@ -187,9 +187,8 @@ class Deliverer:
     def _request(self, hook: Hook, delivery: queue.Delivery) -> formats.Request:
         if hook.format == "alertmanager":
             now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-            alert = formats.alertmanager_alert(delivery.event_id, delivery.payload, now,
-                                               self.firing_for)
-            return formats.alertmanager(hook.url, [alert])
+            return formats.alertmanager(hook.url, formats.alertmanager_alerts(
+                delivery.event_id, delivery.payload, now, self.firing_for))
         return formats.standard_webhook(hook.url, hook.secrets, delivery.event_id,
                                         delivery.payload, self.clock())
 

@@ -79,21 +79,29 @@ def _label(value: Any) -> str:
 
 
 def alertmanager_alert(event_id: str, payload: dict[str, Any], now: dt.datetime,
-                       firing_for: dt.timedelta) -> dict[str, Any]:
+                       firing_for: dt.timedelta, *, ended_at: str | None = None) -> dict[str, Any]:
     """One Alertmanager v2 alert: identity in labels, facts in annotations, endsAt on resolution.
 
     A firing alert carries endsAt = now + `firing_for` (Alertmanager resolves an alert nobody
-    re-sends); the deliverer re-sends open cases before that, as Prometheus does.
+    re-sends); the deliverer re-sends open cases before that, as Prometheus does. The severity
+    label is the one announced (`announced_severity`), so a case's alert keeps its identity
+    while its severity falls, and its resolution ends the alert that fires. `ended_at` ends the
+    alert at that time whatever the payload says.
     """
     kind = payload.get("kind") or str(payload.get("type", "alert")).split(".")[0]
     resolving = str(payload.get("type", "")).endswith(RESOLVING_SUFFIXES) or \
         payload.get("status") == "resolved"
     starts = payload.get("first_seen_at") or payload.get("timestamp") or now.isoformat()
-    ends = (payload.get("resolved_at") or now.isoformat()) if resolving else \
-        (now + firing_for).isoformat()
+    if ended_at is not None:
+        ends = ended_at
+    elif resolving:
+        ends = payload.get("resolved_at") or now.isoformat()
+    else:
+        ends = (now + firing_for).isoformat()
+    severity = payload.get("announced_severity") or payload.get("severity") or "warning"
     labels = {"alertname": f"syncd_{kind}".replace(".", "_"), "kind": _label(kind),
               "subject": _label(payload.get("subject")),
-              "severity": _label(payload.get("severity") or "warning"),
+              "severity": _label(severity),
               "provider": _label(payload.get("provider")), "source": "syncd"}
     annotations = {
         "summary": f"{kind} {payload.get('subject', '')}: expected {payload.get('expected')}, "
@@ -104,6 +112,19 @@ def alertmanager_alert(event_id: str, payload: dict[str, Any], now: dt.datetime,
     return {"labels": {k: v for k, v in labels.items() if v},
             "annotations": {k: v for k, v in annotations.items() if v},
             "startsAt": str(starts), "endsAt": str(ends)}
+
+
+def alertmanager_alerts(event_id: str, payload: dict[str, Any], now: dt.datetime,
+                        firing_for: dt.timedelta) -> list[dict[str, Any]]:
+    """The Alertmanager alerts one syncd alert posts: an escalation also ends the alert of the
+    severity it replaces (Alertmanager tells alerts apart by their labels, severity among them)."""
+    alert = alertmanager_alert(event_id, payload, now, firing_for)
+    previous = payload.get("previous_severity")
+    if not str(payload.get("type", "")).endswith(".escalated") or not previous:
+        return [alert]
+    replaced = payload | {"severity": previous, "announced_severity": previous}
+    ended = str(payload.get("timestamp") or now.isoformat())
+    return [alertmanager_alert(event_id, replaced, now, firing_for, ended_at=ended), alert]
 
 
 def alertmanager(url: str, alerts: list[dict[str, Any]]) -> Request:

@@ -202,11 +202,14 @@ async def run_reconcile(args: argparse.Namespace, settings: config.Settings,
     merged = result.merge
     if args.json:
         print(json.dumps({"opened": merged.opened, "resolved": merged.resolved,
-                          "updated": merged.updated, "failed_rule_sets": result.failed,
+                          "updated": merged.updated, "escalated": merged.escalated,
+                          "reminded": merged.reminded, "failed_rule_sets": result.failed,
                           "cases": [c.__dict__ for c in cases],
                           "actions": [a.__dict__ for a in attempts]}, default=str, indent=2))
     else:
-        print(f"reconciled: {merged.opened} opened, {merged.resolved} resolved, "
+        announced = "".join(f"{n} {what}, " for n, what in ((merged.escalated, "escalated"),
+                                                            (merged.reminded, "reminded")) if n)
+        print(f"reconciled: {merged.opened} opened, {merged.resolved} resolved, {announced}"
               f"{len(cases)} open (mode {settings.reconcile.mode})")
         _print_cases(cases)
         for name, error in sorted(result.failed.items()):

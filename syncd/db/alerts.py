@@ -73,5 +73,6 @@ async def counts(db: Database) -> dict[tuple[str, str], int]:
 
 
 async def open_alerts(db: Database) -> list[tuple[str, dict[str, Any]]]:
-    """(event id, payload) of the opened alert of every open, unsuppressed case."""
+    """(opened alert's event id, payload as the case stands) of every open, unsuppressed case
+    whose opened alert was queued."""
     return [(r["event_id"], dict(r["payload"])) for r in await db.fetch("alerts_open_for_resend")]

@@ -109,7 +109,8 @@ class CaseAlert:
 
 
 async def case_alerts(db: Database, case_id: int) -> list[CaseAlert]:
-    """The opened/resolved alerts of a case and their deliveries, oldest first."""
+    """The alerts of a case (opened, escalated, reminders, resolved) and their deliveries, oldest
+    first."""
     return [CaseAlert(**dict(r)) for r in await db.fetch("console_case_alerts", case_id)]
 
 

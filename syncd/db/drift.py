@@ -24,6 +24,8 @@ class Merge:
     updated: int = 0
     resolved: int = 0
     alerts: int = 0
+    escalated: int = 0  # open cases whose severity rose past what was announced
+    reminded: int = 0  # open cases announced again after reconcile.renotify_hours
 
     @property
     def written(self) -> int:
@@ -54,11 +56,14 @@ class Case:
 
 
 async def merge(db: Database, records: Sequence[tuple[Any, ...]], kinds: Sequence[str],
-                now: dt.datetime, *, seen_resolution: dt.timedelta, alert_rank: int) -> Merge:
-    """Open, refresh and resolve cases from staged findings, with their alerts, in one transaction.
+                now: dt.datetime, *, seen_resolution: dt.timedelta, alert_rank: int,
+                renotify: dt.timedelta = dt.timedelta(0)) -> Merge:
+    """Open, refresh, resolve and announce cases from staged findings, with their alerts, in one
+    transaction.
 
-    `records` follow STAGE_COLUMNS; only open cases of `kinds` can be resolved. A run that finds
-    what the previous one found writes nothing (last_seen_at moves only every `seen_resolution`).
+    `records` follow STAGE_COLUMNS; only open cases of `kinds` can be resolved, escalated or
+    reminded (every `renotify`; zero: never). A run that finds what the previous one found
+    writes nothing (last_seen_at moves only every `seen_resolution`).
     """
     async with db.transaction() as conn:
         with translate():
@@ -74,10 +79,15 @@ async def merge(db: Database, records: Sequence[tuple[Any, ...]], kinds: Sequenc
             status = await conn.execute(sql("drift_refresh"), now, seen_resolution)
             opened = await conn.fetchrow(sql("drift_open"), now, alert_rank)
             resolved = await conn.fetchrow(sql("drift_resolve"), now, list(kinds))
-    assert opened is not None and resolved is not None
+            # After the resolve: a case that cleared in this run is not reminded of.
+            announced = await conn.fetchrow(sql("drift_announce"), now, alert_rank, renotify,
+                                            list(kinds))
+    assert opened is not None and resolved is not None and announced is not None
     return Merge(opened=int(opened["opened"]), updated=int(status.split()[-1]),
                  resolved=int(resolved["resolved"]),
-                 alerts=int(opened["alerted"]) + int(resolved["alerted"]))
+                 alerts=int(opened["alerted"]) + int(resolved["alerted"])
+                 + int(announced["alerted"]),
+                 escalated=int(announced["escalated"]), reminded=int(announced["reminded"]))
 
 
 def _case(row: Any) -> Case:

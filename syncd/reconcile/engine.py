@@ -1,7 +1,8 @@
 """One reconcile: run every enabled rule set, plan, and merge the findings into drift cases.
 
-The merge is set-based (see `syncd.db.drift.merge`): findings are staged with COPY and three
-statements open, refresh and resolve cases, queueing their alerts in the same transaction.
+The merge is set-based (see `syncd.db.drift.merge`): findings are staged with COPY and four
+statements refresh, open, resolve and announce cases (escalations, reminders), queueing their
+alerts in the same transaction.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ async def reconcile(db: Database, settings: Settings, now: dt.datetime,
     merged = await drift.merge(
         db, records, sorted(kinds), now,
         seen_resolution=dt.timedelta(seconds=conf.seen_resolution_seconds),
-        alert_rank=SEVERITY_RANK[conf.alert_min_severity])
-    if merged.opened or merged.resolved:
+        alert_rank=SEVERITY_RANK[conf.alert_min_severity],
+        renotify=dt.timedelta(hours=conf.renotify_hours))
+    if merged.opened or merged.resolved or merged.escalated or merged.reminded:
         log.info("reconcile.cases", opened=merged.opened, resolved=merged.resolved,
-                 updated=merged.updated, alerts=merged.alerts)
+                 updated=merged.updated, escalated=merged.escalated, reminded=merged.reminded,
+                 alerts=merged.alerts)
     return Reconciled(found, plans, merged, failed)

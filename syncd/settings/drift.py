@@ -103,3 +103,12 @@ class ReconcileSettings(Section):
     lock_message: str = Field(default="", max_length=500)
     lock_tel: str = Field(default="", max_length=64)
     alert_min_severity: Literal["info", "warning", "critical"] = "warning"
+    # 0: off. Reminders more often than hourly would be noise, each one a row per open case.
+    renotify_hours: float = Field(default=0.0, ge=0, le=720)
+
+    @field_validator("renotify_hours")
+    @classmethod
+    def _renotify_off_or_hourly(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 hour")
+        return value
