@@ -29,6 +29,10 @@ from syncd.jobs.runner import JobRunner
 from tests.clocks import Clock
 from tests.k3_env import k3_context, k3_jobs, k3_settings
 
+# A day comfortably ahead (a start in the past is refused before any call), whatever today is.
+AHEAD = dt.date.today() + dt.timedelta(days=400)
+DAY = AHEAD.isoformat()
+
 
 @pytest.fixture
 def sim() -> CodelocksSim:
@@ -70,15 +74,15 @@ async def test_a_repeat_is_answered_from_the_ledger_with_zero_calls(
     code from the ledger without a call. The code is never stored in clear, and both requests are
     in the action log as cli:<user>."""
     lock = next(iter(sim.locks.values()))
-    args = ["issue", "--lock", lock.lock_id, "--start", "2027-01-05 00:00", "--duration", "2d",
+    args = ["issue", "--lock", lock.lock_id, "--start", f"{DAY} 00:00", "--duration", "2d",
             "--json"]
     capsys.readouterr()
     assert await netcode(cfg, *args) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    expected = netcode_digits(lock.lock_id, dt.datetime(2027, 1, 5), 13, "K3CONNECT",
+    expected = netcode_digits(lock.lock_id, dt.datetime.combine(AHEAD, dt.time()), 13, "K3CONNECT",
                               lock.access_key)
     assert first["code"] == expected and first["from_ledger"] is False
-    assert first["expires"] == "2027-01-07 00:00:00"
+    assert first["expires"] == f"{AHEAD + dt.timedelta(days=2)} 00:00:00"
     assert sim.quota_used(NETCODE) == 1
     utility_before = sim.quota_used(UTILITY)
     assert await netcode(cfg, *args) == 0
@@ -103,9 +107,9 @@ async def test_a_repeat_is_answered_from_the_ledger_with_zero_calls(
 
 
 @pytest.mark.parametrize(("start", "duration", "problem"), [
-    ("2027-01-05 10:30", "3h", "on the hour"),
-    ("2027-01-05 10:00", "1d", "at midnight"),
-    ("2027-01-05 00:00", "19", "duration id 19"),
+    (f"{DAY} 10:30", "3h", "on the hour"),
+    (f"{DAY} 10:00", "1d", "at midnight"),
+    (f"{DAY} 00:00", "19", "duration id 19"),
     ("05/01/2027 00:00", "1", "yyyy-MM-dd"),
 ])
 async def test_invalid_requests_are_refused_before_any_call(
@@ -125,25 +129,26 @@ async def test_kitlock_netcode_needs_timecode_and_identifier_and_is_ledgered(
         cfg: Path, sim: CodelocksSim, capsys: pytest.CaptureFixture[str]) -> None:
     """A KitLock NetCode uses the initialisation timecode and identifier; a repeat is free."""
     args = ["issue", "--model", "KL1060C2", "--lock", "202011161623", "--identifier", "451254",
-            "--start", "2027-01-05 16:00", "--duration", "4"]
+            "--start", f"{DAY} 16:00", "--duration", "4"]
     capsys.readouterr()
     assert await netcode(cfg, *args) == 0
     assert await netcode(cfg, *args) == 0
     out = capsys.readouterr().out
-    code = netcode_digits("202011161623", dt.datetime(2027, 1, 5, 16), 4, "KL1060C2", "451254")
+    code = netcode_digits("202011161623", dt.datetime.combine(AHEAD, dt.time(16)), 4, "KL1060C2", "451254")
     assert out.count(code) == 2 and "no call made" in out
     assert sim.quota_used(NETCODE) == 1
 
 
 def test_validation_rules() -> None:
     """Durations by hours and days map to the documented ids; KitLock needs an identifier."""
-    assert validate("0605ab", "2027-01-05 13:00", "12h").duration_id == 11
-    assert validate("0605ab", "2027-01-05 00:00", "7d").duration_id == 18
-    assert validate("0605ab", "2027-01-05 00:00", "7d").expires == dt.datetime(2027, 1, 12)
+    assert validate("0605ab", f"{DAY} 13:00", "12h").duration_id == 11
+    assert validate("0605ab", f"{DAY} 00:00", "7d").duration_id == 18
+    assert validate("0605ab", f"{DAY} 00:00", "7d").expires == \
+        dt.datetime.combine(AHEAD + dt.timedelta(days=7), dt.time())
     with pytest.raises(NetCodeRequestError, match="identifier"):
-        validate("202011161623", "2027-01-05 13:00", "0", "KL1060")
+        validate("202011161623", f"{DAY} 13:00", "0", "KL1060")
     with pytest.raises(NetCodeRequestError, match="lock model"):
-        validate("0605ab", "2027-01-05 13:00", "0", "NOPE")
+        validate("0605ab", f"{DAY} 13:00", "0", "NOPE")
 
 
 async def test_a_netcode_past_the_quota_is_refused_without_a_call_and_logged(
@@ -155,7 +160,7 @@ async def test_a_netcode_past_the_quota_is_refused_without_a_call_and_logged(
         await conn.execute("INSERT INTO ops.api_usage (vendor, category, period, calls, quota) "
                            "VALUES ('codelocks', 'netcode', $1, 100, 100)", period)
     lock_id = next(iter(sim.locks))
-    code = await netcode(cfg, "issue", "--lock", lock_id, "--start", "2027-01-05 10:00",
+    code = await netcode(cfg, "issue", "--lock", lock_id, "--start", f"{DAY} 10:00",
                          "--duration", "1h")
     assert code == 1
     assert "quota is used up" in capsys.readouterr().err
