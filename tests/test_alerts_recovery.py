@@ -125,7 +125,7 @@ async def test_a_hook_down_dead_letters_its_alerts_and_redeliver_sends_them_once
         assert sorted(s for _, s in (await states(db)).values()) == [
             "delivered", "delivered", "pending"]  # retried: a fresh window, not dead at once
         await wait_for(lambda: _delivered(deliverer, state, 3), what="all three delivered")
-    assert sorted(state.ids()) == webhook_ids  # the same webhook-ids, each once
+    assert sorted(str(i) for i in state.ids()) == webhook_ids  # the same webhook-ids, each once
     assert all(r.verified for r in state.received)
     assert [s for _, s in (await states(db)).values()] == ["delivered"] * 3
     body = await collect_status(db, {}, policy=NO_DAEMON)
