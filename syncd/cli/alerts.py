@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from syncd.cli.help import SubParsers, add_command
-from syncd.cli.operator import clean, dumps, ids, operator, when
+from syncd.cli.operator import clean, dumps, ids, operator, positive, when
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -33,7 +33,7 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
                     "syncd alerts list --json | jq '.[] | .webhook_id'")
     p.add_argument("--status", choices=STATES, help="only deliveries in this state")
     p.add_argument("--hook", metavar="NAME", help="only deliveries to this hook")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=positive, default=100, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=list_deliveries)
     p = add_command(actions, "redeliver", "send dead or stopped deliveries again, with a fresh "

@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import SubParsers, add_command
-from syncd.cli.operator import clean, dumps, ids, operator, since_time, when
+from syncd.cli.operator import clean, dumps, ids, operator, positive, since_time, when
 
 if TYPE_CHECKING:
     from syncd.db.events import Event, Quarantined
@@ -40,7 +40,7 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
                     "syncd events list --status quarantined", "syncd events list --json | jq .")
     p.add_argument("--status", choices=[*STATUSES, QUARANTINED], help="only these")
     _since(p)
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=positive, default=100, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=list_events)
     p = add_command(actions, "show", "one stored push: body, attempts, last error (secrets "
@@ -57,7 +57,7 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--status", choices=REPLAYABLE,
                    help="replay every event with this status (oldest first, up to --limit)")
     _since(p)
-    p.add_argument("--limit", type=int, default=1000,
+    p.add_argument("--limit", type=positive, default=1000,
                    help="with --status: at most this many (default 1000)")
     p.add_argument("--dry-run", action="store_true", help="say which events, change nothing")
     p.set_defaults(func=replay_events)

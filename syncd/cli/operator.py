@@ -53,6 +53,13 @@ def dumps(value: Any) -> str:
                       if isinstance(v, dt.datetime) else str(v))
 
 
+def positive(text: str) -> int:
+    """A count from the command line (argparse type): a whole number above 0."""
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{clean(text)!r} is not a whole number above 0")
+    return int(text)
+
+
 def ids(texts: list[str], what: str) -> list[int]:
     """Positive integer ids from the command line; ArgumentTypeError names a bad one."""
     found = []
