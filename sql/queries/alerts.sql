@@ -48,21 +48,25 @@ SET status = 'stopped', last_status = $2, last_error = $3, lease_until = NULL, f
 WHERE id = $1
 
 -- alerts_retry --
--- Try delivery $1 again in $2 seconds, or dead-letter it when that is past its alert's age limit $5.
+-- Try delivery $1 again in $2 seconds, or dead-letter it when that is past the age limit $5 of its alert (counted from its latest redelivery, if any).
 UPDATE ops.alert_deliveries d
 SET last_status = $3, last_error = $4, lease_until = NULL,
     next_attempt_at = now() + make_interval(secs => $2),
-    status = CASE WHEN now() + make_interval(secs => $2) > o.created_at + $5::interval
+    status = CASE WHEN now() + make_interval(secs => $2)
+                       > coalesce(d.requeued_at, o.created_at) + $5::interval
                   THEN 'dead' ELSE 'pending' END,
-    finished_at = CASE WHEN now() + make_interval(secs => $2) > o.created_at + $5::interval
+    finished_at = CASE WHEN now() + make_interval(secs => $2)
+                            > coalesce(d.requeued_at, o.created_at) + $5::interval
                        THEN now() END
 FROM ops.outbox o
 WHERE d.id = $1 AND o.id = d.outbox_id
 RETURNING d.status
 
 -- alerts_counts --
--- Deliveries by hook and status.
-SELECT hook, status, count(*) AS deliveries FROM ops.alert_deliveries GROUP BY hook, status
+-- Deliveries by hook and state (their status, but 'acknowledged' for dead ones an operator acknowledged).
+SELECT hook, ops.delivery_state(status, acked_at) AS status, count(*) AS deliveries
+FROM ops.alert_deliveries
+GROUP BY 1, 2
 
 -- alerts_open_for_resend --
 -- Open, unsuppressed cases whose opened alert was queued, as they stand (for Alertmanager re-sends: the severity label is the latest announced).
@@ -80,3 +84,51 @@ WHERE o.created_at < now() - make_interval(days => $1)
                   WHERE d.outbox_id = o.id AND d.status = 'pending')
   AND NOT EXISTS (SELECT 1 FROM ops.drift c
                   WHERE c.status = 'open' AND o.event_id = 'drift-' || c.id || '-opened')
+
+-- alerts_list --
+-- Deliveries in state $1 (NULL: any; see alerts_counts) to hook $2 (NULL: any), newest first, at most $3, with their alert.
+SELECT d.id, d.hook, ops.delivery_state(d.status, d.acked_at) AS state, d.attempts,
+       d.next_attempt_at, d.last_status, d.last_error, d.finished_at, d.redeliveries,
+       d.requeued_at, d.acked_at, d.acked_by, d.ack_reason, o.event_id, o.type,
+       o.payload ->> 'subject' AS subject, o.created_at
+FROM ops.alert_deliveries d
+JOIN ops.outbox o ON o.id = d.outbox_id
+WHERE ($1::text IS NULL OR ops.delivery_state(d.status, d.acked_at) = $1)
+  AND ($2::text IS NULL OR d.hook = $2)
+ORDER BY d.id DESC
+LIMIT $3
+
+-- alerts_states --
+-- The hook and state of each of the deliveries $1 that exists.
+SELECT id, hook, ops.delivery_state(status, acked_at) AS state
+FROM ops.alert_deliveries
+WHERE id = ANY($1::bigint[])
+
+-- alerts_dead --
+-- Ids of the dead, unacknowledged deliveries to hook $1 (NULL: any), oldest first.
+SELECT id FROM ops.alert_deliveries
+WHERE status = 'dead' AND acked_at IS NULL AND ($1::text IS NULL OR hook = $1)
+ORDER BY id
+
+-- alerts_redeliver --
+-- Put the dead or stopped deliveries among $1 back in the queue: pending, due now, a fresh attempt budget (the retry window counts from now), any acknowledgement cleared. The alert is the same, so is its webhook-id. Returns each one's id, hook and former state.
+WITH old AS (
+    SELECT id, ops.delivery_state(status, acked_at) AS was
+    FROM ops.alert_deliveries
+    WHERE id = ANY($1::bigint[]) AND status IN ('dead', 'stopped')
+    ORDER BY id
+    FOR UPDATE)
+UPDATE ops.alert_deliveries d
+SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+    finished_at = NULL, requeued_at = now(), redeliveries = d.redeliveries + 1,
+    acked_at = NULL, acked_by = NULL, ack_reason = NULL
+FROM old
+WHERE d.id = old.id
+RETURNING d.id, d.hook, old.was
+
+-- alerts_ack --
+-- Acknowledge the dead, unacknowledged deliveries among $1, by $2 for the reason $3; return their ids and hooks.
+UPDATE ops.alert_deliveries
+SET acked_at = now(), acked_by = $2, ack_reason = $3
+WHERE id = ANY($1::bigint[]) AND status = 'dead' AND acked_at IS NULL
+RETURNING id, hook

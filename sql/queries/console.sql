@@ -52,11 +52,12 @@ ORDER BY seq
 LIMIT $4
 
 -- console_alert_hooks --
--- Deliveries per hook: pending, delivered, dead and stopped, the latest delivery, and the latest error with its alert's time.
+-- Deliveries per hook: pending, delivered, dead (not acknowledged), acknowledged and stopped, the latest delivery, and the latest error with its alert's time.
 SELECT hook,
        count(*) FILTER (WHERE status = 'pending') AS pending,
        count(*) FILTER (WHERE status = 'delivered') AS delivered,
-       count(*) FILTER (WHERE status = 'dead') AS dead,
+       count(*) FILTER (WHERE status = 'dead' AND acked_at IS NULL) AS dead,
+       count(*) FILTER (WHERE status = 'dead' AND acked_at IS NOT NULL) AS acknowledged,
        count(*) FILTER (WHERE status = 'stopped') AS stopped,
        max(finished_at) FILTER (WHERE status = 'delivered') AS last_delivered_at,
        (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1]
@@ -67,15 +68,15 @@ GROUP BY hook
 ORDER BY hook
 
 -- console_alert_recent --
--- The latest $1 deliveries with status $2 (NULL: any), newest first, with their alert's type, subject and case.
+-- The latest $1 deliveries in state $2 (NULL: any; a dead one acknowledged is 'acknowledged'), newest first, with their alert's type, subject and case.
 SELECT d.id, o.event_id, o.type, o.payload ->> 'subject' AS subject,
        CASE WHEN o.payload ->> 'case_id' ~ '^[0-9]+$' THEN (o.payload ->> 'case_id')::bigint END
            AS case_id,
-       d.hook, d.status, d.attempts, d.last_status, d.last_error, o.created_at, d.finished_at,
+       d.hook, ops.delivery_state(d.status, d.acked_at) AS status, d.attempts, d.last_status, d.last_error, o.created_at, d.finished_at,
        d.next_attempt_at
 FROM ops.alert_deliveries d
 JOIN ops.outbox o ON o.id = d.outbox_id
-WHERE $2::text IS NULL OR d.status = $2
+WHERE $2::text IS NULL OR ops.delivery_state(d.status, d.acked_at) = $2
 ORDER BY d.id DESC
 LIMIT $1
 

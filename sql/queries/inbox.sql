@@ -92,3 +92,56 @@ UPDATE ops.subscriptions SET status = 'deleted', checked_at = now(), last_error 
 -- quarantine_prune --
 -- Forget quarantined pushes older than $1 days.
 DELETE FROM ops.quarantine WHERE received_at < now() - make_interval(days => $1)
+
+-- inbox_list --
+-- Stored pushes with status $1 (NULL: any) received since $2 (NULL: ever), newest first, at most $3.
+SELECT id, source, received_at, event_type, subject, status, attempts, next_attempt_at,
+       processed_at, error, replays, replayed_at
+FROM ops.inbox
+WHERE ($1::text IS NULL OR status = $1) AND ($2::timestamptz IS NULL OR received_at >= $2)
+ORDER BY id DESC
+LIMIT $3
+
+-- inbox_get --
+-- One stored push, its body pretty-printed by PostgreSQL (control characters stay escaped).
+SELECT id, source, received_at, event_type, subject, status, attempts, next_attempt_at,
+       processed_at, error, replays, replayed_at, dedupe_key, jsonb_pretty(body) AS body
+FROM ops.inbox
+WHERE id = $1
+
+-- inbox_states --
+-- The status of each of the events $1 that exists.
+SELECT id, status FROM ops.inbox WHERE id = ANY($1::bigint[])
+
+-- inbox_select --
+-- Ids of the events with status $1 received since $2 (NULL: ever), oldest first, at most $3.
+SELECT id FROM ops.inbox
+WHERE status = $1 AND ($2::timestamptz IS NULL OR received_at >= $2)
+ORDER BY id
+LIMIT $3
+
+-- inbox_replay --
+-- Put the finished events among $1 back in the inbox: pending, due now, with a fresh attempt budget. An event still pending is left to the worker that holds or will lease it (that is what makes a replay idempotent). Returns each replayed id with the status it had.
+WITH old AS (
+    SELECT id, status FROM ops.inbox
+    WHERE id = ANY($1::bigint[]) AND status <> 'pending'
+    ORDER BY id
+    FOR UPDATE)
+UPDATE ops.inbox i
+SET status = 'pending', attempts = 0, next_attempt_at = now(), processed_at = NULL,
+    replays = i.replays + 1, replayed_at = now()
+FROM old
+WHERE i.id = old.id
+RETURNING i.id, old.status AS was
+
+-- quarantine_list --
+-- Quarantined pushes received since $1 (NULL: ever), newest first, at most $2, with their size.
+SELECT id, source, received_at, reason, content_type, octet_length(body) AS size
+FROM ops.quarantine
+WHERE $1::timestamptz IS NULL OR received_at >= $1
+ORDER BY id DESC
+LIMIT $2
+
+-- quarantine_get --
+-- One quarantined push with its raw body.
+SELECT id, source, received_at, reason, content_type, body FROM ops.quarantine WHERE id = $1

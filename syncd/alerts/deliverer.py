@@ -14,7 +14,9 @@ to expire and the alert is sent again with the same `webhook-id`, which receiver
 Several daemons on one database share the work through `FOR UPDATE SKIP LOCKED`. Failures retry
 with full-jitter exponential backoff (the vendor clients' `RetryPolicy`), honouring Retry-After,
 until the alert is `alerts.max_age_hours` old: then the delivery is dead-lettered (kept, counted
-in `syncd status` and `/metrics`). A 410 Gone stops that delivery at once.
+in `syncd status` and `/metrics`). A 410 Gone stops that delivery at once. An operator may send a
+dead or stopped delivery again (`syncd alerts redeliver`, see alerts/operator.py): the window
+then counts from the redelivery, and the webhook-id stays the alert's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import aiohttp
 import structlog
@@ -79,11 +82,49 @@ def hooks_from(conf: AlertSettings) -> list[Hook]:
 
 @dataclasses.dataclass(frozen=True)
 class Sent:
-    """How one POST ended: an HTTP status, or a transport error; Retry-After if given."""
+    """How one POST ended: an HTTP status, or a transport error; Retry-After if given; the
+    start of the receiver's answer (for `syncd alerts test`)."""
 
     status: int | None
     retry_after: float | None = None
     error: str = ""
+    excerpt: str = ""
+
+
+EXCERPT_BYTES = 200
+
+
+def request_for(hook: Hook, event_id: str, payload: dict[str, Any], now: float,
+                firing_for: dt.timedelta) -> formats.Request:
+    """What goes on the wire for one alert to `hook`, in its format (signed when Standard
+    Webhooks); `now` is the Unix time of sending."""
+    if hook.format == "alertmanager":  # an escalation ends the old-severity alert too
+        return formats.alertmanager(hook.url, formats.alertmanager_alerts(
+            event_id, payload, dt.datetime.fromtimestamp(now, dt.UTC), firing_for))
+    return formats.standard_webhook(hook.url, hook.secrets, event_id, payload, now)
+
+
+async def post(session: aiohttp.ClientSession, request: formats.Request, timeout: float) -> Sent:
+    """POST once; transport errors become a `Sent` without a status (the edge of aiohttp)."""
+    try:
+        async with session.post(request.url, data=request.body, headers=request.headers,
+                                timeout=aiohttp.ClientTimeout(total=timeout),
+                                allow_redirects=False) as reply:
+            answer = await reply.read()
+            return Sent(reply.status, parse_retry_after(reply.headers.get("Retry-After")),
+                        excerpt=answer[:EXCERPT_BYTES].decode("utf-8", "replace"))
+    except (aiohttp.ClientError, TimeoutError, OSError) as err:
+        return Sent(None, None, f"{type(err).__name__}: {err}"[:300])
+
+
+def scrub(hooks: Iterable[Hook], text: str) -> str:
+    """`text` without any hook's URL or secret (an exception message may quote them)."""
+    for hook in hooks:
+        for secret in (hook.url, *hook.secrets,
+                       *(s.removeprefix(WEBHOOK_SECRET_PREFIX) for s in hook.secrets)):
+            if secret:
+                text = text.replace(secret, "***")
+    return text
 
 
 class Deliverer:
@@ -185,12 +226,8 @@ class Deliverer:
                 await asyncio.sleep(self.conf.poll_seconds)
 
     def _request(self, hook: Hook, delivery: queue.Delivery) -> formats.Request:
-        if hook.format == "alertmanager":
-            now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-            return formats.alertmanager(hook.url, formats.alertmanager_alerts(
-                delivery.event_id, delivery.payload, now, self.firing_for))
-        return formats.standard_webhook(hook.url, hook.secrets, delivery.event_id,
-                                        delivery.payload, self.clock())
+        return request_for(hook, delivery.event_id, delivery.payload, self.clock(),
+                           self.firing_for)
 
     async def _deliver(self, delivery: queue.Delivery) -> None:
         """Send one delivery and record how it went; an unforeseen error is recorded on it."""
@@ -216,13 +253,7 @@ class Deliverer:
                 self._broken.pop(hook.name).ok(hook=hook.name)
 
     def _scrub(self, text: str) -> str:
-        """`text` without any hook's URL or secret (an exception message may quote them)."""
-        for hook in self.hooks.values():
-            for secret in (hook.url, *hook.secrets,
-                           *(s.removeprefix(WEBHOOK_SECRET_PREFIX) for s in hook.secrets)):
-                if secret:
-                    text = text.replace(secret, "***")
-        return text
+        return scrub(self.hooks.values(), text)
 
     async def _send(self, hook: Hook, delivery: queue.Delivery) -> None:
         sent = await self._post(self._request(hook, delivery), hook.timeout)
@@ -258,15 +289,7 @@ class Deliverer:
             log.info("alerts.hook_recovered", hook=hook)
 
     async def _post(self, request: formats.Request, timeout: float) -> Sent:
-        """POST once; transport errors become a `Sent` without a status (the edge of aiohttp)."""
-        try:
-            async with self.session.post(request.url, data=request.body, headers=request.headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout),
-                                         allow_redirects=False) as reply:
-                await reply.read()
-                return Sent(reply.status, parse_retry_after(reply.headers.get("Retry-After")))
-        except (aiohttp.ClientError, TimeoutError, OSError) as err:
-            return Sent(None, None, f"{type(err).__name__}: {err}"[:300])
+        return await post(self.session, request, timeout)
 
     async def refresh_gauges(self) -> None:
         """Set syncd_drift_open{kind,severity} and syncd_alert_deliveries{hook,status}."""

@@ -219,10 +219,10 @@ def _print_status(body: dict[str, Any]) -> None:
         from syncd.sync.codelocks.status import format_quota
 
         print("\n" + "\n".join(format_quota(body["codelocks_quota"])))
-    print("open drift: " + (", ".join(f"{k} {v}" for k, v in body["drift_open"].items())
-                            or "none"))
-    print("alert deliveries: " + (", ".join(f"{k} {v}" for k, v in
-                                            body["alert_deliveries"].items()) or "none"))
+    print("open drift: " + (", ".join(f"{d['kind']}/{d['severity']} {d['count']}"
+                                      for d in body["drift_open"]) or "none"))
+    print("alert deliveries: " + (", ".join(f"{d['hook']}/{d['status']} {d['count']}"
+                                            for d in body["alert_deliveries"]) or "none"))
 
 
 def _confirm(question: str) -> bool:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import syncd
+from syncd.cli import alerts as cli_alerts
 from syncd.cli import audit as cli_audit
 from syncd.cli import completion as cli_completion
 from syncd.cli import config as cli_config
 from syncd.cli import db as cli_db
 from syncd.cli import devices as cli_devices
 from syncd.cli import drift as cli_drift
+from syncd.cli import events as cli_events
 from syncd.cli import jobs as cli_jobs
 from syncd.cli import k3 as cli_k3
 from syncd.cli import netcode as cli_netcode
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_terminals.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_drift.add_parser(sub)
+    cli_events.add_parser(sub)
+    cli_alerts.add_parser(sub)
     cli_devices.add_parser(sub)
     cli_phones.add_parser(sub)
     cli_netcode.add_parser(sub)

@@ -7,7 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.db.pool import Database
+from syncd.db.pool import Connection, Database
+from syncd.db.queries import get as sql
+
+# A delivery's state: its status, but `acknowledged` for a dead one an operator acknowledged.
+STATES = ("pending", "delivered", "stopped", "dead", "acknowledged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,7 @@ async def retry(db: Database, delivery_id: int, delay: float, status: int | None
 
 
 async def counts(db: Database) -> dict[tuple[str, str], int]:
-    """Deliveries by (hook, status)."""
+    """Deliveries by (hook, state): acknowledged dead ones apart from the others."""
     return {(r["hook"], r["status"]): int(r["deliveries"]) for r in await db.fetch("alerts_counts")}
 
 
@@ -76,3 +80,58 @@ async def open_alerts(db: Database) -> list[tuple[str, dict[str, Any]]]:
     """(opened alert's event id, payload as the case stands) of every open, unsuppressed case
     whose opened alert was queued."""
     return [(r["event_id"], dict(r["payload"])) for r in await db.fetch("alerts_open_for_resend")]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryRow:
+    """One delivery with its alert, as `syncd alerts list` shows it."""
+
+    id: int
+    hook: str
+    state: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_status: int | None
+    last_error: str | None
+    finished_at: dt.datetime | None
+    redeliveries: int
+    requeued_at: dt.datetime | None
+    acked_at: dt.datetime | None
+    acked_by: str | None
+    ack_reason: str | None
+    event_id: str
+    type: str
+    subject: str | None
+    created_at: dt.datetime
+
+
+async def list_deliveries(db: Database, state: str | None, hook: str | None,
+                          limit: int) -> list[DeliveryRow]:
+    """Deliveries in `state` (None: any) to `hook` (None: any), newest first."""
+    return [DeliveryRow(**dict(r)) for r in await db.fetch("alerts_list", state, hook, limit)]
+
+
+async def states(db: Database, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """(hook, state) of each of `ids` that exists."""
+    return {int(r["id"]): (r["hook"], r["state"])
+            for r in await db.fetch("alerts_states", list(ids))}
+
+
+async def dead(db: Database, hook: str | None) -> list[int]:
+    """Ids of the dead, unacknowledged deliveries (to `hook`; None: any), oldest first."""
+    return [int(r["id"]) for r in await db.fetch("alerts_dead", hook)]
+
+
+async def redeliver(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Put the dead or stopped deliveries among `ids` back in the queue with a fresh attempt
+    budget (in the caller's transaction); {id: (hook, state it had)}."""
+    return {int(r["id"]): (r["hook"], r["was"])
+            for r in await conn.fetch(sql("alerts_redeliver"), list(ids))}
+
+
+async def acknowledge(conn: Connection, ids: Sequence[int], by: str,
+                      reason: str) -> dict[int, str]:
+    """Acknowledge the dead, unacknowledged deliveries among `ids` (in the caller's
+    transaction); {id: hook} of those acknowledged."""
+    return {int(r["id"]): r["hook"]
+            for r in await conn.fetch(sql("alerts_ack"), list(ids), by, reason)}

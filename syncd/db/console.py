@@ -141,7 +141,8 @@ class HookDeliveries:
     hook: str
     pending: int = 0
     delivered: int = 0
-    dead: int = 0
+    dead: int = 0  # not acknowledged
+    acknowledged: int = 0  # dead, acknowledged by an operator
     stopped: int = 0
     last_delivered_at: dt.datetime | None = None
     last_error: str | None = None

@@ -2,7 +2,8 @@
 
 Verdicts (and `syncd status` exit codes, the monitoring-plugin convention): ok (0); degraded (1,
 WARNING): an enabled job's latest run failed or the job is overdue, a background task of a live
-replica keeps dying, the NeoLock subscription is not registered, or pushed events failed; down
+replica keeps dying, the NeoLock subscription is not registered, pushed events failed, or alert
+deliveries are dead and not acknowledged (named per hook); down
 (2, CRITICAL): no daemon replica beat within status.stale_after_seconds (unless
 status.expect_daemon is false), or the database cannot be reached (decided by the caller, which
 could not collect anything); unknown (3): the caller could not tell (e.g. a broken config).
@@ -130,13 +131,14 @@ async def collect_status(db: Database, schedule: Mapping[str, float | None], *,
         problems.append("NeoLock subscription " + (sub.status if sub else "not registered"))
     if inbox.get("failed"):
         problems.append(f"{inbox['failed']} pushed event(s) failed")
-    open_drift = {f"{kind}/{severity}": n for (kind, severity), n in
-                  sorted((await drift.open_counts(db)).items())}
-    deliveries = {f"{hook}/{state}": n for (hook, state), n in
-                  sorted((await alerts.counts(db)).items())}
-    if any(key.endswith("/dead") for key in deliveries):
-        problems.append("alert deliveries gave up (dead): " + ", ".join(
-            k for k in deliveries if k.endswith("/dead")))
+    open_drift = [{"kind": kind, "severity": severity, "count": n} for (kind, severity), n in
+                  sorted((await drift.open_counts(db)).items())]
+    deliveries = [{"hook": hook, "status": state, "count": n} for (hook, state), n in
+                  sorted((await alerts.counts(db)).items())]
+    dead = [f"{d['hook']} {d['count']}" for d in deliveries if d["status"] == "dead"]
+    if dead:  # acknowledged ones are no longer a problem
+        problems.append("alert deliveries dead (gave up; `syncd alerts redeliver --dead` or "
+                        "`syncd alerts ack`): " + ", ".join(dead))
     health = Health.DOWN if down else Health.DEGRADED if problems else Health.OK
     return {"version": syncd.__version__, "checked_at": now,
             "health": health.name.lower(), "problems": problems,

@@ -13,8 +13,9 @@ from syncd.db.migrate import discover
 from syncd.db.pool import Database
 from syncd.errors import DatabaseError
 from syncd.jobs.status import collect_status, inbox_backlog, json_default, liveness
+from syncd.sync.codelocks.jobs import K3Context
 from syncd.sync.codelocks.quota import QuotaConfig, QuotaLedger, utc_now
-from syncd.sync.codelocks.status import period_use
+from syncd.sync.codelocks.status import period_use, quota_status
 from syncd.web import keys, openapi
 from syncd.web.listeners import GATE
 
@@ -84,15 +85,20 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/status")
-@openapi.documented("JSON status: replicas, jobs, their last runs, health (admin listener, or "
-                    "the admin bearer token)", {200: "status"},
+@openapi.documented("JSON status: replicas, jobs, their last runs, inbox, subscription, open "
+                    "drift, alert deliveries, Codelocks quota, health (admin listener, or the "
+                    "admin bearer token)", {200: "status"},
                     tags=["operations"], schemas={200: "Status"})
 async def status(request: web.Request) -> web.Response:
     """Serve replicas, jobs, last runs and health as JSON."""
     app = request.app
+    settings = app[keys.SETTINGS]
     body = await collect_status(app[keys.DB], app[keys.SCHEDULER].schedule,
-                                neolock_configured=app[keys.SETTINGS].neolock is not None,
-                                policy=app[keys.SETTINGS].status)
+                                neolock_configured=settings.neolock is not None,
+                                policy=settings.status)
+    if settings.codelocks is not None:  # from the ledger, as `syncd status` shows it: no call
+        body["codelocks_quota"] = await quota_status(K3Context(app[keys.DB], settings.codelocks,
+                                                               app[keys.HTTP]))
     return web.json_response(body, dumps=_dumps)
 
 

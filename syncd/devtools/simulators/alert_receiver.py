@@ -44,6 +44,7 @@ class AlertReceiver:
     secret: str
     answers: list[int] = dataclasses.field(default_factory=list)  # given first, then 200
     retry_after: str | None = None
+    reply: str = ""  # the body of a scripted refusal (what a receiver says about its trouble)
     received: list[Received] = dataclasses.field(default_factory=list)
     refused: int = 0
 
@@ -63,7 +64,7 @@ async def _accept(request: web.Request) -> web.Response:
         if status >= 300:
             state.refused += 1
             extra = {"Retry-After": state.retry_after} if state.retry_after else {}
-            return web.Response(status=status, headers=extra)
+            return web.Response(status=status, headers=extra, text=state.reply or None)
     headers = request.headers
     verified = False
     if request.path.endswith("/api/v2/alerts"):

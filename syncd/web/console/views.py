@@ -22,7 +22,7 @@ from syncd.web.health import app_readiness
 
 routes = web.RouteTableDef()
 CHART_RUNS = 50  # runs per job in the duration chart
-DELIVERY_STATES = ("pending", "delivered", "dead", "stopped")
+DELIVERY_STATES = ("pending", "delivered", "dead", "acknowledged", "stopped")
 TERMINAL_STATES = (("online", "ok"), ("offline", "warn"), ("missing", "bad"), ("unknown", "info"))
 DEVICE_DAYS = 30
 
