@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -266,16 +268,42 @@ def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "configuration OK" in proc.stdout
 
 
-def test_every_subcommand_help_has_an_example() -> None:
-    """Each top-level subcommand's --help ends with at least one example command line."""
+def _subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every subcommand parser, at any depth, with its command line (`db reader`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield " ".join((*path, name)), child
+                yield from _subcommands(child, (*path, name))
+
+
+def test_every_subcommand_help_ends_with_an_example() -> None:
+    """Each subcommand's --help, second-level ones included (`syncd db dump --help`), ends with
+    example command lines of that very command."""
     from syncd.cli.main import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    missing = [name for name, child in sub.choices.items()  # type: ignore[union-attr]
-               if "examples:\n  syncd " not in (child.epilog or "")
-               and "Example: syncd " not in (child.description or "")]
+    found = dict(_subcommands(build_parser()))
+    assert {"db", "db dump", "phones lock", "drift suppress", "config show"} <= found.keys()
+    missing = []
+    for command, child in found.items():
+        text = child.format_help().rstrip()
+        examples = text.rpartition("\nexamples:\n")[2].splitlines()
+        line = re.compile(rf"  ([A-Z_]+=\S+ )*syncd {command}( |$)")  # env assignments first
+        if "\nexamples:\n" not in text or not examples or not all(
+                line.match(example) for example in examples):
+            missing.append(command)
     assert missing == []
+
+
+def test_sync_runs_once_without_the_flag_and_still_accepts_it(db_dsn: str, tmp_path: Path) -> None:
+    """`syncd sync JOB` runs the job once and exits; `--once`, which it used to require, is
+    still accepted (cron lines written for it keep working)."""
+    cfg = db_config(tmp_path, db_dsn)
+    for argv in (["sync", "housekeeping"], ["sync", "housekeeping", "--once"]):
+        proc = cli(*argv, "--config", str(cfg))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("housekeeping: ok items=0") and proc.stdout.count("\n") == 1
 
 
 def test_bash_completion_knows_subcommands_options_and_jobs(

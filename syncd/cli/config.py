@@ -31,7 +31,9 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(sub, "config", "show the effective configuration, secrets masked",
                     "syncd config show", "SYNCD_SERVER__PORT=9000 syncd config show --json")
     actions = p.add_subparsers(dest="config_action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="each key's value and where it came from")
+    show = add_command(actions, "show", "each key's value and where it came from",
+                       "syncd config show", "syncd config show --json | jq '.[] | "
+                       "select(.origin | startswith(\"env\"))'")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_config)
 

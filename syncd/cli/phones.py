@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -30,6 +32,20 @@ ACTIONS = {
     "message": "show a message on a phone",
     "approve": "accept a Pending phone",
     "blink": "start the blinking payment reminder (Knox Guard tenants)",
+}
+
+
+# Actions a customer feels at once and an operator cannot simply take back: asked first.
+CONFIRM = ("lock", "unlock", "complete")
+EXAMPLES = {
+    "lock": ("syncd phones lock 356938035643809 --message 'Payment overdue' --tel +998901234567",
+             "syncd phones lock 356938035643809 --dry-run"),
+    "unlock": ("syncd phones unlock 356938035643809 --yes",),
+    "complete": ("syncd phones complete R58N12ABCDE --provider knoxguard",),
+    "message": ("syncd phones message 356938035643809 --message 'Payment due on the 5th'",),
+    "approve": ("syncd phones approve 356938035643809 --approve-id LOAN-1234",),
+    "blink": ("syncd phones blink R58N12ABCDE --interval 3600 --message 'Payment due' "
+              "--tel +998901234567 --time-limit 23,7",),
 }
 
 
@@ -53,18 +69,18 @@ def _pair(text: str) -> list[int]:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `phones show|lock|unlock|complete|message|approve|blink|upload` to the CLI."""
-    parser = subparsers.add_parser(
-        "phones", help="NeoLock and Knox Guard phones: show, act, upload",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd phones show 356938035643809\n"
-               "  syncd phones lock 356938035643809 --message 'Payment overdue' --tel +998901234567")
+    parser = add_command(subparsers, "phones", "NeoLock and Knox Guard phones: show, act, upload",
+                         "syncd phones show 356938035643809",
+                         "syncd phones lock 356938035643809 --message 'Payment overdue' "
+                         "--tel +998901234567")
     actions = parser.add_subparsers(dest="phones_action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="a phone as report.phones shows it, and its actions")
+    show = add_command(actions, "show", "a phone as report.phones shows it, and its actions",
+                       "syncd phones show 356938035643809 --json")
     show.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_phone)
     for name, text in ACTIONS.items():
-        p = actions.add_parser(name, help=text)
+        p = add_command(actions, name, text, *EXAMPLES[name])
         p.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
         p.add_argument("--provider", choices=PROVIDERS,
                        help="where the phone lives (needed when both or neither list it)")
@@ -85,8 +101,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p.add_argument("--days-limit", type=_pair, metavar="FROM,TO",
                            help="weekdays without reminders (0 = Sunday), e.g. 0,1; "
                                 "needs --time-limit")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what would be sent (provider, parameters, last synced "
+                            "state), send nothing")
+        if name in CONFIRM:
+            p.add_argument("--yes", action="store_true",
+                           help="send without asking (needed when there is no terminal)")
         p.set_defaults(func=act, phone_action=name)
-    up = actions.add_parser("upload", help="upload devices (CSV, or one IMEI/serial a line)")
+    up = add_command(actions, "upload", "upload devices (CSV, or one IMEI/serial a line)",
+                     "syncd phones upload --provider knoxguard devices.csv")
     up.add_argument("file", metavar="FILE", type=Path)
     up.add_argument("--provider", choices=PROVIDERS, required=True)
     up.add_argument("--auto-accept", action="store_true",
@@ -160,20 +183,63 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _sending(args: argparse.Namespace, provider: str, params: dict[str, Any]) -> str:
+    """The action, device, provider and parameters as they would be sent."""
+    shown = params["blink"].body() if "blink" in params else params
+    fields = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
+    return _clean(f"{args.phone_action} of {args.uid} to {provider} "
+                  f"({fields or 'no parameters'})")
+
+
 async def act(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
-    """Run one action on one phone; print its outcome; exit 1 unless it was sent."""
-    from syncd.actions.phones import KnoxVendor, NeoLockVendor, PhoneVendor, perform
+    """Run one action on one phone; print its outcome; exit 1 unless it was sent.
+
+    lock, unlock and complete ask first (or take --yes); --dry-run prints what would be sent.
+    """
+    from syncd.actions.phones import (
+        ALLOWED,
+        KnoxVendor,
+        NeoLockVendor,
+        PhoneVendor,
+        check_possible,
+        console,
+        perform,
+        resolve_provider,
+    )
+    from syncd.cli.confirm import confirmed, unaskable
+    from syncd.db.phone_lookup import phone_rows
     from syncd.runtime import open_database
 
+    action = args.phone_action
+    refusal = f"syncd phones {action}: nothing sent"
+    asks = action in CONFIRM and not args.dry_run
     params = _params(args)  # a blink that breaks the documented rules stops here, unsent
-    async with open_database(settings) as db, _vendors(settings) as clients:
-        vendors: dict[str, PhoneVendor] = {}
-        if "knoxguard" in clients:
-            vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
-        if "neolock" in clients:
-            vendors["neolock"] = NeoLockVendor(clients["neolock"])
-        outcome = await perform(db, vendors, args.uid, args.phone_action, actor=_user(),
-                                provider=args.provider, params=params, scrub=redactor.scrub)
+    if asks and unaskable(args.yes, refusal):
+        return 1
+    configured = [p for p in PROVIDERS if getattr(settings, p) is not None]
+    async with open_database(settings) as db:
+        provider = await resolve_provider(db, args.uid, args.provider)
+        check_possible(provider, action, configured)
+        sending = _sending(args, provider, params)
+        if args.dry_run:
+            stored = next((r.vendor_state for r in await phone_rows(db, args.uid)
+                           if r.provider == provider), None)
+            verdict = "allowed" if stored in ALLOWED[action] else \
+                f"{action} needs one of {', '.join(sorted(ALLOWED[action]))}"
+            print(f"dry run: would send {sending}\n  last synced state: {_clean(stored)} "
+                  f"(console: {console(stored)}): {verdict}; syncd re-reads the device before "
+                  "it sends\nnothing sent")
+            return 0
+        if asks and not await confirmed(f"Send {sending}?", yes=args.yes, refusal=refusal):
+            return 1
+        async with _vendors(settings) as clients:
+            vendors: dict[str, PhoneVendor] = {}
+            if "knoxguard" in clients:
+                vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
+            if "neolock" in clients:
+                vendors["neolock"] = NeoLockVendor(clients["neolock"])
+            outcome = await perform(db, vendors, args.uid, action, actor=_user(),
+                                    provider=provider, params=params, scrub=redactor.scrub)
     print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} {outcome.outcome}"
           f" ({_clean(outcome.message)}); logged as #{outcome.seq}")
     return 0 if outcome.outcome == "ok" else 1

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -18,10 +20,8 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `quota` to the CLI."""
-    parser = subparsers.add_parser(
-        "quota", help="Codelocks call quota: use, projection, next runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd quota\n  syncd quota --json | jq .")
+    parser = add_command(subparsers, "quota", "Codelocks call quota: use, projection, next runs",
+                         "syncd quota", "syncd quota --json | jq .")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=show_quota)
 
