@@ -352,3 +352,41 @@ def test_destructive_subscription_delete_needs_confirmation(tmp_path: Path, db_d
     assert refused.returncode == 1 and "pass --yes" in refused.stderr
     dry = cli("subscriptions", "delete", "--dry-run", "--config", str(cfg))
     assert dry.returncode == 0 and dry.stdout.startswith("dry run: would delete")
+
+
+async def test_check_config_spends_one_codelocks_call_only_when_asked(
+        db_dsn: str, tmp_path: Path) -> None:
+    """`check-config --connect` names Codelocks as not called and bills nothing; with
+    --spend-codelocks-call it makes exactly one call (no retry), which the vendor counts and the
+    quota ledger counts as an operator's (taken from the reserve, not the jobs' budget); without
+    --connect the flag is refused."""
+    import asyncio
+
+    import asyncpg
+
+    from syncd.devtools.simulators.codelocks import CodelocksSim, create_app
+    from syncd.devtools.simulators.common import serve
+
+    sim = CodelocksSim(seed=3, locks=2)
+    async with serve(create_app(sim)) as running:
+        cfg = db_config(tmp_path, db_dsn, f'[codelocks]\nbase_url = "{running.url}"\n'
+                        f'api_key = "{sim.api_key}"\naccess_keys = ["{sim.access_keys[0]}"]\n')
+        plain = await asyncio.to_thread(cli, "check-config", "--connect", "--config", str(cfg))
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        assert "codelocks: not called: its calls are billed" in plain.stdout
+        assert sim.quota.used == {}
+        spent = await asyncio.to_thread(cli, "check-config", "--connect",
+                                        "--spend-codelocks-call", "--config", str(cfg))
+        assert spent.returncode == 0, spent.stdout + spent.stderr
+        assert "codelocks: ok (1 billed call, counted from the operators' reserve: 1 of 1000 " \
+               "utility calls used this period, 1 by operators)" in spent.stdout
+        assert sim.quota_used("utility") == 1 and sim.quota_used("netcode") == 0
+        refused = await asyncio.to_thread(cli, "check-config", "--spend-codelocks-call",
+                                          "--config", str(cfg))
+        assert refused.returncode == 2 and "needs --connect" in refused.stderr
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch("SELECT job, calls FROM ops.api_usage_jobs")
+    finally:
+        await conn.close()
+    assert [(r["job"], r["calls"]) for r in rows] == [("operator", 1)]
