@@ -101,13 +101,18 @@ def _user() -> str:
 
 
 def _print_cases(cases: list[Any]) -> None:
-    print(f"{'ID':>6} {'STATUS':<10} {'SEVERITY':<8} {'KIND':<22} {'SUBJECT':<38} "
-          f"{'EXPECTED':<20} {'ACTUAL':<24} PLAN")
+    from syncd.cli.table import Column, render
+
+    columns = (Column("ID", right=True), Column("STATUS"), Column("SEVERITY"), Column("KIND"),
+               Column("SUBJECT", 38), Column("EXPECTED", 24), Column("ACTUAL", 30),
+               Column("PLAN", 30))
+    rows = []
     for c in cases:
         plan = c.plan or {}
         shown = "-" if not plan else plan["action"] + ("" if plan.get("allowed") else " (not allowed)")
-        print(f"{c.id:>6} {c.status:<10} {c.severity:<8} {c.kind:<22} {_clean(c.subject)[:38]:<38} "
-              f"{_clean(c.expected)[:20]:<20} {_clean(c.actual)[:24]:<24} {shown}")
+        rows.append((str(c.id), c.status, c.severity, c.kind, _clean(c.subject),
+                     _clean(c.expected), _clean(c.actual), shown))
+    print("\n".join(render(columns, rows)))
 
 
 async def list_cases(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
