@@ -31,9 +31,9 @@ def render(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[str
                                                              longest_word, len(column.heading)))
     lines = [_line(columns, widths, [c.heading for c in columns])]
     for row in rows:
-        cells = [_wrap(text, width) for text, width in zip(row, widths, strict=True)]
-        for n in range(max(len(c) for c in cells)):
-            lines.append(_line(columns, widths, [c[n] if n < len(c) else "" for c in cells]))
+        wrapped = [_wrap(text, width) for text, width in zip(row, widths, strict=True)]
+        for n in range(max(len(c) for c in wrapped)):
+            lines.append(_line(columns, widths, [c[n] if n < len(c) else "" for c in wrapped]))
     return lines
 
 
