@@ -15,7 +15,6 @@ from syncd.jobs.verdict import Health
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
-    from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -138,7 +137,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
                                      f"{', '.join(pending)}) that this version's status needs; "
                                      "run `syncd migrate` (or restart `syncd run`)") from err
                 if settings.codelocks is not None:  # from the ledger: no vendor call
-                    body["codelocks_quota"] = await _quota(db, settings.codelocks)
+                    body["codelocks_quota"] = await _quota(db, settings)
                 if pending:
                     body["problems"].append(f"{len(pending)} migration(s) pending: "
                                             + ", ".join(pending))
@@ -159,12 +158,12 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     return int(Health[body["health"].upper()])
 
 
-async def _quota(db: Any, codelocks: CodelocksSettings) -> dict[str, Any]:
+async def _quota(db: Any, settings: config.Settings) -> dict[str, Any]:
     from syncd.cli.quota import quota_of
     from syncd.runtime import open_http
 
     async with open_http() as http:  # K3Context wants one; the quota status sends nothing
-        return await quota_of(db, codelocks, http)
+        return await quota_of(db, settings, http)
 
 
 def _when(value: Any) -> str:
