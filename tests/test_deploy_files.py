@@ -457,3 +457,34 @@ def test_dockerignore_sends_only_the_build_inputs() -> None:
 
     assert [p for p in kept if excluded_from_context(p, rules)] == []
     assert [p for p in dropped if not excluded_from_context(p, rules)] == []
+
+
+# ---- the working tree ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(),
+                    reason="not a git checkout")
+def test_simulate_state_is_ignored_by_git() -> None:
+    """The state `syncd simulate`'s printed config keeps (data_dir = ".syncd-sim") is never
+    offered for a commit, nor is .syncd's; the sources are."""
+    def ignored(path: str) -> bool:
+        proc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", path],
+                              check=False)
+        return proc.returncode == 0
+
+    assert ignored(".syncd-sim/postgres/PG_VERSION") and ignored(".syncd/postgres/PG_VERSION")
+    assert not ignored("syncd/cli/main.py")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_clean_removes_local_state_and_nothing_else(tmp_path: Path) -> None:
+    """`make clean` removes the embedded databases of `make demo`/`syncd run` (.syncd) and of the
+    simulate walk-through (.syncd-sim), and leaves the sources alone."""
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    for state in (".syncd-sim/postgres", ".syncd/postgres"):
+        (tmp_path / state).mkdir(parents=True)
+        (tmp_path / state / "PG_VERSION").write_text("16\n")
+    (tmp_path / "sim.toml").write_text('data_dir = ".syncd-sim"\n')
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, capture_output=True,
+                   timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "sim.toml"]
