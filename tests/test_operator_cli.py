@@ -260,6 +260,26 @@ def test_config_show_masks_secrets_and_names_origins(tmp_path: Path) -> None:
     assert any(line.startswith('neolock.password = "**********"') for line in lines)
 
 
+def test_config_example_prints_the_shipped_example_without_any_configuration(
+        tmp_path: Path) -> None:
+    """`syncd config example` needs no configuration and prints syncd.toml.example, the package's
+    copy of systemd/syncd.toml.example, which passes check-config once the credential files it
+    names exist."""
+    proc = cli("config", "example", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shipped = Path(__file__).resolve().parent.parent / "systemd" / "syncd.toml.example"
+    assert proc.stdout == shipped.read_text(encoding="utf-8")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "syncd.toml").write_text(proc.stdout)
+    for name in ("neolock_password", "neolock_webhook_secret", "knoxguard_api_token",
+                 "codelocks_api_key", "biotime_password"):
+        (tmp_path / name).write_text(f"{name}-value-0123456789")
+    checked = cli("check-config", "--config", str(tmp_path / "syncd.toml"),
+                  env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("configuration OK")
+
+
 def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
     """`python -m syncd check-config --config FILE` works (option after the subcommand)."""
     path = tmp_path / "c.toml"

@@ -33,9 +33,15 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
                    help="per check with --connect (default 15)")
     p.set_defaults(func=check_config)
-    p = add_command(sub, "config", "show the effective configuration, secrets masked",
-                    "syncd config show", "SYNCD_SERVER__PORT=9000 syncd config show --json")
+    p = add_command(sub, "config", "show the effective configuration (secrets masked), or the "
+                    "documented example", "syncd config show",
+                    "SYNCD_SERVER__PORT=9000 syncd config show --json",
+                    "syncd config example > /etc/syncd/syncd.toml")
     actions = p.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    example = add_command(actions, "example", "print syncd.toml.example (every key, documented), "
+                          "as shipped with this version", "syncd config example > syncd.toml",
+                          "syncd config example | diff - /etc/syncd/syncd.toml")
+    example.set_defaults(func=print_example, needs_config=False)
     show = add_command(actions, "show", "each key's value and where it came from",
                        "syncd config show", "syncd config show --json | jq '.[] | "
                        "select(.origin | startswith(\"env\"))'")
@@ -162,6 +168,20 @@ async def _vendor_call(settings: config.Settings, vendor: str, http: Any) -> Non
             break  # the first page proves the login and the API
     else:
         raise SyncdError(f"no connection check for {vendor} in this version")
+
+
+def example_text() -> str:
+    """syncd.toml.example as shipped in the package (the same file as systemd/ in the source)."""
+    import importlib.resources
+
+    return (importlib.resources.files("syncd.settings") / "syncd.toml.example").read_text(
+        encoding="utf-8")
+
+
+async def print_example(args: argparse.Namespace, settings: object, redactor: object) -> int:
+    """Print the example configuration."""
+    print(example_text(), end="")
+    return 0
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
