@@ -278,6 +278,11 @@ def test_config_example_prints_the_shipped_example_without_any_configuration(
                   env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith("configuration OK")
+    # Mounted into the Docker image as is, nothing in it is overridden by the image's variables.
+    image = {"CREDENTIALS_DIRECTORY": str(tmp_path), "SYNCD_DATA_DIR": str(tmp_path / "state"),
+             "SYNCD_SERVER__HOST": "0.0.0.0", "SYNCD_SERVER__PORT": "8080"}  # noqa: S104
+    in_image = cli("check-config", "--config", str(tmp_path / "syncd.toml"), env=image)
+    assert in_image.returncode == 0 and "overridden" not in in_image.stderr, in_image.stderr
 
 
 def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
