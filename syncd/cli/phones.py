@@ -80,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_phone)
     for name, text in ACTIONS.items():
-        p = add_command(actions, name, text, *EXAMPLES[name])
+        p = add_command(actions, name, text, *EXAMPLES.get(name, ()))
         p.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
         p.add_argument("--provider", choices=PROVIDERS,
                        help="where the phone lives (needed when both or neither list it)")
