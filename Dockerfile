@@ -9,7 +9,15 @@
 # Configuration is mounted one way, as on a systemd host: the directory /etc/syncd, read-only,
 # holding syncd.toml (read from there by default) and credentials/ (secret files, named
 # relatively in syncd.toml: `password_file = "neolock_password"`; CREDENTIALS_DIRECTORY
-# points there). SYNCD_* variables override single keys.
+# points there). Start it from the example this version ships:
+#
+#   docker run --rm syncd config example > /etc/syncd/syncd.toml
+#
+# SYNCD_* variables override single keys, and they beat the mounted file. The image sets three
+# of them (ENV below): data_dir (the volume), server.host (0.0.0.0, reachable from outside the
+# container) and server.port (8080, what EXPOSE and HEALTHCHECK use). A data_dir, [server] host
+# or port in syncd.toml is therefore ignored (`syncd check-config` warns about each); change
+# them with `-e SYNCD_SERVER__PORT=9000 -p 9000:9000`, not in the file.
 #
 # linux/amd64 only: pgserver (the embedded PostgreSQL) publishes x86_64 wheels only, so on
 # an arm64 host build with `--platform linux/amd64`. Give `docker stop` / compose's
@@ -35,13 +43,16 @@ RUN python -m venv /opt/syncd
 
 WORKDIR /src
 # syncd/sql is a symlink to ../sql: both directories are copied side by side so it resolves
-# and the wheel ships syncd/sql/**/*.sql. README.md is the project's readme in pyproject.toml.
+# and the wheel ships syncd/sql/**/*.sql. Likewise syncd/settings/syncd.toml.example links to
+# ../../systemd/syncd.toml.example (`syncd config example` prints it). README.md is the
+# project's readme in pyproject.toml.
 COPY pyproject.toml constraints.txt README.md ./
 COPY sql/ sql/
+COPY systemd/syncd.toml.example systemd/
 COPY syncd/ syncd/
 # constraints.txt pins every runtime and dev dependency; only the runtime ones are installed.
 RUN /opt/syncd/bin/pip install --no-cache-dir -c constraints.txt . \
-    && /opt/syncd/bin/python -c "import importlib.resources as r; assert any(r.files('syncd').joinpath('sql', 'migrations').iterdir())"
+    && /opt/syncd/bin/python -c "import importlib.resources as r; assert any(r.files('syncd').joinpath('sql', 'migrations').iterdir()); assert r.files('syncd').joinpath('settings', 'syncd.toml.example').is_file()"
 
 # ---- final: the same Python minor, the venv, tini, an unprivileged user -------------------
 FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
@@ -74,6 +85,7 @@ RUN groupadd --system --gid 10001 syncd \
 
 COPY --from=builder /opt/syncd /opt/syncd
 
+# The three SYNCD_* keys below beat the mounted syncd.toml (see the top of this file).
 ENV PATH=/opt/syncd/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -54,4 +54,4 @@ simulate: $(STAMP)
 	$(BIN)/syncd simulate
 
 clean:
-	rm -rf $(VENV) .syncd .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .syncd .syncd-sim .pytest_cache .mypy_cache .ruff_cache *.egg-info

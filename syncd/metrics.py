@@ -16,7 +16,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -149,6 +152,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The standard process_* (CPU, memory, file descriptors, start time) and python_*
+        # (version, garbage collector) series, as every Python exporter has them: syncd's own
+        # registry has none of prometheus_client's default collectors otherwise.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.build_info = Gauge("syncd_build_info", "Always 1; the labels say what is running",
                                 ["version", "python"], registry=r)
         self.build_info.labels(version=syncd.__version__,

@@ -119,3 +119,37 @@ async def test_run_soon_brings_a_scheduled_job_forward() -> None:
     finally:
         await scheduler.stop(1.0)
     assert len(runs) == 2
+
+
+async def _plant_long_case(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO ops.drift (kind, subject, provider, severity, expected, actual, "
+            "first_seen_at, last_seen_at) VALUES ('terminal_differs', 'CJDE193560021', 'biotime', "
+            "'warning', 'alias Warehouse north gate entrance (area Tashkent-Chilonzor-7)', "
+            "'alias Склад, северные ворота — временный терминал для инвентаризации', now(), now())")
+    finally:
+        await conn.close()
+
+
+def test_drift_list_wraps_long_values_and_cuts_no_word(
+        db_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`drift list` wraps a long expected/actual value onto more lines at word boundaries: every
+    word of it appears whole, the heading stays one line, and continuation lines keep the
+    columns (the ID column is blank on them)."""
+    asyncio.run(_plant_long_case(db_dsn))
+    cfg = config(tmp_path, db_dsn)
+    assert main(["--config", cfg, "drift", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "SEVERITY", "KIND", "SUBJECT", "EXPECTED",
+                                "ACTUAL", "PLAN"]
+    assert len(lines) > 2 and all(line.startswith(" " * 6) for line in lines[2:])
+    words = set(" ".join(lines[1:]).split())
+    for text in ("alias Warehouse north gate entrance (area Tashkent-Chilonzor-7)",
+                 "alias Склад, северные ворота — временный терминал для инвентаризации"):
+        assert set(text.split()) <= words, text
+    expected = "alias Warehouse north gate entrance (area Tashkent-Chilonzor-7)"
+    expected_at, actual_at = lines[0].index("EXPECTED"), lines[0].index("ACTUAL")
+    column = " ".join(line[expected_at:actual_at].strip() for line in lines[1:])
+    assert column.split() == expected.split()

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -332,6 +333,38 @@ def test_builder_context_resolves_the_sql_symlink() -> None:
     assert {("sql/", "sql/"), ("syncd/", "syncd/")} <= copied
 
 
+def test_the_example_config_ships_in_the_wheel_and_the_image() -> None:
+    """syncd/settings/syncd.toml.example links to systemd/syncd.toml.example; it is package
+    data (so the wheel, and the image's venv, carry it), the builder copies its target beside
+    the package and checks the installed package has it."""
+    link = REPO / "syncd" / "settings" / "syncd.toml.example"
+    assert link.is_symlink()
+    assert link.resolve() == (REPO / "systemd" / "syncd.toml.example").resolve()
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "settings/syncd.toml.example" in \
+        pyproject["tool"]["setuptools"]["package-data"]["syncd"]
+    builder = next(stage for stage in stages() if stage.name == "builder")
+    copied = {tuple(args.split()) for args in builder.all("COPY")}
+    assert ("systemd/syncd.toml.example", "systemd/") in copied
+    assert any("'settings', 'syncd.toml.example').is_file()" in run for run in builder.all("RUN"))
+
+
+def test_the_images_syncd_variables_are_documented_as_beating_the_file() -> None:
+    """Every SYNCD_* the image sets is named in the Dockerfile's and the README's Docker notes
+    as beating the mounted syncd.toml."""
+    final = stages()[-1]
+    env = [word.partition("=")[0] for args in final.all("ENV") for word in shlex.split(args)]
+    set_by_image = {name for name in env if name.startswith("SYNCD_")}
+    assert set_by_image == {"SYNCD_DATA_DIR", "SYNCD_SERVER__HOST", "SYNCD_SERVER__PORT"}
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "they beat the mounted file" in text
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    docker = readme[readme.index("### Docker"):readme.index("### Backup and restore")]
+    assert "beat the mounted" in docker
+    for name in set_by_image:
+        assert name in docker, name
+
+
 def test_final_stage_runs_as_unprivileged_user() -> None:
     """The final stage switches to uid 10001, which it creates, and never back to root."""
     final = stages()[-1]
@@ -445,6 +478,8 @@ def test_dockerignore_sends_only_the_build_inputs() -> None:
         "sql/migrations/0001_baseline.sql",
         "syncd/__init__.py",
         "syncd/sql",
+        "syncd/settings/syncd.toml.example",
+        "systemd/syncd.toml.example",
     ]
     dropped = [
         ".venv/bin/python",
@@ -453,7 +488,39 @@ def test_dockerignore_sends_only_the_build_inputs() -> None:
         "syncd/__pycache__/errors.cpython-311.pyc",
         "tests/test_deploy_files.py",
         ".mypy_cache/3.11/x.json",
+        "systemd/syncd.service",
     ]
 
     assert [p for p in kept if excluded_from_context(p, rules)] == []
     assert [p for p in dropped if not excluded_from_context(p, rules)] == []
+
+
+# ---- the working tree ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(),
+                    reason="not a git checkout")
+def test_simulate_state_is_ignored_by_git() -> None:
+    """The state `syncd simulate`'s printed config keeps (data_dir = ".syncd-sim") is never
+    offered for a commit, nor is .syncd's; the sources are."""
+    def ignored(path: str) -> bool:
+        proc = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", path],
+                              check=False)
+        return proc.returncode == 0
+
+    assert ignored(".syncd-sim/postgres/PG_VERSION") and ignored(".syncd/postgres/PG_VERSION")
+    assert not ignored("syncd/cli/main.py")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_clean_removes_local_state_and_nothing_else(tmp_path: Path) -> None:
+    """`make clean` removes the embedded databases of `make demo`/`syncd run` (.syncd) and of the
+    simulate walk-through (.syncd-sim), and leaves the sources alone."""
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    for state in (".syncd-sim/postgres", ".syncd/postgres"):
+        (tmp_path / state).mkdir(parents=True)
+        (tmp_path / state / "PG_VERSION").write_text("16\n")
+    (tmp_path / "sim.toml").write_text('data_dir = ".syncd-sim"\n')
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, capture_output=True,
+                   timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "sim.toml"]

@@ -141,8 +141,14 @@ def test_next_run_counts_from_the_later_of_the_last_start_and_the_daemons_start(
     assert next_run(60.0, None, None, since, since + 3 * MINUTE) == (since + MINUTE, since + MINUTE)
     assert next_run(60.0, None, None, None, T0) == (None, None)
     assert next_run(None, T0, None, since, T0 + 9 * MINUTE) == (None, None)
-    # A planned run that already started counts as a start: the plan is renewed when it ends.
-    assert next_run(60.0, T0 + MINUTE, T0, None, T0 + 2 * MINUTE) == (T0 + 2 * MINUTE, None)
+    # A planned run that already started counts as a start: the plan is renewed when it ends;
+    # until then the planned time stays the next run shown (as `syncd quota` shows it).
+    assert next_run(60.0, T0 + MINUTE, T0, None, T0 + 2 * MINUTE) == (T0, None)
+    assert next_run(60.0, T0 + MINUTE, T0, None, T0 + 4 * MINUTE) == (T0, T0 + 2 * MINUTE)
+    # A daemon that started after the planned run: still shown at the plan, overdue one tick
+    # after the daemon's start, not after the plan.
+    assert next_run(60.0, None, T0, since, since + 0.5 * MINUTE) == (T0, None)
+    assert next_run(60.0, None, T0, since, since + 2 * MINUTE) == (T0, since)
 
 
 async def test_status_lists_a_one_shot_replica_while_it_runs_not_after_it_ended(

@@ -171,7 +171,7 @@ async def test_dry_run_and_an_unconfirmed_change_send_nothing(
             f"accesskey=<the lock's access key> clientemail={email}") in out
     assert "nothing sent (--dry-run)" in out
     assert await k3(cfg, "delete", lock_id, email) == 1
-    assert "nothing sent (confirm, or pass --yes)" in capsys.readouterr().err
+    assert "nothing sent: no terminal to confirm on (pass --yes)" in capsys.readouterr().err
     assert sim.quota_used(UTILITY) == used and email in sim.clients[lock_id]
     assert await db.pool.fetchval("SELECT count(*) FROM report.actions") == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,39 @@ async def test_status_and_quota_show_use_projection_and_next_runs(
     assert await asyncio.to_thread(main, ["--config", str(cfg), "status"]) == 0
     out = capsys.readouterr().out
     assert "Codelocks quota (Business 1)" in out and "k3-audit" in out
+
+
+async def test_the_status_table_and_the_codelocks_block_agree_on_each_k3_jobs_next_run(
+        db: Database, db_dsn: str, sim: CodelocksSim, running: Running, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`syncd status` shows each K3 job's next run twice, in the job table and in the Codelocks
+    block: the same instant in the same words, the planner's next run for enabled jobs and "-"
+    for a disabled one (which `syncd quota` then calls disabled, not planned)."""
+    sim.now = Clock().now  # the CLI runs on the real clock
+    keys = ", ".join(f'"{k}"' for k in sim.access_keys)
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[database]\nurl = "{db_dsn}"\n'
+                   f'[codelocks]\nbase_url = "{running.url}"\napi_key = "{sim.api_key}"\n'
+                   f'access_keys = [{keys}]\nplan = "Business 1"\n'
+                   '[status]\nexpect_daemon = false\n')
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "sync", "k3-locks", "k3-audit",
+                                          "k3-clients"]) == 0
+    with cfg.open("a") as more:  # k3-clients ran (it has a plan), then was switched off
+        more.write("[jobs.k3-clients]\nenabled = false\n")
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["--config", str(cfg), "status"]) == 0
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line.split()[6] for line in out.splitlines()
+             if line.startswith("k3-")}
+    block = dict(re.findall(r"^  (k3-\S+) +next run (\S+): ", out, re.MULTILINE))
+    assert table == block, out
+    planned = {r["job"]: r["next_due_at"] for r in await rows(
+        db, "SELECT job, next_due_at FROM ops.quota_plan")}
+    for job in ("k3-locks", "k3-audit"):
+        due = planned[job]
+        assert isinstance(due, dt.datetime) and block[job] == due.isoformat(timespec="seconds")
+    assert block["k3-clients"] == "-" and planned["k3-clients"] is not None
+    assert "k3-clients  next run -: disabled ([jobs.k3-clients] enabled = false)" in out
 
 
 async def test_a_lock_with_no_audit_yet_gets_its_first_entries(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -258,6 +260,31 @@ def test_config_show_masks_secrets_and_names_origins(tmp_path: Path) -> None:
     assert any(line.startswith('neolock.password = "**********"') for line in lines)
 
 
+def test_config_example_prints_the_shipped_example_without_any_configuration(
+        tmp_path: Path) -> None:
+    """`syncd config example` needs no configuration and prints syncd.toml.example, the package's
+    copy of systemd/syncd.toml.example, which passes check-config once the credential files it
+    names exist."""
+    proc = cli("config", "example", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shipped = Path(__file__).resolve().parent.parent / "systemd" / "syncd.toml.example"
+    assert proc.stdout == shipped.read_text(encoding="utf-8")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "syncd.toml").write_text(proc.stdout)
+    for name in ("neolock_password", "neolock_webhook_secret", "knoxguard_api_token",
+                 "codelocks_api_key", "biotime_password"):
+        (tmp_path / name).write_text(f"{name}-value-0123456789")
+    checked = cli("check-config", "--config", str(tmp_path / "syncd.toml"),
+                  env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("configuration OK")
+    # Mounted into the Docker image as is, nothing in it is overridden by the image's variables.
+    image = {"CREDENTIALS_DIRECTORY": str(tmp_path), "SYNCD_DATA_DIR": str(tmp_path / "state"),
+             "SYNCD_SERVER__HOST": "0.0.0.0", "SYNCD_SERVER__PORT": "8080"}  # noqa: S104
+    in_image = cli("check-config", "--config", str(tmp_path / "syncd.toml"), env=image)
+    assert in_image.returncode == 0 and "overridden" not in in_image.stderr, in_image.stderr
+
+
 def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
     """`python -m syncd check-config --config FILE` works (option after the subcommand)."""
     path = tmp_path / "c.toml"
@@ -266,16 +293,42 @@ def test_config_after_the_subcommand_and_python_dash_m(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "configuration OK" in proc.stdout
 
 
-def test_every_subcommand_help_has_an_example() -> None:
-    """Each top-level subcommand's --help ends with at least one example command line."""
+def _subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every subcommand parser, at any depth, with its command line (`db reader`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield " ".join((*path, name)), child
+                yield from _subcommands(child, (*path, name))
+
+
+def test_every_subcommand_help_ends_with_an_example() -> None:
+    """Each subcommand's --help, second-level ones included (`syncd db dump --help`), ends with
+    example command lines of that very command."""
     from syncd.cli.main import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    missing = [name for name, child in sub.choices.items()  # type: ignore[union-attr]
-               if "examples:\n  syncd " not in (child.epilog or "")
-               and "Example: syncd " not in (child.description or "")]
+    found = dict(_subcommands(build_parser()))
+    assert {"db", "db dump", "phones lock", "drift suppress", "config show"} <= found.keys()
+    missing = []
+    for command, child in found.items():
+        text = child.format_help().rstrip()
+        examples = text.rpartition("\nexamples:\n")[2].splitlines()
+        line = re.compile(rf"  ([A-Z_]+=\S+ )*syncd {command}( |$)")  # env assignments first
+        if "\nexamples:\n" not in text or not examples or not all(
+                line.match(example) for example in examples):
+            missing.append(command)
     assert missing == []
+
+
+def test_sync_runs_once_without_the_flag_and_still_accepts_it(db_dsn: str, tmp_path: Path) -> None:
+    """`syncd sync JOB` runs the job once and exits; `--once`, which it used to require, is
+    still accepted (cron lines written for it keep working)."""
+    cfg = db_config(tmp_path, db_dsn)
+    for argv in (["sync", "housekeeping"], ["sync", "housekeeping", "--once"]):
+        proc = cli(*argv, "--config", str(cfg))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("housekeeping: ok items=0") and proc.stdout.count("\n") == 1
 
 
 def test_bash_completion_knows_subcommands_options_and_jobs(
@@ -324,3 +377,41 @@ def test_destructive_subscription_delete_needs_confirmation(tmp_path: Path, db_d
     assert refused.returncode == 1 and "pass --yes" in refused.stderr
     dry = cli("subscriptions", "delete", "--dry-run", "--config", str(cfg))
     assert dry.returncode == 0 and dry.stdout.startswith("dry run: would delete")
+
+
+async def test_check_config_spends_one_codelocks_call_only_when_asked(
+        db_dsn: str, tmp_path: Path) -> None:
+    """`check-config --connect` names Codelocks as not called and bills nothing; with
+    --spend-codelocks-call it makes exactly one call (no retry), which the vendor counts and the
+    quota ledger counts as an operator's (taken from the reserve, not the jobs' budget); without
+    --connect the flag is refused."""
+    import asyncio
+
+    import asyncpg
+
+    from syncd.devtools.simulators.codelocks import CodelocksSim, create_app
+    from syncd.devtools.simulators.common import serve
+
+    sim = CodelocksSim(seed=3, locks=2)
+    async with serve(create_app(sim)) as running:
+        cfg = db_config(tmp_path, db_dsn, f'[codelocks]\nbase_url = "{running.url}"\n'
+                        f'api_key = "{sim.api_key}"\naccess_keys = ["{sim.access_keys[0]}"]\n')
+        plain = await asyncio.to_thread(cli, "check-config", "--connect", "--config", str(cfg))
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        assert "codelocks: not called: its calls are billed" in plain.stdout
+        assert sim.quota.used == {}
+        spent = await asyncio.to_thread(cli, "check-config", "--connect",
+                                        "--spend-codelocks-call", "--config", str(cfg))
+        assert spent.returncode == 0, spent.stdout + spent.stderr
+        assert "codelocks: ok (1 billed call, counted from the operators' reserve: 1 of 1000 " \
+               "utility calls used this period, 1 by operators)" in spent.stdout
+        assert sim.quota_used("utility") == 1 and sim.quota_used("netcode") == 0
+        refused = await asyncio.to_thread(cli, "check-config", "--spend-codelocks-call",
+                                          "--config", str(cfg))
+        assert refused.returncode == 2 and "needs --connect" in refused.stderr
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch("SELECT job, calls FROM ops.api_usage_jobs")
+    finally:
+        await conn.close()
+    assert [(r["job"], r["calls"]) for r in rows] == [("operator", 1)]

@@ -224,7 +224,8 @@ async def test_cli_actions_show_and_blink_validation(
     a blink breaking the documented rules is refused before anything is sent."""
     uid = in_state(knox, "Enrolled")
     base = ["--config", str(config_file), "phones"]
-    assert await cli([*base, "lock", uid, "--message", "Call us", "--tel", "+998901"]) == 0
+    assert await cli([*base, "lock", uid, "--message", "Call us", "--tel", "+998901",
+                      "--yes"]) == 0
     assert "lock ok" in capsys.readouterr().out
     assert await cli([*base, "show", uid]) == 0
     out = capsys.readouterr().out

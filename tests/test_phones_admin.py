@@ -100,7 +100,7 @@ async def test_delete_asks_shows_a_dry_run_then_deletes_and_logs(
     uid = in_state(knox, "Completed")
     capsys.readouterr()
     assert await phones(config_file, "delete", uid) == 1
-    assert "nothing sent (confirm, or pass --yes)" in capsys.readouterr().err
+    assert "nothing sent: no terminal to confirm on (pass --yes)" in capsys.readouterr().err
     assert await phones(config_file, "delete", uid, "--dry-run") == 0
     out = capsys.readouterr().out
     assert f"delete {uid} at knoxguard: Completed (console: Completed) as of the last sync" in out

@@ -92,8 +92,8 @@ def test_devices_command_bans_shows_and_unbans(db_dsn: str, tmp_path: Path,
     cfg = str(config_file(tmp_path, db_dsn))
     assert main(["--config", cfg, "devices", "show", "a1:b2:c3:d4:e5:f6"]) == 1
     assert "unknown" in capsys.readouterr().out
-    assert main(["--config", cfg, "devices", "ban", "a1:b2:c3:d4:e5:f6", "--reason", "chargeback"]
-                ) == 0
+    assert main(["--config", cfg, "devices", "ban", "a1:b2:c3:d4:e5:f6", "--reason", "chargeback",
+                 "--yes"]) == 0
     assert "A1B2C3D4E5F6: banned (not registered yet" in capsys.readouterr().out
     assert main(["--config", cfg, "devices", "show", "A1B2C3D4E5F6"]) == 0
     out = capsys.readouterr().out
@@ -135,7 +135,8 @@ def test_the_contract_holds_against_a_running_syncd_run(db_dsn: str, tmp_path: P
             status, body = post(port, {**EXAMPLE, "mac_address": "0A0B0C0D0E0F",
                                                      field: ""})
             assert status == 400 and field in body["message"]
-        assert main(["--config", str(cfg), "devices", "ban", "A1B2C3D4E5F6", "--reason", "t"]) == 0
+        assert main(["--config", str(cfg), "devices", "ban", "A1B2C3D4E5F6", "--reason", "t",
+                     "--yes"]) == 0
         status, body = post(port, EXAMPLE)
         assert status == 403 and body["code"] == "device_banned"
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -223,6 +224,37 @@ def test_a_bad_environment_value_names_its_variable(tmp_path: Path) -> None:
         "to parse string as an integer (got 'eighty')",
         "config error: SYNCD_ALERTS__HOOKS: alerts.hooks: Input should be a valid list; the "
         "environment gives lists and tables as JSON"]
+
+
+def test_a_file_key_the_environment_overrides_is_named(tmp_path: Path) -> None:
+    """A key set both in the file and by a SYNCD_* variable (as the Docker image's defaults are)
+    is a warning naming the key, the file and the variable, never the values; the environment's
+    value is the one used."""
+    path = write(tmp_path, '[server]\nport = 9000\nhost = "127.0.0.1"\n[neolock]\n'
+                           'base_url = "https://x/api"\nlogin = "shop"\n'
+                           'password_file = "neolock_password"\n'
+                           '[jobs.housekeeping]\nenabled = false\n')
+    (tmp_path / "neolock_password").write_text("a-password-in-a-file\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env.update(SYNCD_SERVER__PORT="8080", SYNCD_NEOLOCK__LOGIN="other-shop",
+               SYNCD_JOBS__HOUSEKEEPING__ENABLED="true", CREDENTIALS_DIRECTORY=str(tmp_path),
+               SYNCD_SERVER__PUBLIC_URL="https://syncd.example.com")
+    proc = subprocess.run([sys.executable, "-m", "syncd", "check-config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stderr.splitlines()) == [
+        f"config warning: jobs.housekeeping.enabled: the value in {path} is overridden by "
+        "SYNCD_JOBS__HOUSEKEEPING__ENABLED (the environment wins over the file)",
+        f"config warning: neolock.login: the value in {path} is overridden by "
+        "SYNCD_NEOLOCK__LOGIN (the environment wins over the file)",
+        f"config warning: server.port: the value in {path} is overridden by "
+        "SYNCD_SERVER__PORT (the environment wins over the file)"]
+    shown = subprocess.run([sys.executable, "-m", "syncd", "config", "show", "--json",
+                            "--config", str(path)], capture_output=True, text=True, timeout=60,
+                           check=False, env=env)
+    values = {row["key"]: row["value"] for row in json.loads(shown.stdout)}
+    assert values["server.port"] == 8080 and values["neolock.login"] == "other-shop"
+    assert "9000" not in proc.stderr and "shop" not in proc.stderr.replace("/", " ").split()
 
 
 def test_an_empty_config_file_warns(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,24 @@ async def test_metrics_describe_build_backlog_last_success_without_created_serie
     assert 'syncd_job_last_success_timestamp_seconds{job="neolock-devices"} 1.7672256e+09' in text
     assert "syncd_http_request_duration_seconds_bucket" in text
     assert "_created" not in text
+
+
+async def test_metrics_include_process_and_python_runtime_series(
+        client: TestClient[web.Request, web.Application]) -> None:
+    """/metrics carries the standard process_* series (this process's memory, CPU, open file
+    descriptors, start time) and python_* ones (version, garbage collector), as any Python
+    exporter does."""
+    text = await (await client.get("/metrics")).text()
+    values = {line.split(" ")[0].split("{")[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line.startswith(("process_", "python_"))}
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                 "process_open_fds", "process_start_time_seconds", "python_info",
+                 "python_gc_collections_total", "python_gc_objects_collected_total"):
+        assert name in values, name
+    assert values["process_resident_memory_bytes"] > 10_000_000  # a Python process with aiohttp
+    assert values["process_open_fds"] >= 3
+    assert f'python_info{{implementation="CPython",major="3",minor="{sys.version_info.minor}"' \
+        in text
 
 
 async def test_status_lists_jobs_and_their_last_runs(

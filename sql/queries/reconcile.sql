@@ -166,17 +166,25 @@ SELECT id, kind, subject, provider, severity, expected, actual, status, first_se
 FROM report.drift
 WHERE id = $1
 
+-- drift_open_of_kinds --
+-- Open cases (suppressed ones included) of the kinds $1, oldest first.
+SELECT id, kind, subject, provider, severity, expected, actual, status, first_seen_at,
+       last_seen_at, resolved_at, detail, plan, suppressed_until, suppressed_reason, suppressed_by
+FROM report.drift
+WHERE kind = ANY($1::text[]) AND status IN ('open', 'suppressed')
+ORDER BY id
+
 -- drift_suppress --
--- Suppress an open case until $2 with reason $3 by $4; returns the id, or nothing if not open.
+-- Suppress an open case until $2 with reason $3 by $4; returns its id, kind, subject and provider, or nothing if not open.
 UPDATE ops.drift SET suppressed_until = $2, suppressed_reason = $3, suppressed_by = $4
 WHERE id = $1 AND status = 'open'
-RETURNING id
+RETURNING id, kind, subject, provider
 
 -- drift_unsuppress --
--- Lift a case's suppression; returns the id, or nothing if there is no such case.
+-- Lift a case's suppression; returns its id, kind, subject and provider, or nothing if there is no such case.
 UPDATE ops.drift SET suppressed_until = NULL, suppressed_reason = NULL, suppressed_by = NULL
 WHERE id = $1
-RETURNING id
+RETURNING id, kind, subject, provider
 
 -- drift_open_counts --
 -- Open, unsuppressed cases by kind and severity (the syncd_drift_open gauge).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -144,6 +144,14 @@ async def resolve_provider(db: Database, device_uid: str, provider: str | None) 
     raise PhoneActionError(f"device {device_uid} is listed by {where}: give --provider")
 
 
+def check_possible(provider: str, action: str, configured: Collection[str]) -> None:
+    """Raise PhoneActionError when `action` cannot go to `provider` at all, whatever the state."""
+    if provider not in configured:
+        raise PhoneActionError(f"{provider} is not configured (no [{provider}] section)")
+    if provider == "neolock" and action == "blink":
+        raise PhoneActionError("neolock has no blink action (Knox Guard tenants only)")
+
+
 def console(state: str | None) -> str:
     """The Knox Guard console's name for an API state (FIELD-NOTES)."""
     return "unknown" if state is None else CONSOLE.get(state, state)
@@ -160,13 +168,10 @@ async def perform(db: Database, vendors: dict[str, PhoneVendor], device_uid: str
     """Re-read the device, refuse a state that does not allow `action`, else send it; log it."""
     params = params or {}
     provider = await resolve_provider(db, device_uid, provider)
-    vendor = vendors.get(provider)
-    if vendor is None:
-        raise PhoneActionError(f"{provider} is not configured (no [{provider}] section)")
-    if provider == "neolock" and action == "blink":
-        raise PhoneActionError("neolock has no blink action (Knox Guard tenants only)")
+    check_possible(provider, action, vendors)
     if provider == "neolock" and params.get("asynchronous"):
         raise PhoneActionError("neolock has no asynchronous actions (Knox Guard tenants only)")
+    vendor = vendors[provider]
     name = f"phone.{action}"
     detail: dict[str, Any] = {k: v for k, v in params.items() if k != "blink"}
     if "blink" in params:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -13,12 +15,11 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `audit verify` to the CLI."""
-    parser = subparsers.add_parser(
-        "audit", help="the append-only action log",
-        description="Check the action log's hash chain. Example: syncd audit verify")
+    parser = add_command(subparsers, "audit", "the append-only action log: check its hash chain",
+                         "syncd audit verify")
     actions = parser.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
-    actions.add_parser("verify", help="recompute the hash chain; exit 1 at the first broken row"
-                       ).set_defaults(func=verify)
+    add_command(actions, "verify", "recompute the hash chain; exit 1 at the first broken row",
+                "syncd audit verify").set_defaults(func=verify)
 
 
 async def verify(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:

@@ -21,17 +21,30 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     """Add `check-config` and `config show` to the CLI."""
     p = add_command(sub, "check-config", "validate the configuration: one line per problem, exit 1",
                     "syncd check-config --config /etc/syncd/syncd.toml",
-                    "syncd check-config --connect   # also the database and each vendor's login")
+                    "syncd check-config --connect   # also the database and each vendor's login",
+                    "syncd check-config --connect --spend-codelocks-call")
     p.add_argument("--connect", action="store_true",
                    help="also reach the database and make one cheap authenticated call per "
-                   "vendor in use (never a Codelocks call: those are billed)")
+                   "vendor in use (Codelocks only with --spend-codelocks-call: its calls are "
+                   "billed)")
+    p.add_argument("--spend-codelocks-call", action="store_true",
+                   help="with --connect: make one billed Codelocks call (the first access key's "
+                   "account), counted in the quota ledger from the operators' reserve")
     p.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
                    help="per check with --connect (default 15)")
     p.set_defaults(func=check_config)
-    p = add_command(sub, "config", "show the effective configuration, secrets masked",
-                    "syncd config show", "SYNCD_SERVER__PORT=9000 syncd config show --json")
+    p = add_command(sub, "config", "show the effective configuration (secrets masked), or the "
+                    "documented example", "syncd config show",
+                    "SYNCD_SERVER__PORT=9000 syncd config show --json",
+                    "syncd config example > /etc/syncd/syncd.toml")
     actions = p.add_subparsers(dest="config_action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="each key's value and where it came from")
+    example = add_command(actions, "example", "print syncd.toml.example (every key, documented), "
+                          "as shipped with this version", "syncd config example > syncd.toml",
+                          "syncd config example | diff - /etc/syncd/syncd.toml")
+    example.set_defaults(func=print_example, needs_config=False)
+    show = add_command(actions, "show", "each key's value and where it came from",
+                       "syncd config show", "syncd config show --json | jq '.[] | "
+                       "select(.origin | startswith(\"env\"))'")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_config)
 
@@ -55,6 +68,9 @@ def notices(settings: config.Settings, table: catalog.Table = catalog.JOBS) -> l
 async def check_config(args: argparse.Namespace, settings: config.Settings,
                        redactor: Redactor) -> int:
     """Print notices and which vendors are in use; with --connect, reach each of them."""
+    if args.spend_codelocks_call and not args.connect:
+        print("syncd check-config: --spend-codelocks-call needs --connect", file=sys.stderr)
+        return 2
     for line in notices(settings):
         print(f"config warning: {line}", file=sys.stderr)
     used = catalog.used_vendors(settings)
@@ -62,51 +78,75 @@ async def check_config(args: argparse.Namespace, settings: config.Settings,
     if not args.connect:
         return 0
     failed = 0
-    async for name, problem in _connect_checks(settings, args.timeout):
-        if problem is None:
-            print(f"{name}: ok")
-        elif name in BILLED or problem == NOT_YET:
-            print(f"{name}: {problem}")  # a deliberate skip, not a failure
-        else:
-            print(f"{name}: {redactor.scrub(problem)}")
-            failed += 1
+    async for name, failure, text in _connect_checks(settings, args.timeout,
+                                                     spend=args.spend_codelocks_call):
+        print(f"{name}: {redactor.scrub(text)}")
+        failed += failure
     return 1 if failed else 0
 
 
-# Vendors whose every call is billed (Codelocks Connect): --connect does not call them.
+# Vendors whose every call is billed (Codelocks Connect): --connect calls them only when asked.
 BILLED = ("codelocks",)
 # --connect before the first start: the embedded database does not exist yet, and is no failure.
 NOT_YET = "embedded, not created yet (`syncd run` or `syncd migrate` creates it)"
 
 
-async def _connect_checks(settings: config.Settings,
-                          timeout: float) -> AsyncIterator[tuple[str, str | None]]:
+async def _connect_checks(settings: config.Settings, timeout: float, *, spend: bool = False
+                          ) -> AsyncIterator[tuple[str, bool, str]]:
+    """(check, failed, what it found) for the database and each vendor in use."""
     from syncd.errors import DatabaseMissing, SyncdError
     from syncd.runtime import open_database, open_http
 
+    database = False
     try:
         async with asyncio.timeout(timeout):
             async with open_database(settings, apply_migrations=False, wait=timeout) as db:
                 await db.ping(timeout=timeout)
-        yield "database", None
+        database = True
+        yield "database", False, "ok"
     except DatabaseMissing:  # before the first start: `syncd run` creates it, nothing is wrong
-        yield "database", NOT_YET
+        yield "database", False, NOT_YET
     except (TimeoutError, SyncdError) as err:
-        yield "database", f"unreachable: {err or 'timed out'}"
+        yield "database", True, f"unreachable: {err or 'timed out'}"
     async with open_http() as http:
         for vendor in catalog.used_vendors(settings):
-            if vendor in BILLED:
-                yield vendor, "not called: its calls are billed against the quota " \
-                    "(`syncd quota` shows the ledger)"
+            if vendor in BILLED and not spend:
+                yield vendor, False, "not called: its calls are billed against the quota " \
+                    "(`--spend-codelocks-call` makes one; `syncd quota` shows the ledger)"
                 continue
+            if vendor in BILLED and not database:
+                yield vendor, False, "not called: every call is counted in the quota ledger " \
+                    "first, and the database is not reachable"
+                continue
+            failure, text = False, "ok"
             try:
                 async with asyncio.timeout(timeout):
-                    await _vendor_call(settings, vendor, http)
-                yield vendor, None
+                    if vendor in BILLED:
+                        text = await _codelocks_call(settings, http, timeout)
+                    else:
+                        await _vendor_call(settings, vendor, http)
             except TimeoutError:
-                yield vendor, f"no answer within {timeout:g}s"
+                failure, text = True, f"no answer within {timeout:g}s"
             except SyncdError as err:
-                yield vendor, str(err)
+                failure, text = True, str(err)
+            yield vendor, failure, text
+
+
+async def _codelocks_call(settings: config.Settings, http: Any, timeout: float) -> str:
+    """One billed Codelocks call, not retried, counted in the ledger from the operators' reserve."""
+    from syncd.runtime import open_database
+    from syncd.sync.codelocks.jobs import K3Context
+    from syncd.sync.codelocks.quota import UTILITY
+    from syncd.vendors.pacing import RetryPolicy
+
+    assert settings.codelocks is not None
+    async with open_database(settings, apply_migrations=False, wait=timeout) as db:
+        # No retry: a retry would be a second billed call.
+        k3 = K3Context(db, settings.codelocks, http, retry=RetryPolicy(max_retries=0))
+        await k3.client(None).account(settings.codelocks.access_keys[0])
+        usage = await k3.ledger.usage(UTILITY)
+    return (f"ok (1 billed call, counted from the operators' reserve: {usage.calls} of "
+            f"{usage.quota} utility calls used this period, {usage.operator_calls} by operators)")
 
 
 async def _vendor_call(settings: config.Settings, vendor: str, http: Any) -> None:
@@ -128,6 +168,20 @@ async def _vendor_call(settings: config.Settings, vendor: str, http: Any) -> Non
             break  # the first page proves the login and the API
     else:
         raise SyncdError(f"no connection check for {vendor} in this version")
+
+
+def example_text() -> str:
+    """syncd.toml.example as shipped in the package (the same file as systemd/ in the source)."""
+    import importlib.resources
+
+    return (importlib.resources.files("syncd.settings") / "syncd.toml.example").read_text(
+        encoding="utf-8")
+
+
+async def print_example(args: argparse.Namespace, settings: object, redactor: object) -> int:
+    """Print the example configuration."""
+    print(example_text(), end="")
+    return 0
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

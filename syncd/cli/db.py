@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from syncd.cli.confirm import confirmed
 from syncd.cli.help import SubParsers, add_command, example
 
 if TYPE_CHECKING:
@@ -40,16 +41,21 @@ def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
                     "syncd db reader grafana --password-file /run/secrets/grafana",
                     "syncd db reader list")
     actions = p.add_subparsers(dest="db_action", required=True, metavar="ACTION")
-    url = actions.add_parser("url", help="print the database URL (password masked)")
+    url = add_command(actions, "url", "print the database URL (password masked)",
+                      "syncd db url", "syncd db url --show-password")
     url.add_argument("--show-password", action="store_true", help="print the password too")
     url.set_defaults(func=db_url)
-    psql = actions.add_parser("psql", help="open psql on the database (other arguments go to psql)",
-                              usage="syncd db psql [PSQL ARGUMENTS …]")
+    psql = add_command(actions, "psql", "open psql on the database (other arguments go to psql)",
+                       "syncd db psql", "syncd db psql -c 'TABLE report.sync_runs LIMIT 5'")
+    psql.usage = "syncd db psql [PSQL ARGUMENTS …]"
     psql.set_defaults(func=db_psql, passthrough=True)  # main() hands unknown arguments over
-    dump = actions.add_parser("dump", help="pg_dump the database (custom format) to a file")
+    dump = add_command(actions, "dump", "pg_dump the database (custom format) to a file",
+                       "syncd db dump -o /backup/syncd-$(date +%F).dump")
     dump.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
     dump.set_defaults(func=db_dump)
-    restore = actions.add_parser("restore", help="replace the database's contents by a dump")
+    restore = add_command(actions, "restore", "replace the database's contents by a dump "
+                          "(asks, or --yes)", "syncd db restore syncd.dump --dry-run",
+                          "syncd db restore syncd.dump --yes")
     restore.add_argument("file", type=Path, metavar="FILE")
     restore.add_argument("--yes", action="store_true", help="do it without asking")
     restore.add_argument("--dry-run", action="store_true", help="list the dump's contents only")
@@ -222,12 +228,6 @@ def _discard(partial: str) -> int:
     Path(partial).unlink(missing_ok=True)
     return 0
 
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
 async def db_restore(args: argparse.Namespace, settings: config.Settings,
                      redactor: Redactor) -> int:
     """pg_restore --clean a dump into the database (stop `syncd run` first)."""
@@ -238,8 +238,8 @@ async def db_restore(args: argparse.Namespace, settings: config.Settings,
         return 2
     if args.dry_run:
         return await _tool("pg_restore", "--list", str(args.file))
-    if not args.yes and not _confirm("Replace the database's syncd data with this dump?"):
-        print("syncd db restore: not restored (confirm, or pass --yes)", file=sys.stderr)
+    if not await confirmed("Replace the database's syncd data with this dump?", yes=args.yes,
+                           refusal="syncd db restore: not restored"):
         return 1
     from syncd.db.readers import ensure_group
 
@@ -278,8 +278,8 @@ async def db_reader(args: argparse.Namespace, settings: config.Settings,
     if args.name == "drop":
         if args.target is None or not _ROLE_NAME.match(args.target):
             return _reader_usage("drop needs the NAME of a login (lower case letters, digits, _)")
-        if not args.yes and not _confirm(f"Drop login {args.target}?"):
-            print("syncd db reader: not dropped (confirm, or pass --yes)", file=sys.stderr)
+        if not await confirmed(f"Drop login {args.target}?", yes=args.yes,
+                               refusal="syncd db reader drop: not dropped"):
             return 1
         async with open_database(settings, apply_migrations=False) as db:
             return await _drop_reader(db, args.target)

@@ -9,6 +9,8 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -19,18 +21,28 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # app-sent text must not drive t
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `devices ban|unban|show` to the CLI."""
-    parser = subparsers.add_parser(
-        "devices", help="the app device registry: ban, unban, show a device",
-        description="Ban or unban an app device by MAC (any separators, any case), or show it. "
-                    "Example: syncd devices ban a1:b2:c3:d4:e5:f6 --reason 'fraud case 1234'")
+    parser = add_command(
+        subparsers, "devices", "the app device registry: ban, unban, show a device (by MAC: "
+        "any separators, any case)",
+        "syncd devices ban a1:b2:c3:d4:e5:f6 --reason 'fraud case 1234'",
+        "syncd devices show a1b2c3d4e5f6")
     actions = parser.add_subparsers(dest="devices_action", required=True, metavar="ACTION")
-    for name, text in (("ban", "refuse the device's registrations with device_banned"),
-                       ("unban", "lift the device's ban")):
-        action = actions.add_parser(name, help=text)
+    for name, text, example in (
+            ("ban", "refuse the device's registrations with device_banned",
+             "syncd devices ban a1:b2:c3:d4:e5:f6 --reason 'fraud case 1234' --yes"),
+            ("unban", "lift the device's ban",
+             "syncd devices unban a1:b2:c3:d4:e5:f6 --reason 'case closed'")):
+        action = add_command(actions, name, text, example)
         action.add_argument("mac", metavar="MAC")
         action.add_argument("--reason", required=True, help="why (kept in the action log)")
+        if name == "ban":
+            action.add_argument("--yes", action="store_true",
+                                help="ban without asking (needed when there is no terminal)")
+            action.add_argument("--dry-run", action="store_true",
+                                help="say what would be banned, change nothing")
         action.set_defaults(func=change_ban, ban=name == "ban")
-    show = actions.add_parser("show", help="the device, its ban, history and actions")
+    show = add_command(actions, "show", "the device, its ban, history and actions",
+                       "syncd devices show A1-B2-C3-D4-E5-F6 --json")
     show.add_argument("mac", metavar="MAC")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_device)
@@ -60,7 +72,11 @@ def _clean(value: object) -> str:
 
 async def change_ban(args: argparse.Namespace, settings: config.Settings,
                      redactor: Redactor) -> int:
-    """Ban or unban one MAC; print what changed; exit 2 for a malformed MAC."""
+    """Ban or unban one MAC; print what changed; exit 2 for a malformed MAC.
+
+    A ban asks first (or takes --yes); --dry-run says what it would change.
+    """
+    from syncd.cli.confirm import confirmed, unaskable
     from syncd.registry import store
     from syncd.runtime import open_database
 
@@ -71,7 +87,25 @@ async def change_ban(args: argparse.Namespace, settings: config.Settings,
     if not reason:
         print("syncd devices: --reason must not be empty", file=sys.stderr)
         return 2
+    refusal = "syncd devices ban: not banned"
+    asks = args.ban and not args.dry_run
+    if asks and unaskable(args.yes, refusal):
+        return 1
     async with open_database(settings) as db:
+        if args.ban and (args.dry_run or not args.yes):
+            view = await store.show(db, mac)
+            state = "registered" if view.device else \
+                "not registered yet: the ban applies when it registers"
+            if view.ban is not None:  # nothing would change: nothing to ask
+                state = "already banned; nothing would change"
+            if args.dry_run:
+                print(f"dry run: would ban {mac} ({state}), reason {_clean(reason)!r}; its "
+                      "registrations would be refused with device_banned\nnothing changed")
+                return 0
+            if view.ban is None and not await confirmed(
+                    f"Ban {mac} ({state})? Its registrations will be refused with "
+                    "device_banned until `syncd devices unban`.", yes=args.yes, refusal=refusal):
+                return 1
         if args.ban:
             changed = await store.ban(db, mac, reason=reason, actor=_user())
             known = (await store.show(db, mac)).device is not None

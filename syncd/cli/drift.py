@@ -10,6 +10,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -22,35 +24,45 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `drift …` and `reconcile` to the CLI."""
-    parser = subparsers.add_parser(
-        "drift", help="drift cases: list, show, suppress",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd drift list\n  syncd drift suppress 42 --until 7d "
-               "--reason 'contract renegotiated'")
+    parser = add_command(subparsers, "drift", "drift cases: list, show, suppress",
+                         "syncd drift list",
+                         "syncd drift suppress 42 --until 7d --reason 'contract renegotiated'")
     actions = parser.add_subparsers(dest="drift_action", required=True, metavar="ACTION")
-    p = actions.add_parser("list", help="open cases (suppressed included), or --all / --status")
+    p = add_command(actions, "list", "open cases (suppressed included), or --all / --status",
+                    "syncd drift list", "syncd drift list --status resolved --limit 50",
+                    "syncd drift list --all --json | jq '.[].kind'")
     p.add_argument("--status", choices=["open", "resolved", "suppressed"], default="open")
     p.add_argument("--all", action="store_true", help="every case, whatever its status")
     p.add_argument("--limit", type=int, default=500)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=list_cases)
-    p = actions.add_parser("show", help="one case, with its plan and the actions on its subject")
+    p = add_command(actions, "show", "one case, with its plan and the actions on its subject",
+                    "syncd drift show 42")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=show_case)
-    p = actions.add_parser("suppress", help="silence an open case until a time, with a reason")
-    p.add_argument("id", type=int)
+    p = add_command(actions, "suppress", "silence open cases until a time, with a reason "
+                    "(more than one case: asks, or --yes)",
+                    "syncd drift suppress 42 --until 7d --reason 'contract renegotiated'",
+                    "syncd drift suppress --kind terminal_offline --until 12h "
+                    "--reason 'site power cut' --dry-run")
+    p.add_argument("ids", type=int, nargs="*", metavar="ID", help="case ids")
+    p.add_argument("--kind", action="append", default=[], metavar="KIND",
+                   help="every open case of this kind (repeatable)")
     p.add_argument("--until", required=True, type=until_time,
                    help="ISO 8601 time (2026-12-31T18:00Z) or a duration from now (12h, 7d)")
     p.add_argument("--reason", required=True, help="why (shown with the case)")
+    p.add_argument("--yes", action="store_true",
+                   help="suppress several cases without asking (needed without a terminal)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cases that would be suppressed, change nothing")
     p.set_defaults(func=suppress_case)
-    p = actions.add_parser("unsuppress", help="lift a case's suppression")
+    p = add_command(actions, "unsuppress", "lift a case's suppression",
+                    "syncd drift unsuppress 42")
     p.add_argument("id", type=int)
     p.set_defaults(func=unsuppress_case)
-    p = subparsers.add_parser(
-        "reconcile", help="compute drift now; print open cases and the plan",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd reconcile\n  syncd reconcile --apply --json")
+    p = add_command(subparsers, "reconcile", "compute drift now; print open cases and the plan",
+                    "syncd reconcile", "syncd reconcile --apply --json")
     p.add_argument("--apply", action="store_true",
                    help="carry out allowed plans (re-read each subject first; capped)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -89,13 +101,18 @@ def _user() -> str:
 
 
 def _print_cases(cases: list[Any]) -> None:
-    print(f"{'ID':>6} {'STATUS':<10} {'SEVERITY':<8} {'KIND':<22} {'SUBJECT':<38} "
-          f"{'EXPECTED':<20} {'ACTUAL':<24} PLAN")
+    from syncd.cli.table import Column, render
+
+    columns = (Column("ID", right=True), Column("STATUS"), Column("SEVERITY"), Column("KIND"),
+               Column("SUBJECT", 38), Column("EXPECTED", 24), Column("ACTUAL", 30),
+               Column("PLAN", 30))
+    rows = []
     for c in cases:
         plan = c.plan or {}
         shown = "-" if not plan else plan["action"] + ("" if plan.get("allowed") else " (not allowed)")
-        print(f"{c.id:>6} {c.status:<10} {c.severity:<8} {c.kind:<22} {_clean(c.subject)[:38]:<38} "
-              f"{_clean(c.expected)[:20]:<20} {_clean(c.actual)[:24]:<24} {shown}")
+        rows.append((str(c.id), c.status, c.severity, c.kind, _clean(c.subject),
+                     _clean(c.expected), _clean(c.actual), shown))
+    print("\n".join(render(columns, rows)))
 
 
 async def list_cases(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
@@ -138,17 +155,52 @@ async def show_case(args: argparse.Namespace, settings: config.Settings, redacto
 
 async def suppress_case(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
-    """Suppress an open case until a time, with a reason."""
+    """Suppress open cases (by id, or every open one of --kind) until a time, with a reason.
+
+    More than one case asks first (or takes --yes); --dry-run lists them. A named case that is
+    not open stops the command before anything is suppressed.
+    """
+    from syncd.cli.confirm import confirmed
     from syncd.db import drift
     from syncd.runtime import open_database
 
+    if not args.ids and not args.kind:
+        print("syncd drift suppress: name the case IDs, or --kind KIND", file=sys.stderr)
+        return 2
+    until = args.until.isoformat(timespec="seconds")
     async with open_database(settings) as db:
-        done = await drift.suppress(db, args.id, args.until, args.reason, _user())
-    if not done:
-        print(f"syncd drift: case {args.id} is not open", file=sys.stderr)
-        return 1
-    print(f"case {args.id} suppressed until {args.until.isoformat()}")
-    return 0
+        cases: dict[int, Any] = {}
+        for case_id in args.ids:
+            case = await drift.get_case(db, case_id)
+            if case is None or case.status == "resolved":
+                print(f"syncd drift suppress: case {case_id} is not open; nothing suppressed",
+                      file=sys.stderr)
+                return 1
+            cases[case.id] = case
+        for case in await drift.open_of_kinds(db, args.kind) if args.kind else []:
+            cases.setdefault(case.id, case)
+        if not cases:
+            print(f"syncd drift suppress: no open case of kind {', '.join(args.kind)}",
+                  file=sys.stderr)
+            return 1
+        listing = [f"  {c.id:>6} {c.severity:<8} {c.kind} {_clean(c.subject)}"
+                   for c in cases.values()]
+        what = f"{len(cases)} case(s) until {until} ({_clean(args.reason)!r})"
+        if args.dry_run:
+            print("\n".join([f"dry run: would suppress {what}:", *listing, "nothing changed"]))
+            return 0
+        if len(cases) > 1 and not await confirmed(
+                "\n".join([f"Suppress {what}:", *listing, "Suppress them?"]), yes=args.yes,
+                refusal=f"syncd drift suppress: {len(cases)} cases, none suppressed"):
+            return 1
+        done = [c.id for c in cases.values()
+                if await drift.suppress(db, c.id, args.until, args.reason, _user())]
+    for case_id in done:
+        print(f"case {case_id} suppressed until {until}")
+    gone = sorted(set(cases) - set(done))  # resolved meanwhile
+    for case_id in gone:
+        print(f"syncd drift suppress: case {case_id} is no longer open", file=sys.stderr)
+    return 1 if gone else 0
 
 
 async def unsuppress_case(args: argparse.Namespace, settings: config.Settings,
@@ -158,7 +210,7 @@ async def unsuppress_case(args: argparse.Namespace, settings: config.Settings,
     from syncd.runtime import open_database
 
     async with open_database(settings) as db:
-        done = await drift.unsuppress(db, args.id)
+        done = await drift.unsuppress(db, args.id, _user())
     if not done:
         print(f"syncd drift: no case {args.id}", file=sys.stderr)
         return 1

@@ -15,17 +15,19 @@ from syncd.jobs.verdict import Health
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
-    from syncd.settings.vendors import CodelocksSettings
 
 
 def add_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
     """Add `sync`, `status` and `subscriptions` to the CLI."""
-    p = add_command(sub, "sync", "run pull jobs now and exit",
-                    "syncd sync all --once", "syncd sync neolock-uploads biotime-terminals --once")
+    p = add_command(sub, "sync", "run pull jobs once, now, and exit (the daemon schedules them)",
+                    "syncd sync all", "syncd sync neolock-uploads biotime-terminals")
     p.add_argument("jobs", nargs="+", metavar="JOB",
                    help="job names, or 'all' for every enabled job; known: "
                    + ", ".join(catalog.built()))
-    p.add_argument("--once", action="store_true", help="run once and exit (required)")
+    # Always once: `--once` is what this command used to require, still accepted so that
+    # existing cron lines and timers keep working.
+    p.add_argument("--once", action="store_true",
+                   help="accepted for compatibility: sync always runs each job once")
     p.set_defaults(func=sync)
     p = add_command(sub, "status", "replicas, jobs, last runs, health; exit 0 ok, 1 degraded, "
                     "2 down, 3 unknown", "syncd status", "syncd status --json --timeout 5 | jq .health")
@@ -82,9 +84,6 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
     from syncd.jobs.runner import JobRunner, Outcome
     from syncd.runtime import open_database, open_http
 
-    if not args.once:
-        print("syncd sync: only --once is supported (the daemon schedules jobs)", file=sys.stderr)
-        return 2
     names, problems = select_jobs(args.jobs, settings)
     for line in problems:
         print(f"syncd sync: {line}", file=sys.stderr)
@@ -138,7 +137,7 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
                                      f"{', '.join(pending)}) that this version's status needs; "
                                      "run `syncd migrate` (or restart `syncd run`)") from err
                 if settings.codelocks is not None:  # from the ledger: no vendor call
-                    body["codelocks_quota"] = await _quota(db, settings.codelocks)
+                    body["codelocks_quota"] = await _quota(db, settings)
                 if pending:
                     body["problems"].append(f"{len(pending)} migration(s) pending: "
                                             + ", ".join(pending))
@@ -159,12 +158,12 @@ async def status(args: argparse.Namespace, settings: config.Settings, redactor: 
     return int(Health[body["health"].upper()])
 
 
-async def _quota(db: Any, codelocks: CodelocksSettings) -> dict[str, Any]:
+async def _quota(db: Any, settings: config.Settings) -> dict[str, Any]:
     from syncd.cli.quota import quota_of
     from syncd.runtime import open_http
 
     async with open_http() as http:  # K3Context wants one; the quota status sends nothing
-        return await quota_of(db, codelocks, http)
+        return await quota_of(db, settings, http)
 
 
 def _when(value: Any) -> str:
@@ -225,16 +224,10 @@ def _print_status(body: dict[str, Any]) -> None:
                                             for d in body["alert_deliveries"]) or "none"))
 
 
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    answer = input(f"{question} [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
-
-
 async def subscriptions(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
     """register/show/delete the NeoLock subscription; delete asks first (or --yes/--dry-run)."""
+    from syncd.cli.confirm import confirmed
     from syncd.db import ops
     from syncd.runtime import open_database, open_http
     from syncd.sync import subscription
@@ -247,9 +240,9 @@ async def subscriptions(args: argparse.Namespace, settings: config.Settings,
         print("dry run: would delete the NeoLock webhook subscription at the vendor; "
               "NeoLock would stop pushing events until `syncd subscriptions register`")
         return 0
-    if args.action == "delete" and not args.yes and not _confirm(
-            "Delete the NeoLock webhook subscription (pushes stop)?"):
-        print("syncd subscriptions: not deleted (confirm, or pass --yes)", file=sys.stderr)
+    if args.action == "delete" and not await confirmed(
+            "Delete the NeoLock webhook subscription (pushes stop)?", yes=args.yes,
+            refusal="syncd subscriptions delete: not deleted"):
         return 1
     async with open_database(settings) as db, open_http() as http:
         client = neolock_client(settings.neolock, http)

@@ -188,7 +188,7 @@ async def change_client(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
     """Plan the change, show its cost, ask (unless --yes or --dry-run), send it, print the end."""
     from syncd.actions.k3clients import K3ClientError, apply_change, change, plan_change
-    from syncd.cli.confirm import confirm
+    from syncd.cli.confirm import confirmed
     from syncd.runtime import open_database, open_http
     from syncd.sync.codelocks.jobs import K3Context
 
@@ -215,9 +215,8 @@ async def change_client(args: argparse.Namespace, settings: config.Settings,
         if args.dry_run:
             print("nothing sent (--dry-run)")
             return 0
-        if not args.yes and not confirm(f"{args.k3_change.capitalize()} now, spending "
-                                        f"{plan.calls} Utility calls?"):
-            print(f"{prog}: nothing sent (confirm, or pass --yes)", file=sys.stderr)
+        if not await confirmed(f"{args.k3_change.capitalize()} now, spending {plan.calls} "
+                               "Utility calls?", yes=args.yes, refusal=f"{prog}: nothing sent"):
             return 1
         outcome = await apply_change(k3, plan, actor=_user(), scrub=redactor.scrub)
     print(_report(outcome, plan))

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -16,13 +18,16 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `netcode issue` and `netcode list` to the CLI."""
-    parser = subparsers.add_parser(
-        "netcode", help="issue a Codelocks NetCode (recorded in the ledger; a repeat costs no call)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd netcode issue --lock LOCK_ID --start '2026-01-31 09:00' "
-               "--duration 2h\n  syncd netcode list --json")
+    parser = add_command(
+        subparsers, "netcode", "issue a Codelocks NetCode (recorded in the ledger; a repeat "
+        "costs no call)", "syncd netcode issue --lock LOCK_ID --start '2026-01-31 09:00' "
+        "--duration 2h", "syncd netcode list --json")
     actions = parser.add_subparsers(dest="netcode_action", required=True, metavar="ACTION")
-    issue = actions.add_parser("issue", help="issue a NetCode and print it")
+    issue = add_command(actions, "issue", "issue a NetCode and print it",
+                        "syncd netcode issue --lock LOCK_ID --start '2026-01-31 09:00' "
+                        "--duration 2h",
+                        "syncd netcode issue --lock 1234567890 --model KL1060 --identifier 42 "
+                        "--start '2026-02-01 00:00' --duration 1d --json")
     issue.add_argument("--lock", required=True,
                        help="K3Connect lock id, or a KitLock's initialisation timecode")
     issue.add_argument("--start", required=True,
@@ -37,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help="KitLock only: the lock's numeric identifier")
     issue.add_argument("--json", action="store_true", help="print JSON")
     issue.set_defaults(func=issue_netcode)
-    listing = actions.add_parser("list", help="NetCodes issued (without the codes)")
+    listing = add_command(actions, "list", "NetCodes issued (without the codes)",
+                          "syncd netcode list", "syncd netcode list --json")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=list_netcodes)
 

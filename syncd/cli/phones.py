@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncd.cli.help import SubParsers, add_command
+from syncd.cli.help import add_command
 
 if TYPE_CHECKING:
-    from syncd.actions.phones import TransactionOutcome
     from syncd.logs import Redactor
     from syncd.settings import core as config
 
@@ -33,6 +32,20 @@ ACTIONS = {
     "message": "show a message on a phone",
     "approve": "accept a Pending phone",
     "blink": "start the blinking payment reminder (Knox Guard tenants)",
+}
+
+
+# Actions a customer feels at once and an operator cannot simply take back: asked first.
+CONFIRM = frozenset({"lock", "unlock", "complete", "delete"})  # hard to undo: asked first
+EXAMPLES = {
+    "lock": ("syncd phones lock 356938035643809 --message 'Payment overdue' --tel +998901234567",
+             "syncd phones lock 356938035643809 --dry-run"),
+    "unlock": ("syncd phones unlock 356938035643809 --yes",),
+    "complete": ("syncd phones complete R58N12ABCDE --provider knoxguard",),
+    "message": ("syncd phones message 356938035643809 --message 'Payment due on the 5th'",),
+    "approve": ("syncd phones approve 356938035643809 --approve-id LOAN-1234",),
+    "blink": ("syncd phones blink R58N12ABCDE --interval 3600 --message 'Payment due' "
+              "--tel +998901234567 --time-limit 23,7",),
 }
 
 
@@ -56,18 +69,18 @@ def _pair(text: str) -> list[int]:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `phones show|lock|unlock|complete|message|approve|blink|upload` to the CLI."""
-    parser = subparsers.add_parser(
-        "phones", help="NeoLock and Knox Guard phones: show, act, upload",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd phones show 356938035643809\n"
-               "  syncd phones lock 356938035643809 --message 'Payment overdue' --tel +998901234567")
+    parser = add_command(subparsers, "phones", "NeoLock and Knox Guard phones: show, act, upload",
+                         "syncd phones show 356938035643809",
+                         "syncd phones lock 356938035643809 --message 'Payment overdue' "
+                         "--tel +998901234567")
     actions = parser.add_subparsers(dest="phones_action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="a phone as report.phones shows it, and its actions")
+    show = add_command(actions, "show", "a phone as report.phones shows it, and its actions",
+                       "syncd phones show 356938035643809 --json")
     show.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_phone)
     for name, text in ACTIONS.items():
-        p = actions.add_parser(name, help=text)
+        p = add_command(actions, name, text, *EXAMPLES.get(name, ()))
         p.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
         p.add_argument("--provider", choices=PROVIDERS,
                        help="where the phone lives (needed when both or neither list it)")
@@ -88,14 +101,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p.add_argument("--days-limit", type=_pair, metavar="FROM,TO",
                            help="weekdays without reminders (0 = Sunday), e.g. 0,1; "
                                 "needs --time-limit")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print what would be sent (provider, parameters, last synced "
+                            "state), send nothing")
+        if name in CONFIRM:
+            p.add_argument("--yes", action="store_true",
+                           help="send without asking (needed when there is no terminal)")
         p.set_defaults(func=act, phone_action=name)
-    up = actions.add_parser("upload", help="upload devices (CSV, or one IMEI/serial a line)")
+    up = add_command(actions, "upload", "upload devices (CSV, or one IMEI/serial a line)",
+                     "syncd phones upload --provider knoxguard devices.csv")
     up.add_argument("file", metavar="FILE", type=Path)
     up.add_argument("--provider", choices=PROVIDERS, required=True)
     up.add_argument("--auto-accept", action="store_true",
                     help="accept the devices at once (needs the role at the vendor)")
     up.set_defaults(func=upload_file)
-    _add_admin_parsers(actions)
+    from syncd.cli.phones_admin import add_admin_parsers  # it uses this module's helpers
+
+    add_admin_parsers(actions)
 
 
 @contextlib.asynccontextmanager
@@ -164,20 +186,63 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _sending(args: argparse.Namespace, provider: str, params: dict[str, Any]) -> str:
+    """The action, device, provider and parameters as they would be sent."""
+    shown = params["blink"].body() if "blink" in params else params
+    fields = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
+    return _clean(f"{args.phone_action} of {args.uid} to {provider} "
+                  f"({fields or 'no parameters'})")
+
+
 async def act(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
-    """Run one action on one phone; print its outcome; exit 1 unless it was sent."""
-    from syncd.actions.phones import KnoxVendor, NeoLockVendor, PhoneVendor, perform
+    """Run one action on one phone; print its outcome; exit 1 unless it was sent.
+
+    lock, unlock and complete ask first (or take --yes); --dry-run prints what would be sent.
+    """
+    from syncd.actions.phones import (
+        ALLOWED,
+        KnoxVendor,
+        NeoLockVendor,
+        PhoneVendor,
+        check_possible,
+        console,
+        perform,
+        resolve_provider,
+    )
+    from syncd.cli.confirm import confirmed, unaskable
+    from syncd.db.phone_lookup import phone_rows
     from syncd.runtime import open_database
 
+    action = args.phone_action
+    refusal = f"syncd phones {action}: nothing sent"
+    asks = action in CONFIRM and not args.dry_run
     params = _params(args)  # a blink that breaks the documented rules stops here, unsent
-    async with open_database(settings) as db, _vendors(settings) as clients:
-        vendors: dict[str, PhoneVendor] = {}
-        if "knoxguard" in clients:
-            vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
-        if "neolock" in clients:
-            vendors["neolock"] = NeoLockVendor(clients["neolock"])
-        outcome = await perform(db, vendors, args.uid, args.phone_action, actor=_user(),
-                                provider=args.provider, params=params, scrub=redactor.scrub)
+    if asks and unaskable(args.yes, refusal):
+        return 1
+    configured = [p for p in PROVIDERS if getattr(settings, p) is not None]
+    async with open_database(settings) as db:
+        provider = await resolve_provider(db, args.uid, args.provider)
+        check_possible(provider, action, configured)
+        sending = _sending(args, provider, params)
+        if args.dry_run:
+            stored = next((r.vendor_state for r in await phone_rows(db, args.uid)
+                           if r.provider == provider), None)
+            verdict = "allowed" if stored in ALLOWED[action] else \
+                f"{action} needs one of {', '.join(sorted(ALLOWED[action]))}"
+            print(f"dry run: would send {sending}\n  last synced state: {_clean(stored)} "
+                  f"(console: {console(stored)}): {verdict}; syncd re-reads the device before "
+                  "it sends\nnothing sent")
+            return 0
+        if asks and not await confirmed(f"Send {sending}?", yes=args.yes, refusal=refusal):
+            return 1
+        async with _vendors(settings) as clients:
+            vendors: dict[str, PhoneVendor] = {}
+            if "knoxguard" in clients:
+                vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
+            if "neolock" in clients:
+                vendors["neolock"] = NeoLockVendor(clients["neolock"])
+            outcome = await perform(db, vendors, args.uid, action, actor=_user(),
+                                    provider=provider, params=params, scrub=redactor.scrub)
     print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} {outcome.outcome}"
           f" ({_clean(outcome.message)}); logged as #{outcome.seq}")
     return 0 if outcome.outcome == "ok" else 1
@@ -223,196 +288,3 @@ async def upload_file(args: argparse.Namespace, settings: config.Settings,
             print(f"  refused {_clean(uid)}: {_clean(reason)}")
             failed = True
     return 1 if failed else 0
-
-
-# --- delete, the asynchronous variants and their transactions (Knox Guard) ---------------------
-
-ASYNC_ACTIONS = ("approve", "lock", "unlock", "complete", "message", "blink", "delete")
-CONFIRM = frozenset({"lock", "unlock", "complete", "delete"})  # hard to undo: asked first
-ROUTES = {"message": "sendMessage"}  # the vendor's path name where it differs
-IMEI = "356938035643809"
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds from 1 to 3600 (got {text!r})")
-    return value
-
-
-def _asking(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", action="store_true", help="do it without asking")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print what would be sent; send nothing (not even the re-read)")
-
-
-def _add_admin_parsers(actions: SubParsers[argparse.ArgumentParser]) -> None:
-    """`phones delete`, `phones async ACTION` and `phones transaction`."""
-    delete = add_command(actions, "delete", "delete a phone from the tenant (asks first; it must "
-                                            "be Pending, Rejected, Accepted or Completed)",
-                         f"syncd phones delete {IMEI} --dry-run",
-                         f"syncd phones delete {IMEI} --provider knoxguard --yes")
-    delete.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
-    delete.add_argument("--provider", choices=PROVIDERS,
-                        help="where the phone lives (needed when both or neither list it)")
-    _asking(delete)
-    delete.set_defaults(func=admin_act, phone_action="delete", asynchronous=False)
-    run = add_command(actions, "async", "send a Knox Guard action's asynchronous variant and "
-                                        "(with --wait) poll its transaction to the end",
-                      f"syncd phones async lock {IMEI} --message 'Payment overdue' "
-                      "--tel +998901234567 --wait --yes",
-                      f"syncd phones async delete {IMEI} --wait --timeout 120")
-    run.add_argument("phone_action", metavar="ACTION", choices=ASYNC_ACTIONS,
-                     help=", ".join(ASYNC_ACTIONS))
-    run.add_argument("uid", metavar="UID", help="device id (IMEI or serial number)")
-    run.add_argument("--message", help="text shown on the phone (lock, message, blink)")
-    run.add_argument("--tel", help="phone number shown for the customer to call")
-    run.add_argument("--email", help="email address shown for the customer to write to")
-    run.add_argument("--approve-id", help="approve: your id for the device (at most 50)")
-    run.add_argument("--comment", help="approve: comment (at most 1000 characters)")
-    run.add_argument("--interval", type=int, help="blink: seconds between reminders (3..86400)")
-    run.add_argument("--time-limit", type=_pair, metavar="FROM,TO",
-                     help="blink: hours without reminders, e.g. 23,7")
-    run.add_argument("--days-limit", type=_pair, metavar="FROM,TO",
-                     help="blink: weekdays without reminders (0 = Sunday), e.g. 0,1")
-    run.add_argument("--wait", action="store_true",
-                     help="poll the transaction until every device has its result")
-    run.add_argument("--timeout", type=_timeout, default=60.0, metavar="SECONDS",
-                     help="how long --wait polls (1-3600, default 60)")
-    _asking(run)
-    run.set_defaults(func=admin_act, asynchronous=True, provider="knoxguard")
-    txn = add_command(actions, "transaction", "the result of an asynchronous Knox Guard request "
-                                              "(logged once it is done)",
-                      "syncd phones transaction 5f0c2a9e41d84b7c --wait",
-                      "syncd phones transaction 5f0c2a9e41d84b7c --json")
-    txn.add_argument("transaction_id", metavar="TRANSACTION", help="the id `phones async` printed")
-    txn.add_argument("--wait", action="store_true", help="poll until it is done")
-    txn.add_argument("--timeout", type=_timeout, default=60.0, metavar="SECONDS",
-                     help="how long --wait polls (1-3600, default 60)")
-    txn.add_argument("--json", action="store_true", help="print JSON")
-    txn.set_defaults(func=show_transaction)
-
-
-def _request_line(settings: config.Settings, provider: str, action: str, uid: str,
-                  params: dict[str, Any], asynchronous: bool) -> str:
-    """What would be sent: method, URL and body (as the action log records it)."""
-    route = ROUTES.get(action, action) + ("Async" if asynchronous else "")
-    if provider == "knoxguard" and settings.knoxguard is not None:
-        url = f"{settings.knoxguard.api_url.rstrip('/')}/devices/{route}"
-    elif settings.neolock is not None:
-        url = f"{str(settings.neolock.base_url).rstrip('/')}/clients/devices/{route}"
-    else:
-        url = route
-    body: dict[str, Any] = {"deviceUid": uid}
-    body.update({k: v for k, v in params.items() if k not in ("blink", "asynchronous")})
-    if "blink" in params:
-        body = params["blink"].body()
-    return f"POST {url} {_clean(json.dumps(body))}"
-
-
-def _wait_line(done: TransactionOutcome) -> str:
-    return (f"transaction {_clean(done.transaction_id)}: {done.outcome} "
-            f"({_clean(done.message)})" + (f"; logged as #{done.seq}" if done.seq else ""))
-
-
-EXIT = {"ok": 0, "pending": 3}  # else 1: refused or failed
-
-
-async def admin_act(args: argparse.Namespace, settings: config.Settings,
-                    redactor: Redactor) -> int:
-    """`phones delete` and `phones async ACTION`: show, ask where it is hard to undo, act, log;
-    with --wait, poll the transaction and log its end (exit 3 if it is not done in time)."""
-    from syncd.actions.phones import (
-        ALLOWED,
-        KnoxVendor,
-        NeoLockVendor,
-        PhoneVendor,
-        console,
-        finish_transaction,
-        perform,
-        resolve_provider,
-    )
-    from syncd.cli.confirm import confirm
-    from syncd.db.phone_lookup import phone_rows
-    from syncd.runtime import open_database
-
-    action, uid, prog = args.phone_action, args.uid, f"syncd phones {args.phone_action}"
-    if args.asynchronous:
-        prog = f"syncd phones async {action}"
-        needs = {"message": ("message",), "blink": ("message", "interval")}.get(action, ())
-        missing = [n for n in needs if getattr(args, n) is None]
-        if missing:
-            print(f"{prog}: needs --{' and --'.join(missing)} (nothing sent)", file=sys.stderr)
-            return 2
-    params = _params(args)  # a blink that breaks the documented rules stops here, unsent
-    if args.asynchronous:
-        params["asynchronous"] = True
-    async with open_database(settings) as db, _vendors(settings) as clients:
-        provider = await resolve_provider(db, uid, args.provider)
-        if provider not in clients:
-            print(f"{prog}: {provider} is not configured (no [{provider}] section)",
-                  file=sys.stderr)
-            return 2
-        stored = next((r.vendor_state for r in await phone_rows(db, uid)
-                       if r.provider == provider), None)
-        allowed = ", ".join(sorted(ALLOWED[action]))
-        print(f"{action}{' (asynchronous)' if args.asynchronous else ''} {_clean(uid)} at "
-              f"{provider}: {_clean(stored)} (console: {_clean(console(stored))}) as of the last "
-              f"sync; {action} needs one of {allowed} (re-read before sending)")
-        request = _request_line(settings, provider, action, uid, params, args.asynchronous)
-        if args.dry_run:
-            print(f"would send: {request}\nnothing sent (--dry-run)")
-            return 0
-        if action in CONFIRM and not args.yes and not confirm(
-                f"{action.capitalize()} {uid} at {provider}?"):
-            print(f"{prog}: nothing sent (confirm, or pass --yes)", file=sys.stderr)
-            return 1
-        vendors: dict[str, PhoneVendor] = {}
-        if "knoxguard" in clients:
-            vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
-        if "neolock" in clients:
-            vendors["neolock"] = NeoLockVendor(clients["neolock"])
-        outcome = await perform(db, vendors, uid, action, actor=_user(), provider=provider,
-                                params=params, scrub=redactor.scrub)
-        print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} "
-              f"{outcome.outcome} ({_clean(outcome.message)}); logged as #{outcome.seq}")
-        if outcome.outcome != "ok":
-            return 1
-        if not (args.asynchronous and outcome.transaction_id):
-            return 0
-        if not args.wait:
-            print(f"follow it with: syncd phones transaction {outcome.transaction_id} --wait")
-            return 0
-        done = await finish_transaction(db, clients["knoxguard"], outcome.transaction_id,
-                                        actor=_user(), timeout=args.timeout, device_uid=uid,
-                                        action=action, scrub=redactor.scrub)
-    print(_wait_line(done))
-    return EXIT.get(done.outcome, 1)
-
-
-async def show_transaction(args: argparse.Namespace, settings: config.Settings,
-                           redactor: Redactor) -> int:
-    """Read a Knox Guard transaction (polling with --wait); log its result once it is done."""
-    from syncd.actions.phones import finish_transaction
-    from syncd.runtime import open_database
-
-    async with open_database(settings) as db, _vendors(settings) as clients:
-        client = clients.get("knoxguard")
-        if client is None:
-            print("syncd phones transaction: knoxguard is not configured (no [knoxguard] "
-                  "section)", file=sys.stderr)
-            return 2
-        done = await finish_transaction(db, client, args.transaction_id, actor=_user(),
-                                        timeout=args.timeout if args.wait else 0.0,
-                                        scrub=redactor.scrub)
-    if args.json:
-        print(json.dumps({"transaction_id": done.transaction_id, "outcome": done.outcome,
-                          "message": done.message, "logged_as": done.seq,
-                          "result": None if done.result is None else
-                          done.result.model_dump(mode="json", by_alias=True)}, indent=2))
-    else:
-        print(_wait_line(done))
-    return EXIT.get(done.outcome, 1)

@@ -11,6 +11,8 @@ import sys
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from syncd.cli.help import add_command
+
 if TYPE_CHECKING:
     from syncd.logs import Redactor
     from syncd.settings import core as config
@@ -29,16 +31,17 @@ _COMMANDS = (
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `terminals list|reboot|upload-…|clear-commands|add|update|delete` to the CLI."""
-    parser = subparsers.add_parser(
-        "terminals", help="BioTime terminals: list them, send commands",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  syncd terminals list --json\n  syncd terminals reboot SN1 SN2 --dry-run")
+    parser = add_command(subparsers, "terminals", "BioTime terminals: list them, send commands",
+                         "syncd terminals list --json", "syncd terminals reboot SN1 SN2 --dry-run")
     actions = parser.add_subparsers(dest="terminals_action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="terminals with state, online and expected")
+    listing = add_command(actions, "list", "terminals with state, online and expected",
+                          "syncd terminals list", "syncd terminals list --json | jq '.[].sn'")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=list_terminals)
     for name, command, text in _COMMANDS:
-        action = actions.add_parser(name, help=f"{text} (by serial number)")
+        action = add_command(actions, name, f"{text} (by serial number)",
+                             f"syncd terminals {name} CJDE193560021 --dry-run",
+                             f"syncd terminals {name} CJDE193560021 CJDE193560022 --yes")
         action.add_argument("sns", nargs="+", metavar="SN", help="terminal serial numbers")
         action.add_argument("--requested-by", default=None,
                             help="who asks, for the command ledger (default: cli:<user>)")
@@ -47,21 +50,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action.add_argument("--yes", action="store_true",
                             help="no confirmation (asked for clear-commands and bulk reboots)")
         action.set_defaults(func=send, terminal_command=command)
-    add = actions.add_parser("add", help="register a terminal in BioTime (logged)")
+    add = add_command(actions, "add", "register a terminal in BioTime (logged)",
+                      "syncd terminals add CJDE193560021 --alias 'Front door' --ip 10.0.4.21 "
+                      "--area-id 2")
     add.add_argument("sn", metavar="SN")
     add.add_argument("--alias", required=True)
     add.add_argument("--ip", required=True, help="the terminal's IP address")
     add.add_argument("--area-id", type=int, default=None, help="BioTime area id")
     add.add_argument("--tz", type=int, default=None, help="terminal time zone (hours)")
     add.set_defaults(func=manage, manage_action="create")
-    update = actions.add_parser("update", help="change a terminal's alias, IP or area (logged)")
+    update = add_command(actions, "update", "change a terminal's alias, IP or area (logged)",
+                         "syncd terminals update CJDE193560021 --alias 'Back door'")
     update.add_argument("sn", metavar="SN")
     update.add_argument("--alias", default=None)
     update.add_argument("--ip", default=None, help="the terminal's IP address")
     update.add_argument("--area-id", type=int, default=None, help="BioTime area id")
     update.add_argument("--tz", type=int, default=None, help="terminal time zone (hours)")
     update.set_defaults(func=manage, manage_action="update")
-    delete = actions.add_parser("delete", help="delete a terminal from BioTime (logged)")
+    delete = add_command(actions, "delete", "delete a terminal from BioTime (logged; asks, "
+                         "or --yes)", "syncd terminals delete CJDE193560021 --yes")
     delete.add_argument("sn", metavar="SN")
     delete.add_argument("--yes", action="store_true", help="delete without asking")
     delete.set_defaults(func=manage, manage_action="delete")
@@ -98,14 +105,9 @@ async def list_terminals(args: argparse.Namespace, settings: config.Settings,
     return 0
 
 
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
 async def manage(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """`terminals add|update|delete SN`: call BioTime, log the outcome in the action log."""
+    from syncd.cli.confirm import confirmed
     from syncd.db.actions import record_action
     from syncd.errors import VendorError
     from syncd.runtime import open_database, open_http
@@ -115,9 +117,9 @@ async def manage(args: argparse.Namespace, settings: config.Settings, redactor: 
         print("syncd terminals: BioTime is not configured (no [biotime] section)", file=sys.stderr)
         return 2
     action = f"terminal.{args.manage_action}"
-    if args.manage_action == "delete" and not args.yes and not _confirm(
-            f"Delete terminal {_clean(args.sn)} from BioTime?"):
-        print("syncd terminals: not deleted (confirm, or pass --yes)", file=sys.stderr)
+    if args.manage_action == "delete" and not await confirmed(
+            f"Delete terminal {_clean(args.sn)} from BioTime?", yes=args.yes,
+            refusal="syncd terminals delete: not deleted"):
         return 1
     asked = {k: v for k, v in (("alias", getattr(args, "alias", None)),
                                ("ip_address", getattr(args, "ip", None)),
@@ -170,6 +172,7 @@ def _user() -> str:
 async def send(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
     """Send one terminal command to each SN; print each outcome; exit 1 if any failed."""
     from syncd.actions.terminals import TerminalCommand, send_command
+    from syncd.cli.confirm import confirmed
     from syncd.runtime import open_database, open_http
     from syncd.sync.biotime import biotime_client
 
@@ -183,8 +186,8 @@ async def send(args: argparse.Namespace, settings: config.Settings, redactor: Re
         return 0
     destructive = command is TerminalCommand.CLEAR_COMMAND or (
         command is TerminalCommand.REBOOT and len(args.sns) > 1)
-    if destructive and not args.yes and not _confirm(f"Send {_clean(what)}?"):
-        print("syncd terminals: nothing sent (confirm, or pass --yes)", file=sys.stderr)
+    if destructive and not await confirmed(f"Send {_clean(what)}?", yes=args.yes,
+                                           refusal="syncd terminals: nothing sent"):
         return 1
     async with open_database(settings) as db, open_http() as http:
         outcomes = await send_command(db, biotime_client(settings.biotime, http),

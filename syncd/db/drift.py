@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from syncd.db.actions import record_action
 from syncd.db.pool import ADVISORY_NAMESPACE, Database, translate
 from syncd.db.queries import get as sql
 
@@ -109,14 +110,36 @@ async def get_case(db: Database, case_id: int) -> Case | None:
     return None if row is None else _case(row)
 
 
+async def open_of_kinds(db: Database, kinds: Sequence[str]) -> list[Case]:
+    """Open cases (suppressed ones included) of `kinds`, oldest first."""
+    return [_case(r) for r in await db.fetch("drift_open_of_kinds", list(kinds))]
+
+
 async def suppress(db: Database, case_id: int, until: dt.datetime, reason: str, by: str) -> bool:
-    """Suppress an open case until `until`; False if it is not open."""
-    return await db.fetchval("drift_suppress", case_id, until, reason, by) is not None
+    """Suppress an open case until `until`, in the action log as `drift.suppress` by `by`;
+    False if it is not open."""
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(sql("drift_suppress"), case_id, until, reason, by)
+        if row is None:
+            return False
+        await record_action(conn, actor=by, action="drift.suppress", subject=row["subject"],
+                            provider=row["provider"], outcome="ok",
+                            detail={"case": case_id, "kind": row["kind"],
+                                    "until": until.isoformat(), "reason": reason})
+    return True
 
 
-async def unsuppress(db: Database, case_id: int) -> bool:
-    """Lift a case's suppression; False if there is no such case."""
-    return await db.fetchval("drift_unsuppress", case_id) is not None
+async def unsuppress(db: Database, case_id: int, by: str) -> bool:
+    """Lift a case's suppression, in the action log as `drift.unsuppress` by `by`; False if
+    there is no such case."""
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(sql("drift_unsuppress"), case_id)
+        if row is None:
+            return False
+        await record_action(conn, actor=by, action="drift.unsuppress", subject=row["subject"],
+                            provider=row["provider"], outcome="ok",
+                            detail={"case": case_id, "kind": row["kind"]})
+    return True
 
 
 async def open_counts(db: Database) -> dict[tuple[str, str], int]:

@@ -47,22 +47,24 @@ def next_run(interval: float | None, started: dt.datetime | None, planned: dt.da
     """(when the next start is due, overdue since when or None) for one job.
 
     Due one interval after the later of its last start and the oldest live daemon's start (the
-    scheduler runs every job soon after it starts); overdue with no start for two intervals. A
-    planned job (the Codelocks planner) is due at its planned run, overdue one interval (a tick)
-    after it. Without a start or a live daemon there is nothing to tell from.
+    scheduler runs every job soon after it starts); overdue with no start for two intervals.
+    A planned job (the Codelocks planner) is due at its planned run, the very time `syncd quota`
+    and status's Codelocks block show, and overdue one interval (a tick) after it, counted from
+    the oldest live daemon's start when that is later; a run started since the plan renews it
+    when it ends, so only a start that old makes it overdue. Without a start or a live daemon
+    there is nothing to tell from.
     """
     if interval is None:
         return None, None
     step = dt.timedelta(seconds=interval)
     if planned is not None and (started is None or planned > started):
-        due = max(planned, daemon_since) if daemon_since else planned
-        late = due + step
-    else:
-        base = max((t for t in (started, daemon_since) if t is not None), default=None)
-        if base is None:
-            return None, None
-        due, late = base + step, base + 2 * step
-    return due, (due if now > late else None)
+        late = max(planned, daemon_since) if daemon_since else planned
+        return planned, (late if now > late + step else None)
+    base = max((t for t in (started, daemon_since) if t is not None), default=None)
+    if base is None:
+        return None, None
+    overdue = base + step if now > base + 2 * step else None
+    return (planned if planned is not None else base + step), overdue
 
 
 @dataclasses.dataclass(frozen=True)

@@ -307,9 +307,27 @@ def _merge(into: dict[str, Any], part: dict[str, Any], table: tuple[str, ...] | 
     return merge(into, part)
 
 
+def overridden(data: Mapping[str, Any], env: Mapping[tuple[str, ...], str],
+               source: Path) -> list[str]:
+    """A line for each key the file sets that an environment variable sets too (and wins).
+
+    `env` maps key paths to the variables setting them. (`x` on one side and `x_file` on the
+    other is an error of its own, reported by load.)
+    """
+    found = []
+    for path, variable in env.items():
+        node: Any = data
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            found.append(f"{'.'.join(path)}: the value in {source} is overridden by {variable} "
+                         "(the environment wins over the file)")
+    return found
+
+
 def config_warnings(settings: Any) -> list[str]:
     """What is valid but probably not what was meant (`settings`: a syncd Settings)."""
-    found = []
+    found = list(settings.overridden)
     if settings.empty_file is not None:
         found.append(f"the config file {settings.empty_file} is empty: every setting is at its "
                      "default unless a SYNCD_* variable sets it")

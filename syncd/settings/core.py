@@ -101,11 +101,17 @@ class Settings(BaseSettings):
         return value
 
     _empty_file: Path | None = PrivateAttr(default=None)
+    _overridden: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def empty_file(self) -> Path | None:
         """The config file these settings were loaded from, when it holds no setting at all."""
         return self._empty_file
+
+    @property
+    def overridden(self) -> list[str]:
+        """A line for each key of the config file that a SYNCD_* variable overrides."""
+        return list(self._overridden)
 
     @classmethod
     def settings_customise_sources(
@@ -227,6 +233,8 @@ def load(path: str | Path | None = None, *, known_jobs: Collection[str] | None =
         raise ConfigError(lines)
     if source is not None and not data:
         settings._empty_file = source
+    if source is not None:
+        settings._overridden = checks.overridden(data, env, source)
     return settings
 
 

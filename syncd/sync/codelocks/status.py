@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from syncd.db import codelocks as queries
@@ -23,8 +24,10 @@ async def period_use(ledger: QuotaLedger, now: dt.datetime) -> dict[str, tuple[U
     return found
 
 
-async def quota_status(k3: K3Context, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Use per category this period, the projection to its end, and each K3 job's next run."""
+async def quota_status(k3: K3Context, now: dt.datetime | None = None, *,
+                       disabled: Collection[str] = ()) -> dict[str, Any]:
+    """Use per category this period, the projection to its end, and each K3 job's next run
+    (none for the `disabled` ones: the scheduler does not tick them)."""
     now = now or k3.clock()
     _, end = k3.quota.period_bounds(now)
     plans = await k3.plan(now)
@@ -43,11 +46,14 @@ async def quota_status(k3: K3Context, now: dt.datetime | None = None) -> dict[st
     jobs = []
     for name in JOBS:
         state = states.get(name)
-        jobs.append({"job": name, "next_due_at": state.next_due_at if state else None,
-                     "interval_seconds": plans[name].interval,
-                     "runs_left_this_period": plans[name].runs,
+        off = name in disabled
+        jobs.append({"job": name, "enabled": not off,
+                     "next_due_at": state.next_due_at if state and not off else None,
+                     "interval_seconds": None if off else plans[name].interval,
+                     "runs_left_this_period": 0 if off else plans[name].runs,
                      "last_cost": state.last_cost if state else None,
-                     "skip_reason": state.skip_reason if state else None})
+                     "skip_reason": f"disabled ([jobs.{name}] enabled = false)" if off
+                     else state.skip_reason if state else None})
     lateness = await queries.audit_lateness(k3.db, now - dt.timedelta(days=7))
     return {"plan": k3.quota.plan, "period_ends_at": end, "categories": categories,
             "jobs": jobs, "audit_lateness_7d": lateness}
@@ -65,10 +71,13 @@ def format_quota(status: dict[str, Any]) -> list[str]:
     for job in status["jobs"]:
         due = job["next_due_at"]
         every = job["interval_seconds"]
-        lines.append(f"  {job['job']:<11} next {due:%Y-%m-%d %H:%M} " if due else
-                     f"  {job['job']:<11} next: now ")
+        # The next run as `syncd status`'s job table shows it (same instant, same format).
+        when = due.isoformat(timespec="seconds") if due else \
+            "-" if not job.get("enabled", True) else "at its next tick (not planned yet)"
+        lines.append(f"  {job['job']:<11} next run {when}: ")
         lines[-1] += (f"every {every / 3600:.1f} h, {job['runs_left_this_period']} run(s) left"
-                      if every else f"skipping: {job['skip_reason'] or 'no budget'}")
+                      if every else job["skip_reason"] if not job.get("enabled", True)
+                      else f"skipping: {job['skip_reason'] or 'no budget'}")
     late = status["audit_lateness_7d"]
     if late["entries"]:
         lines.append(f"  audit entries seen in 7 days: {late['entries']}, first seen a median "

@@ -90,7 +90,8 @@ async def quota(request: web.Request) -> web.Response:
     if settings is None:
         return page(request, "quota.html", {"now": now, "quota": None}, current="console.quota")
     k3 = K3Context(app[keys.DB], settings, app[keys.HTTP])
-    status = await quota_status(k3, now)
+    disabled = [n for n, every in app[keys.SCHEDULER].schedule.items() if every is None]
+    status = await quota_status(k3, now, disabled=disabled)
     start, end = k3.quota.period_bounds(now)
     runs = await queries.k3_runs(k3.db, start, K3_JOBS)
     by_job = await queries.usage_by_job(k3.db, VENDOR, k3.quota.period_of(now))
