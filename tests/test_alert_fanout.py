@@ -21,6 +21,7 @@ from syncd.devtools.simulators.alert_receiver import AlertReceiver, create_app
 from syncd.devtools.simulators.common import serve
 from syncd.settings.core import Settings
 from syncd.settings.drift import AlertSettings
+from tests.waiting import wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_" + "c2VjcmV0LWJlaW5nLXJldGlyZWQtbm93"
@@ -190,6 +191,15 @@ async def test_a_hook_that_cannot_be_signed_for_is_recorded_and_the_others_still
         try:
             ids += await queue_cases(db, 11, start=4)
             await eventually(lambda: len(state.received) >= 14 or task.done())
+            assert not task.done(), "the deliverer stopped"
+
+            async def bad_ones_recorded() -> bool:
+                async with db.connection() as conn:
+                    return bool(await conn.fetchval(
+                        "SELECT count(*) = 14 FROM ops.alert_deliveries "
+                        "WHERE hook = 'bad' AND last_error IS NOT NULL"))
+
+            await wait_for(bad_ones_recorded, what="an error on each of the bad hook's deliveries")
             assert not task.done(), "the deliverer stopped"
         finally:
             task.cancel()

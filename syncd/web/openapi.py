@@ -175,7 +175,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                  "interval; null: no run fits in the budget"},
             "runs_left_this_period": {"type": "integer"},
             "last_cost": {"type": ["integer", "null"]},
-            "skip_reason": {"type": ["string", "null"]}}},
+            "skip_reason": {"type": ["string", "null"]},
+            "enabled": {"type": "boolean", "description": "false: the job is disabled (its "
+                        "next run is then null)"}}},
     "Stored": {"type": "object", "required": ["status"],
                "properties": {"status": {"enum": ["stored", "duplicate"]}}},
 }
