@@ -19,8 +19,8 @@ from bench.common import Postgres, Report, postgres_server, quiet_logging
 # name -> (module, summary name, time bound in seconds)
 BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "cli_start": ("bench.cli_start", "cli_start", 240),
-    "ingest": ("bench.ingest", "ingest_vs_bare", 240),
-    "registry": ("bench.registry", "registry_vs_bare", 240),
+    "ingest": ("bench.ingest", "ingest", 300),
+    "registry": ("bench.registry", "registry", 300),
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
     "resync": ("bench.resync", "resync_rows_written", 240),
     "rate": ("bench.rate", "rate_vs_limit", 120),
