@@ -30,8 +30,16 @@ import asyncpg
 from bench import sides
 from bench.common import Postgres, Report, free_port
 from bench.load import push_bodies
-from bench.servers import CONNECTIONS, Round, Server, bench_server, counter, drive, \
-    load_generator, syncd_server
+from bench.servers import (
+    CONNECTIONS,
+    Round,
+    Server,
+    bench_server,
+    counter,
+    drive,
+    load_generator,
+    syncd_server,
+)
 
 HOOK = "/hooks/neolock/{secret}"
 BARE_GOAL = 0.75  # syncd/bare, kept for the record

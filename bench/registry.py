@@ -21,8 +21,17 @@ import asyncpg
 
 from bench import sides
 from bench.common import Postgres, Report
-from bench.servers import CONNECTIONS, FALLBACK_REQUESTS, Round, Server, bench_server, counter, \
-    drive, load_generator, syncd_server
+from bench.servers import (
+    CONNECTIONS,
+    FALLBACK_REQUESTS,
+    Round,
+    Server,
+    bench_server,
+    counter,
+    drive,
+    load_generator,
+    syncd_server,
+)
 
 ROUTE = "/v2/device"
 BARE_GOAL = 0.6  # syncd/bare, kept for the record

@@ -105,10 +105,13 @@ async def syncd_server(workdir: Path, path: str, sections: dict[str, dict[str, A
     sock.setblocking(False)
     env = {k: v for k, v in subprocess_env().items() if not k.startswith("SYNCD_")}
     env.update(SYNCD_CONFIG=str(config), SYNCD_DATA_DIR=str(workdir), NOTIFY_SOCKET=str(notify))
-    with open(workdir / "syncd.log", "wb") as log:
+    log = os.open(workdir / "syncd.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "syncd", "run", cwd=REPO_ROOT, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+    finally:
+        os.close(log)
     try:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(120):
