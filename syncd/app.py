@@ -22,7 +22,15 @@ from syncd.sync.neolock import neolock_client
 from syncd.vendors import usage
 from syncd.web import health, intake, keys
 from syncd.web.alerting import alerts_ctx
-from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
+from syncd.web.middleware import (
+    ACCESS_LOG,
+    DB_REFUSALS,
+    INFLIGHT,
+    InFlight,
+    access_log,
+    db_refusals,
+    request_context,
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -88,6 +96,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
     app[INFLIGHT] = InFlight()
     app[DB_REFUSALS] = db_refusals()
+    app[ACCESS_LOG] = access_log()  # after logging is configured: the daemon configures first
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)

@@ -74,6 +74,18 @@ def db_refusals() -> Transition:
 
 # Bound for the access line by a handler that knows the event it handled (intake).
 EVENT_ID = web.RequestKey("event_id", str)
+# The access line's logger, bound once per app (see access_log()).
+ACCESS_LOG = web.AppKey("access_log", structlog.typing.FilteringBoundLogger)
+
+
+def access_log() -> structlog.typing.FilteringBoundLogger:
+    """This module's logger, bound now: logging configured, the app being built.
+
+    The module-level `log` is a lazy proxy that binds a new logger (and its output) on every call;
+    one access line a push made that bind cost as much as rendering the line.
+    """
+    bound: structlog.typing.FilteringBoundLogger = log.bind()
+    return bound
 
 
 def _request_ids() -> Iterator[str]:
@@ -114,8 +126,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         # (/hooks/neolock/{secret}), never the path: a path can carry a secret.
         level = logging.INFO if route.startswith("/hooks/") else logging.DEBUG
         if logs.enabled(level):
-            log.log(level, "http.access", route=route, method=request.method, status=status,
-                    seconds=round(seconds, 4), event_id=request.get(EVENT_ID))
+            app[ACCESS_LOG].log(level, "http.access", route=route, method=request.method,
+                                status=status, seconds=round(seconds, 4),
+                                event_id=request.get(EVENT_ID))
     finally:
         logs.REQUEST_ID.reset(token)
         inflight.leave()
