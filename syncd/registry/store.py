@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from syncd.db.actions import Action, actions_for, record_action
 from syncd.db.pool import Database
@@ -12,8 +12,7 @@ from syncd.db.queries import get as sql
 from syncd.registry.validate import Registration
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """What the registry answers for one registration."""
 
     mac_address: str
@@ -21,8 +20,7 @@ class Seen:
     banned: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Posted:
+class Posted(NamedTuple):
     """A registration and the client address it came from ("" when unknown)."""
 
     registration: Registration
