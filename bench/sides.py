@@ -13,7 +13,7 @@ import dataclasses
 import statistics
 from collections.abc import Awaitable, Callable
 
-from bench.servers import Round, Server
+from bench.servers import CONNECTIONS, Round, Server
 
 ROUNDS = 7
 SECONDS = 3.0  # per round and side
@@ -118,6 +118,33 @@ def summary(v: Verdict, bare_goal: float) -> str:
             f"(limit {v.p99_limit:.1f}); syncd/bare {v.of_bare:.2f} (goal {bare_goal}, for the "
             f"record{'' if v.of_bare >= bare_goal else ': below'}), floor/bare "
             f"{v.floor_of_bare:.2f}")
+
+
+def also(side: Side, bare: Side, floor: Side) -> str:
+    """Another syncd side's medians against the same rounds of bare and floor, on one line."""
+    throughput, cpu = (lambda r: r.throughput), (lambda r: r.cpu_ms)
+    return (f"{side.label} against the same rounds: syncd/floor "
+            f"{statistics.median(paired(side, floor, throughput)):.2f}, CPU/request "
+            f"{statistics.median(paired(side, bare, cpu)):.2f} × bare, p99 "
+            f"{side.median(lambda r: r.p99_ms):.1f} ms, syncd/bare "
+            f"{statistics.median(paired(side, bare, throughput)):.2f}")
+
+
+def consistency(side: Side, answered: int, stored: int, table: str, what: str
+                ) -> tuple[bool, str]:
+    """Whether `table` holds exactly the `answered` items (syncd's own count of its answers)
+    and every such answer the load generator read is among them; and a line saying so.
+
+    wrk stops mid-flight: the answers to up to one request a connection are written after it
+    stopped reading, so it reads at most CONNECTIONS fewer a run than syncd wrote.
+    """
+    runs = [side.warmup, *side.rounds] if side.warmup else side.rounds
+    read = sum(r.stored for r in runs)
+    not_ok = sum(r.requests - r.ok for r in runs)
+    ok = stored == answered and read <= answered <= read + CONNECTIONS * len(runs) and not_ok == 0
+    return ok, (f"{side.label}: {table} rows {stored}, {what} {answered} (the load generator "
+                f"read {read} of those answers before it stopped; {not_ok} answers not 200): "
+                f"{'ok' if ok else 'MISMATCH'}")
 
 
 def ratio_details(v: Verdict) -> list[str]:

@@ -23,11 +23,11 @@ from syncd.vendors import usage
 from syncd.web import health, intake, keys
 from syncd.web.alerting import alerts_ctx
 from syncd.web.middleware import (
-    ACCESS_LOG,
+    BOOKKEEPING,
     DB_REFUSALS,
     INFLIGHT,
+    Bookkeeping,
     InFlight,
-    access_log,
     db_refusals,
     request_context,
 )
@@ -96,7 +96,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
     app[INFLIGHT] = InFlight()
     app[DB_REFUSALS] = db_refusals()
-    app[ACCESS_LOG] = access_log()  # after logging is configured: the daemon configures first
+    app[BOOKKEEPING] = Bookkeeping(app)  # after logging is configured: the daemon does it first
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_intake)
