@@ -26,7 +26,7 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "rate": ("bench.rate", "rate_vs_limit", 120),
     "memory": ("bench.memory", "rss_100k_vs_10k", 600),
     "ready": ("bench.ready", "ready_cold_warm", 120),
-    "uploads": ("bench.uploads", "uploads_vs_floor", 480),
+    "uploads": ("bench.uploads", "uploads_vs_floor", 720),
     "fleetview": ("bench.fleetview", "fleet_view_100k", 300),
     "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
     "reconcile": ("bench.reconcile", "reconcile_vs_bare_join", 900),
