@@ -122,7 +122,6 @@ async def syncd_server(workdir: Path, path: str, sections: dict[str, dict[str, A
         raise RuntimeError(f"syncd run did not get ready; its log: {workdir / 'syncd.log'}"
                            ) from None
     finally:
-        sock.close()
         if proc.returncode is None:
             proc.terminate()
         try:
@@ -130,6 +129,7 @@ async def syncd_server(workdir: Path, path: str, sections: dict[str, dict[str, A
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        sock.close()  # after syncd's STOPPING=1, which would otherwise log sdnotify.failed
 
 
 async def counter(url: str, name: str, **labels: str) -> float:
