@@ -114,8 +114,7 @@ async def run(pg: Postgres) -> Report:
     v = sides.verdict(bare, floor, syncd)
     return Report("ingest", sides.summary(v, BARE_GOAL), sides.TARGET,
                   v.met and all(ok for ok, _ in checks), [
-        f"load: {load_generator()}; {sides.ROUNDS} interleaved rounds of {sides.SECONDS:g} s per "
-        f"side after {sides.WARMUP_SECONDS:g} s of warm-up; each server in its own process; "
+        f"load: {load_generator()}; {sides.method()}; each server in its own process; "
         f"the targets are judged on syncd at log level {LOG_LEVEL} (no line a push, like the "
         "floor); the same daemon at info is measured beside it",
         bare.detail(), floor.detail(), syncd.detail(), info.detail(), *sides.ratio_details(v),

@@ -78,8 +78,7 @@ async def run(pg: Postgres) -> Report:
                                           "registrations syncd answered Success")
     v = sides.verdict(bare, floor, syncd)
     return Report("registry", sides.summary(v, BARE_GOAL), sides.TARGET, v.met and consistent, [
-        f"load: {load_generator()}; {sides.ROUNDS} interleaved rounds of {sides.SECONDS:g} s per "
-        f"side after {sides.WARMUP_SECONDS:g} s of warm-up; each server in its own process, "
+        f"load: {load_generator()}; {sides.method()}; each server in its own process, "
         f"syncd's log level {LOG_LEVEL}; every registration a new MAC",
         bare.detail(), floor.detail(), syncd.detail(), *sides.ratio_details(v),
         f"{check}; history rows {history}",

@@ -13,7 +13,7 @@ import dataclasses
 import statistics
 from collections.abc import Awaitable, Callable
 
-from bench.servers import CONNECTIONS, Round, Server
+from bench.servers import CONNECTIONS, FALLBACK_REQUESTS, WRK, Round, Server
 
 ROUNDS = 7
 SECONDS = 3.0  # per round and side
@@ -67,6 +67,15 @@ async def interleave(sides: list[Side], drive: Drive, rounds: int = ROUNDS,
             side.rounds.append(await drive(side.server, run, seconds))
             run += 1
     return run
+
+
+def method() -> str:
+    """How the rounds went, for the report (wrk runs for a time; the fallback sends a count)."""
+    if WRK:
+        return (f"{ROUNDS} interleaved rounds of {SECONDS:g} s per side after {WARMUP_SECONDS:g} s "
+                "of warm-up")
+    return (f"{ROUNDS} interleaved rounds of {FALLBACK_REQUESTS} requests per side after a "
+            "warm-up of as many")
 
 
 def paired(a: Side, b: Side, what: Callable[[Round], float]) -> list[float]:
