@@ -19,14 +19,14 @@ from bench.common import Postgres, Report, postgres_server, quiet_logging
 # name -> (module, summary name, time bound in seconds)
 BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "cli_start": ("bench.cli_start", "cli_start", 240),
-    "ingest": ("bench.ingest", "ingest_vs_bare", 240),
-    "registry": ("bench.registry", "registry_vs_bare", 240),
+    "ingest": ("bench.ingest", "ingest", 300),
+    "registry": ("bench.registry", "registry", 300),
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
     "resync": ("bench.resync", "resync_rows_written", 240),
     "rate": ("bench.rate", "rate_vs_limit", 120),
     "memory": ("bench.memory", "rss_100k_vs_10k", 600),
     "ready": ("bench.ready", "ready_cold_warm", 120),
-    "uploads": ("bench.uploads", "uploads_vs_floor", 480),
+    "uploads": ("bench.uploads", "uploads_vs_floor", 720),
     "fleetview": ("bench.fleetview", "fleet_view_100k", 300),
     "k3_month": ("bench.k3_month", "k3_month_budget_used", 420),
     "reconcile": ("bench.reconcile", "reconcile_vs_bare_join", 900),

@@ -25,7 +25,15 @@ from syncd.vendors import usage
 from syncd.web import console, health, intake, keys
 from syncd.web.alerting import alerts_ctx
 from syncd.web.listeners import GATE, Gate, handlers, listener_gate
-from syncd.web.middleware import DB_REFUSALS, INFLIGHT, InFlight, db_refusals, request_context
+from syncd.web.middleware import (
+    BOOKKEEPING,
+    DB_REFUSALS,
+    INFLIGHT,
+    Bookkeeping,
+    InFlight,
+    db_refusals,
+    request_context,
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -114,6 +122,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
                                       window=settings.tasks.restart_window_seconds)
     app[INFLIGHT] = InFlight()
     app[DB_REFUSALS] = db_refusals()
+    app[BOOKKEEPING] = Bookkeeping(app)  # after logging is configured: the daemon does it first
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_heartbeat)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import structlog
 
 REDACTED = "[REDACTED]"
+_SCALARS = frozenset({int, float, bool})  # values that cannot hold a secret
 # A hook URL's last segment is a secret: whatever cut a path short (a repr shortened to 80
 # characters) must not let a prefix of it through, so any hook path loses that segment.
 _HOOK_PATH = re.compile(r"(/hooks/[A-Za-z0-9_-]+/)(?!\{secret\})[^\s\"'<>\\]+")
@@ -62,6 +63,8 @@ class Redactor:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
             return _HOOK_PATH.sub(rf"\g<1>{REDACTED}", value) if "/hooks/" in value else value
+        if value is None or type(value) in _SCALARS:  # most of a line: nothing to look into
+            return value
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

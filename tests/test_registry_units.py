@@ -132,6 +132,33 @@ async def test_a_value_the_database_refuses_fails_only_its_own_caller(db: Databa
         assert await conn.fetchval("SELECT count(*) FROM vendor.app_devices") == 1
 
 
+async def test_waits_past_the_writer_timeout_end_in_timeout_error_and_the_rows_still_land(
+        db: Database) -> None:
+    """With the table locked by another session, every caller still waiting when the writer's
+    timeout passes gets TimeoutError (one timer serves them all, oldest first); their rows are
+    written once the lock goes, and a later caller is answered as usual."""
+    async def write(batch: list[store.Posted]) -> list[store.Seen]:
+        return await store.register_batch(db, batch, 3600)
+
+    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write, timeout=0.3)
+    macs = [f"A1B2C3D4E5{i:02X}" for i in range(3)]
+    async with db.transaction() as conn:  # the upsert waits for this lock
+        await conn.execute("LOCK TABLE vendor.app_devices IN EXCLUSIVE MODE")
+        results = await asyncio.gather(*(writer.submit(reg(mac)) for mac in macs),
+                                       return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results), results
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the batch commits once the lock is gone
+        async with db.connection() as conn:
+            if await conn.fetchval("SELECT count(*) FROM vendor.app_devices") == 3:
+                break
+        assert asyncio.get_running_loop().time() < deadline, "the timed-out rows never landed"
+        await asyncio.sleep(0.05)
+    seen = await writer.submit(reg("A1B2C3D4E5FF"))
+    assert seen.mac_address == "A1B2C3D4E5FF" and not seen.banned
+    await writer.close()
+
+
 async def test_an_unchanged_repost_writes_nothing_until_last_seen_is_stale(db: Database) -> None:
     """Re-posting the same fields neither writes nor locks the row within the resolution (no WAL);
     past it, only last_seen_at is refreshed and no history row is added."""

@@ -4,12 +4,18 @@
 at once (on separate connections, so PostgreSQL can share one WAL flush among their commits);
 while they are, the next batch gathers, so batches grow with load and no delay is ever added.
 Used by the app registry's upserts and by the inbox's `GroupCommitter`.
+
+With a `timeout`, a caller whose item is not committed within it gets TimeoutError (its item is
+still written; only the wait ends). One timer serves every caller, not one each: the waits are
+watched oldest first, and the timer sleeps until the oldest unanswered one's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -23,6 +29,7 @@ R = TypeVar("R")
 class _Waiting(Generic[T, R]):
     item: T
     done: asyncio.Future[R]
+    deadline: float = math.inf  # loop.time() by which the caller stops waiting
 
 
 class GroupCommit(Generic[T, R]):
@@ -33,18 +40,25 @@ class GroupCommit(Generic[T, R]):
     """
 
     def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 512,
-                 max_inflight: int = 2) -> None:
+                 max_inflight: int = 2, timeout: float | None = None) -> None:
         self.write = write
         self.max_batch = max_batch
         self.max_inflight = max_inflight
+        self.timeout = timeout
         self._queue: list[_Waiting[T, R]] = []
         self._active = 0  # flushers running; changed only where no await intervenes
         self._flushers: set[asyncio.Task[None]] = set()
+        self._watched: collections.deque[_Waiting[T, R]] = collections.deque()  # oldest first
+        self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
 
     async def submit(self, item: T) -> R:
-        """Write `item` in the next batch and return its result. Raises DatabaseError."""
-        waiting: _Waiting[T, R] = _Waiting(item, asyncio.get_running_loop().create_future())
+        """Write `item` in the next batch and return its result. Raises DatabaseError, and
+        TimeoutError when a `timeout` passes first."""
+        loop = asyncio.get_running_loop()
+        waiting: _Waiting[T, R] = _Waiting(item, loop.create_future())
+        if self.timeout is not None:
+            self._watch(waiting, loop)
         self._queue.append(waiting)
         if self._active < self.max_inflight:
             self._active += 1
@@ -88,6 +102,32 @@ class GroupCommit(Generic[T, R]):
             if not waiting.done.done():  # the caller may have stopped waiting (timeout)
                 waiting.done.set_result(result)
 
+    def _watch(self, waiting: _Waiting[T, R], loop: asyncio.AbstractEventLoop) -> None:
+        # Instead of a timer per caller (asyncio.timeout: scheduled and cancelled on every
+        # request), one timer for the oldest wait; answered waits are dropped as new ones come.
+        assert self.timeout is not None
+        waiting.deadline = loop.time() + self.timeout
+        watched = self._watched
+        while watched and watched[0].done.done():
+            watched.popleft()
+        watched.append(waiting)
+        if self._timer is None:
+            self._timer = loop.call_at(watched[0].deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the waits past their deadline; sleep until the next one's."""
+        self._timer = None
+        now, watched = loop.time(), self._watched
+        while watched:
+            waiting = watched[0]
+            if not waiting.done.done():
+                if waiting.deadline > now:
+                    self._timer = loop.call_at(waiting.deadline, self._expire, loop)
+                    return
+                waiting.done.set_exception(TimeoutError(
+                    f"not committed within {self.timeout:g}s"))
+            watched.popleft()
+
     @staticmethod
     def _fail(batch: list[_Waiting[T, R]], err: BaseException) -> None:
         for waiting in batch:
@@ -96,5 +136,8 @@ class GroupCommit(Generic[T, R]):
 
     async def close(self) -> None:
         """Wait for batches being written."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._flushers:
             await asyncio.gather(*self._flushers, return_exceptions=True)

@@ -7,15 +7,18 @@ one gathers: under load, batches grow by themselves and no artificial delay is e
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 from syncd.db.batching import GroupCommit
 from syncd.db.pool import Database
 
 
-@dataclasses.dataclass(frozen=True)
-class InboxItem:
-    """One event to persist. `body` is the exact JSON text received."""
+class InboxItem(NamedTuple):
+    """One event to persist. `body` is the exact JSON text received.
+
+    A NamedTuple: one is made per push, and a tuple is built in a third of a frozen dataclass's
+    time; the batch's columns are then one zip() away.
+    """
 
     source: str
     dedupe_key: str
@@ -36,11 +39,8 @@ class GroupCommitter(GroupCommit[InboxItem, bool]):
     async def _insert(self, items: list[InboxItem]) -> list[bool]:
         """One INSERT of the batch; which items were new (a duplicate inside the batch counts
         once: the first of its key is new, the rest are not)."""
-        rows = await self.db.fetch(
-            "inbox_insert_batch",
-            [i.source for i in items], [i.dedupe_key for i in items],
-            [i.event_type for i in items], [i.subject for i in items],
-            [i.body for i in items])
+        sources, keys, types, subjects, bodies = map(list, zip(*items, strict=True))
+        rows = await self.db.fetch("inbox_insert_batch", sources, keys, types, subjects, bodies)
         inserted = {(r["source"], r["dedupe_key"]) for r in rows}
         self.rows += len(inserted)
         new: list[bool] = []

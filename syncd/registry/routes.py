@@ -8,7 +8,6 @@ stored), 404 (registry disabled), 413, 429 and 503 (with Retry-After).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import time
@@ -66,7 +65,8 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the registry's group-committing writer, drained on shutdown."""
     settings = app[keys.SETTINGS].registry
     write = functools.partial(_write, app[keys.DB], settings.last_seen_resolution_seconds)
-    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(write)
+    writer: GroupCommit[store.Posted, store.Seen] = GroupCommit(
+        write, timeout=settings.database_timeout_seconds)
     app[REGISTRY] = Registry(settings, writer)
     yield
     await writer.close()
@@ -91,7 +91,8 @@ class _TooLarge(Exception):
 
 async def _read(request: web.Request, limit: int) -> bytes:
     """The body, refusing more than `limit` bytes before reading them where the length is known."""
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length  # parsed from the header on every access
+    if length is not None and length > limit:
         raise _TooLarge
     if request.content.is_eof():  # it all came with the headers (an app's few hundred bytes)
         body = request.content.read_nowait()
@@ -140,9 +141,8 @@ async def add_device(request: web.Request) -> web.Response:
                        started, None)
     except Invalid as err:
         return _answer(400, err.message, ip, started, None, errors=err.errors)
-    try:
-        async with asyncio.timeout(settings.database_timeout_seconds):
-            seen = await registry.writer.submit(store.Posted(registration, ip))
+    try:  # the writer ends the wait after settings.database_timeout_seconds: TimeoutError
+        seen = await registry.writer.submit(store.Posted(registration, ip))
     except DataRejected as err:  # validation should make this impossible; never a 5xx for it
         log.warning("registry.rejected", error=str(err)[:200])
         return _answer(400, "the registration could not be stored", ip, started, None,

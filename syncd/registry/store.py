@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from syncd.db.actions import Action, actions_for, record_action
 from syncd.db.pool import Database
@@ -12,8 +12,7 @@ from syncd.db.queries import get as sql
 from syncd.registry.validate import Registration
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """What the registry answers for one registration."""
 
     mac_address: str
@@ -21,8 +20,7 @@ class Seen:
     banned: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Posted:
+class Posted(NamedTuple):
     """A registration and the client address it came from ("" when unknown)."""
 
     registration: Registration
@@ -37,16 +35,13 @@ def subject(mac_address: str) -> str:
 async def register_batch(db: Database, batch: list[Posted],
                          last_seen_resolution: float) -> list[Seen]:
     """Upsert `batch` in one statement; one Seen per item, in order."""
-    regs = [p.registration for p in batch]
-    rows = await db.fetch(
-        "app_devices_upsert_batch",
-        [r.mac_address for r in regs], [r.device_os for r in regs],
-        [r.device_version for r in regs], [r.device_type for r in regs],
-        [r.app_version for r in regs], [r.app_name for r in regs],
-        [p.ip or None for p in batch], float(last_seen_resolution))
+    regs, ips = zip(*batch, strict=True)
+    columns = [list(column) for column in zip(*regs, strict=True)]  # Registration's six fields
+    rows = await db.fetch("app_devices_upsert_batch", *columns, [ip or None for ip in ips],
+                          float(last_seen_resolution))
     by_mac = {row["mac_address"]: Seen(row["mac_address"], row["status"], row["banned"])
               for row in rows}
-    return [by_mac[r.mac_address] for r in regs]
+    return [by_mac[mac] for mac in columns[0]]
 
 
 async def ban(db: Database, mac_address: str, *, reason: str, actor: str) -> bool:

@@ -13,14 +13,13 @@ every such device would otherwise share, and overwrite, one row.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import urllib.parse
 from collections.abc import Iterable
 from email import policy
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, NamedTuple
 
 FIELDS = ("mac_address", "device_os", "device_version", "device_type", "app_version", "app_name")
 PLACEHOLDER_MACS = frozenset({"020000000000", "000000000000", "FFFFFFFFFFFF"})
@@ -39,9 +38,9 @@ class Invalid(ValueError):
         self.errors = errors or {}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Registration:
-    """A device registration with every field present, bounded and cleaned."""
+class Registration(NamedTuple):
+    """A device registration with every field present, bounded and cleaned (a NamedTuple: one is
+    made per request, in a third of a frozen dataclass's time)."""
 
     mac_address: str
     device_os: str
@@ -79,11 +78,13 @@ def validate(fields: dict[str, Any], max_field_length: int) -> Registration:
     errors: dict[str, str] = {}
     for name in FIELDS:
         value = fields.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
             errors[name] = "missing or empty"
         elif not isinstance(value, str):
             errors[name] = f"must be a string, not {_json_type(value)}"
-        elif len(value := value.strip()) > max_field_length:
+        elif len(value) > max_field_length:
             errors[name] = f"longer than {max_field_length} characters"
         elif not (value.isascii() and value.isprintable()) and (  # the usual case, checked fast
                 _CONTROL.search(value) or not _encodable(value)):

@@ -144,14 +144,14 @@ def _decode(body: bytes) -> tuple[str, Any, str | None]:
         return "", None, "invalid JSON: nested too deeply"
     # Only an escape can put a NUL or a lone surrogate in strictly decoded JSON text, so the walk
     # over every value (a fifth of a push's handling) runs only when such an escape is present.
-    return text, doc, unstorable(doc) if _RISKY_ESCAPE.search(text) else None
+    return text, doc, unstorable(doc) if "\\u" in text and _RISKY_ESCAPE.search(text) else None
 
 
 def _loads(text: str) -> Any:
     """JSON with every float an exact Decimal checked against jsonb's range. Integers are read
     as Python ints (exact, and four times faster than a Decimal each) unless one is too long for
     int() or the text holds a `-0`, which an int would print as `0`."""
-    if not _NEGATIVE_ZERO.search(text):
+    if "-0" not in text or not _NEGATIVE_ZERO.search(text):  # `in` first: a scan in C, no regex
         try:
             return _INT_DECODER.decode(text)
         except ValueError:

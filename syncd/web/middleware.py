@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
 from aiohttp import web
+from multidict import istr
 
 from syncd import logs
 from syncd.errors import DatabaseUnavailable
@@ -74,6 +75,38 @@ def db_refusals() -> Transition:
 
 # Bound for the access line by a handler that knows the event it handled (intake).
 EVENT_ID = web.RequestKey("event_id", str)
+X_REQUEST_ID = istr("X-Request-ID")
+
+
+class Bookkeeping:
+    """What the middleware needs on every request, found with one lookup (app[BOOKKEEPING]):
+    the in-flight count, the per-request metrics, the database-refusal transition, the access
+    line's logger (bound once: the module's lazy `log` binds a new logger and output on every
+    call, which for one access line a push cost as much as rendering the line), and each route's
+    template and access-line level, worked out once per route."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.inflight = app[INFLIGHT]
+        self.metrics = app[keys.METRICS].per_request
+        self.refusals = app[DB_REFUSALS]
+        self.access_log: structlog.typing.FilteringBoundLogger = log.bind()
+        self._routes: dict[object, tuple[str, int]] = {}
+
+    def route(self, request: web.Request) -> tuple[str, int]:
+        """The request's route template ("unmatched" for none) and its access-line level."""
+        resource = request.match_info.route.resource
+        found = self._routes.get(resource)
+        if found is None:
+            route = resource.canonical if resource is not None else "unmatched"
+            # At info for vendor pushes, at debug for everything else (probes and scrapes every
+            # few seconds would drown the log).
+            found = (route, logging.INFO if route.startswith("/hooks/") else logging.DEBUG)
+            self._routes[resource] = found
+        return found
+
+
+# Built by create_app once INFLIGHT, METRICS and DB_REFUSALS are set, after logging is configured.
+BOOKKEEPING = web.AppKey("request_bookkeeping", Bookkeeping)
 
 
 def _request_ids() -> Iterator[str]:
@@ -91,60 +124,57 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Bind a request id into the log context, answer errors as JSON, count the request.
 
     This runs for every request, the hot intake and registry routes included, so it does the
-    least it can: plain-number metrics, one context variable set and reset (logs.REQUEST_ID, not
-    structlog's bound_contextvars, which copies the whole context), and no access line built
-    unless it is logged.
+    least it can: one app lookup, plain-number metrics, one context variable set and reset
+    (logs.REQUEST_ID, not structlog's bound_contextvars, which copies the whole context), and no
+    access line built unless it is logged.
     """
     started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID")
+    incoming = request.headers.get(X_REQUEST_ID)
     request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _new_request_id()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    app = request.app
-    inflight = app[INFLIGHT]
-    inflight.enter()
+    book = request.app[BOOKKEEPING]
+    route, level = book.route(request)
+    book.inflight.enter()
     token = logs.REQUEST_ID.set(request_id)
     try:
-        response = await _handle(request, handler, request_id, route, app)
+        try:
+            response = await handler(request)
+        except Exception as exc:  # every failure becomes a JSON answer (see _failure)
+            response = _failure(exc, request, request_id, route, book)
+        else:
+            if request.method == "POST" and response.status < 500:
+                book.refusals.ok()  # a write went through: the database is back
+        response.headers[X_REQUEST_ID] = request_id
         seconds = time.perf_counter() - started
         status = response.status
-        app[keys.METRICS].http_request(route, request.method, status, seconds)
-        # One access line per request: at info for vendor pushes, at debug for everything else
-        # (probes and scrapes every few seconds would drown the log). Logs name the route
+        book.metrics.request(route, request.method, status, seconds)
+        # One access line per request, at the route's level. Logs name the route
         # (/hooks/neolock/{secret}), never the path: a path can carry a secret.
-        level = logging.INFO if route.startswith("/hooks/") else logging.DEBUG
         if logs.enabled(level):
-            log.log(level, "http.access", route=route, method=request.method, status=status,
-                    seconds=round(seconds, 4), event_id=request.get(EVENT_ID))
+            book.access_log.log(level, "http.access", route=route, method=request.method,
+                                status=status, seconds=round(seconds, 4),
+                                event_id=request.get(EVENT_ID))
     finally:
         logs.REQUEST_ID.reset(token)
-        inflight.leave()
+        book.inflight.leave()
     return response
 
 
-async def _handle(request: web.Request, handler: Handler, request_id: str, route: str,
-                  app: web.Application) -> web.StreamResponse:
-    """Run the handler; turn every failure into a JSON error carrying the request id."""
-    try:
-        response = await handler(request)
-        if request.method == "POST" and response.status < 500:
-            app[DB_REFUSALS].ok()  # a write went through: the database is back
-    except web.HTTPException as exc:
+def _failure(exc: Exception, request: web.Request, request_id: str, route: str,
+             book: Bookkeeping) -> web.StreamResponse:
+    """The JSON error answer (carrying the request id) for what the handler raised."""
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        response = error_response(exc.status, exc.reason if exc.text is None or
-                                  exc.text.startswith(f"{exc.status}:") else exc.text,
-                                  request_id, headers={k: v for k, v in exc.headers.items()
-                                                       if k.lower() in ("retry-after", "allow")})
-    except ConnectionResetError:  # the client disconnected (mid-body, most often)
+            raise exc
+        return error_response(exc.status, exc.reason if exc.text is None or
+                              exc.text.startswith(f"{exc.status}:") else exc.text,
+                              request_id, headers={k: v for k, v in exc.headers.items()
+                                                   if k.lower() in ("retry-after", "allow")})
+    if isinstance(exc, ConnectionResetError):  # the client disconnected (mid-body, most often)
         log.info("http.client_closed", route=route, method=request.method)
-        response = web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
-    except DatabaseUnavailable:
-        app[DB_REFUSALS].fail(route=route)  # 503s are counted in http_requests
-        response = error_response(503, "database unavailable; retry later", request_id,
-                                  headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("http.unhandled", route=route, method=request.method)
-        response = error_response(500, "internal error", request_id)
-    response.headers["X-Request-ID"] = request_id
-    return response
+        return web.Response(status=CLIENT_CLOSED)  # nobody reads it; counted as such
+    if isinstance(exc, DatabaseUnavailable):
+        book.refusals.fail(route=route)  # 503s are counted in http_requests
+        return error_response(503, "database unavailable; retry later", request_id,
+                              headers={"Retry-After": "5"})
+    log.exception("http.unhandled", route=route, method=request.method)  # in the except block
+    return error_response(500, "internal error", request_id)
