@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import re
 import sys
 from typing import TYPE_CHECKING
 
 from syncd.cli.help import add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -47,12 +47,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=show_device)
 
-
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
-        return "cli"
 
 
 def _mac(raw: str) -> str | None:
@@ -107,10 +101,10 @@ async def change_ban(args: argparse.Namespace, settings: config.Settings,
                     "device_banned until `syncd devices unban`.", yes=args.yes, refusal=refusal):
                 return 1
         if args.ban:
-            changed = await store.ban(db, mac, reason=reason, actor=_user())
+            changed = await store.ban(db, mac, reason=reason, actor=operator())
             known = (await store.show(db, mac)).device is not None
         else:
-            changed = await store.unban(db, mac, reason=reason, actor=_user())
+            changed = await store.unban(db, mac, reason=reason, actor=operator())
             known = True
     verb = "banned" if args.ban else "unbanned"
     if changed:

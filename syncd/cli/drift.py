@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -92,12 +92,6 @@ def until_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
 def _clean(value: object) -> str:
     return "-" if value is None else _CONTROL.sub("?", str(value))
 
-
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli"
 
 
 def _print_cases(cases: list[Any]) -> None:
@@ -194,7 +188,7 @@ async def suppress_case(args: argparse.Namespace, settings: config.Settings,
                 refusal=f"syncd drift suppress: {len(cases)} cases, none suppressed"):
             return 1
         done = [c.id for c in cases.values()
-                if await drift.suppress(db, c.id, args.until, args.reason, _user())]
+                if await drift.suppress(db, c.id, args.until, args.reason, operator())]
     for case_id in done:
         print(f"case {case_id} suppressed until {until}")
     gone = sorted(set(cases) - set(done))  # resolved meanwhile
@@ -210,7 +204,7 @@ async def unsuppress_case(args: argparse.Namespace, settings: config.Settings,
     from syncd.runtime import open_database
 
     async with open_database(settings) as db:
-        done = await drift.unsuppress(db, args.id, _user())
+        done = await drift.unsuppress(db, args.id, operator())
     if not done:
         print(f"syncd drift: no case {args.id}", file=sys.stderr)
         return 1

@@ -7,7 +7,6 @@ A change shows its cost in Utility calls and the operator reserve left, then ask
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import re
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import SubParsers, add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.actions.k3clients import ChangeOutcome, ChangePlan
@@ -34,12 +34,6 @@ CHANGES = {
 def _clean(value: object) -> str:
     return "-" if value is None else _CONTROL.sub("?", str(value))
 
-
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
-        return "cli"
 
 
 def add_parser(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
@@ -218,6 +212,6 @@ async def change_client(args: argparse.Namespace, settings: config.Settings,
         if not await confirmed(f"{args.k3_change.capitalize()} now, spending {plan.calls} "
                                "Utility calls?", yes=args.yes, refusal=f"{prog}: nothing sent"):
             return 1
-        outcome = await apply_change(k3, plan, actor=_user(), scrub=redactor.scrub)
+        outcome = await apply_change(k3, plan, actor=operator(), scrub=redactor.scrub)
     print(_report(outcome, plan))
     return 0 if outcome.outcome == "ok" else 1

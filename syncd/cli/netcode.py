@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from typing import TYPE_CHECKING
 
 from syncd.cli.help import add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -48,12 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(func=list_netcodes)
 
 
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
-        return "cli"
-
 
 async def issue_netcode(args: argparse.Namespace, settings: config.Settings,
                         redactor: Redactor) -> int:
@@ -74,7 +68,7 @@ async def issue_netcode(args: argparse.Namespace, settings: config.Settings,
     async with open_database(settings) as db, open_http() as http:
         try:
             issued = await NetCodeLedger(K3Context(db, settings.codelocks, http)).issue(
-                request, _user())
+                request, operator())
         except NetCodeRequestError as err:  # a start in the past, a lock without its key
             print(f"syncd netcode: {err} (no call was made)", file=sys.stderr)
             return 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import re
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncd.cli.help import add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -52,12 +52,6 @@ EXAMPLES = {
 def _clean(value: object) -> str:
     return "-" if value is None else _CONTROL.sub("?", str(value))
 
-
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
-        return "cli"
 
 
 def _pair(text: str) -> list[int]:
@@ -241,7 +235,7 @@ async def act(args: argparse.Namespace, settings: config.Settings, redactor: Red
                 vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
             if "neolock" in clients:
                 vendors["neolock"] = NeoLockVendor(clients["neolock"])
-            outcome = await perform(db, vendors, args.uid, action, actor=_user(),
+            outcome = await perform(db, vendors, args.uid, action, actor=operator(),
                                     provider=provider, params=params, scrub=redactor.scrub)
     print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} {outcome.outcome}"
           f" ({_clean(outcome.message)}); logged as #{outcome.seq}")
@@ -275,7 +269,7 @@ async def upload_file(args: argparse.Namespace, settings: config.Settings,
             print(f"syncd phones upload: {args.provider} is not configured", file=sys.stderr)
             return 2
         outcomes = await upload(db, args.provider, uploader(client, auto_accept=args.auto_accept),
-                                parsed.uids, actor=_user(), scrub=redactor.scrub)
+                                parsed.uids, actor=operator(), scrub=redactor.scrub)
     failed = False
     for o in outcomes:
         if o.error:

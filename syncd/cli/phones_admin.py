@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from syncd.actions.phones import TransactionOutcome
     from syncd.logs import Redactor
     from syncd.settings import core as config
+from syncd.cli.operator import operator
 from syncd.cli.phones import (
     CONFIRM,
     PROVIDERS,
     _clean,
     _pair,
     _params,
-    _user,
     _vendors,
 )
 
@@ -171,7 +171,7 @@ async def admin_act(args: argparse.Namespace, settings: config.Settings,
             vendors["knoxguard"] = KnoxVendor(clients["knoxguard"])
         if "neolock" in clients:
             vendors["neolock"] = NeoLockVendor(clients["neolock"])
-        outcome = await perform(db, vendors, uid, action, actor=_user(), provider=provider,
+        outcome = await perform(db, vendors, uid, action, actor=operator(), provider=provider,
                                 params=params, scrub=redactor.scrub)
         print(f"{_clean(outcome.device_uid)} at {outcome.provider}: {outcome.action} "
               f"{outcome.outcome} ({_clean(outcome.message)}); logged as #{outcome.seq}")
@@ -183,7 +183,7 @@ async def admin_act(args: argparse.Namespace, settings: config.Settings,
             print(f"follow it with: syncd phones transaction {outcome.transaction_id} --wait")
             return 0
         done = await finish_transaction(db, clients["knoxguard"], outcome.transaction_id,
-                                        actor=_user(), timeout=args.timeout, device_uid=uid,
+                                        actor=operator(), timeout=args.timeout, device_uid=uid,
                                         action=action, scrub=redactor.scrub)
     print(_wait_line(done))
     return EXIT.get(done.outcome, 1)
@@ -201,7 +201,7 @@ async def show_transaction(args: argparse.Namespace, settings: config.Settings,
             print("syncd phones transaction: knoxguard is not configured (no [knoxguard] "
                   "section)", file=sys.stderr)
             return 2
-        done = await finish_transaction(db, client, args.transaction_id, actor=_user(),
+        done = await finish_transaction(db, client, args.transaction_id, actor=operator(),
                                         timeout=args.timeout if args.wait else 0.0,
                                         scrub=redactor.scrub)
     if args.json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import re
 import sys
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from syncd.cli.help import add_command
+from syncd.cli.operator import operator
 
 if TYPE_CHECKING:
     from syncd.logs import Redactor
@@ -151,22 +151,16 @@ async def manage(args: argparse.Namespace, settings: config.Settings, redactor: 
                         terminal_tz=args.tz if args.tz is not None else current.terminal_tz)
         except (VendorError, ValueError) as err:
             message = redactor.scrub(str(err))
-            await record_action(db, actor=_user(), action=action, subject=args.sn,
+            await record_action(db, actor=operator(), action=action, subject=args.sn,
                                 outcome="failed", provider="biotime",
                                 detail={**asked, "error": message[:500]})
             print(f"{_clean(args.sn)}: {action} failed: {message}", file=sys.stderr)
             return 1
-        await record_action(db, actor=_user(), action=action, subject=args.sn, outcome="ok",
+        await record_action(db, actor=operator(), action=action, subject=args.sn, outcome="ok",
                             provider="biotime", detail=detail)
     print(f"{_clean(args.sn)}: {action} ok")
     return 0
 
-
-def _user() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name in this environment (e.g. a container)
-        return "cli"
 
 
 async def send(args: argparse.Namespace, settings: config.Settings, redactor: Redactor) -> int:
@@ -192,7 +186,7 @@ async def send(args: argparse.Namespace, settings: config.Settings, redactor: Re
     async with open_database(settings) as db, open_http() as http:
         outcomes = await send_command(db, biotime_client(settings.biotime, http),
                                       command, args.sns,
-                                      requested_by=args.requested_by or _user(),
+                                      requested_by=args.requested_by or operator(),
                                       scrub=redactor.scrub)
     for outcome in outcomes:
         status = "ok" if outcome.ok else f"failed: {outcome.error}"
