@@ -116,7 +116,7 @@ async def _refresh(app: web.Application) -> None:
     """Set the gauges that describe the database: readiness, backlog, last successes, failures in
     a row, live replicas, overdue jobs, subscription, Codelocks quota; and this process's task
     health."""
-    app[keys.SUPERVISOR].health()  # syncd_task_up: a task whose crashes aged out is up again
+    # app_readiness judges every task too (syncd_task_up: one whose crashes aged out is up again)
     if (await app_readiness(app))["database"] != "ok":
         return  # syncd_database_up says so; the other gauges keep their last values
     metrics = app[keys.METRICS]
