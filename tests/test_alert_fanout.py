@@ -51,15 +51,6 @@ async def drain(*deliverers: Deliverer, until: Callable[[], bool], seconds: floa
         await asyncio.sleep(0.01)
 
 
-async def eventually(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Return once `condition()` holds (polled), or after `seconds` either way."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-
-
 async def queue_cases(db: Database, count: int, start: int = 1) -> list[str]:
     """Queue `count` drift.opened alerts as reconcile would; return their webhook ids."""
     ids = [f"drift-{n}-opened" for n in range(start, start + count)]
@@ -114,7 +105,7 @@ async def test_alerts_queued_while_two_daemons_run_reach_the_hook_whichever_fans
         "hooks": [{"url": url, "secret": SECRET, "name": "ops"}], "poll_seconds": 0.02}))
     async with serve(hookless), serve(with_hook):
         ids = await queue_cases(db, 40)
-        await eventually(lambda: len(state.received) >= 40)
+        await wait_for(lambda: len(state.received) >= 40, timeout=30, what="40 alerts received")
     assert delivered_once(state, ids)
     assert {hook for _, hook in await deliveries(db)} == {"ops"}
 
@@ -190,7 +181,8 @@ async def test_a_hook_that_cannot_be_signed_for_is_recorded_and_the_others_still
         task = asyncio.create_task(deliverer.run())
         try:
             ids += await queue_cases(db, 11, start=4)
-            await eventually(lambda: len(state.received) >= 14 or task.done())
+            await wait_for(lambda: len(state.received) >= 14 or task.done(), timeout=30,
+                           what="14 alerts at the good hook")
             assert not task.done(), "the deliverer stopped"
 
             async def bad_ones_recorded() -> bool:

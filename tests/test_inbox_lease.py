@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -19,6 +18,7 @@ from syncd.inbox.worker import InboxWorker
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.metrics import Metrics
 from syncd.vendors.neolock.client import NeoLockClient
+from tests.waiting import wait_for
 
 DEVICE_ROUTE = "/api/clients/devices/{deviceUid}"
 
@@ -29,20 +29,6 @@ async def sim() -> AsyncIterator[tuple[neosim.NeoLockSim, Running]]:
     state = neosim.NeoLockSim(seed=6, devices=3)
     async with serve(neosim.create_app(state), prefix=neosim.BASE_PATH) as running:
         yield state, running
-
-
-async def until(condition: Callable[[], object], seconds: float = 15) -> None:
-    """Poll `condition` (sync or async) until it is true; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition never held")
-        await asyncio.sleep(0.02)
 
 
 async def event_row(db: Database) -> dict[str, object]:
@@ -77,9 +63,10 @@ async def test_a_worker_whose_lease_lapsed_cannot_overwrite_the_next_holders_out
         slow = InboxWorker(db, client(), metrics, lease_seconds=0.5)
         with capture_logs() as logs:
             first = asyncio.create_task(slow.process_due())
-            await until(lambda: running.counters[DEVICE_ROUTE].requests == 1)
+            await wait_for(lambda: running.counters[DEVICE_ROUTE].requests == 1, timeout=15,
+                           what="the slow worker's device GET")
             running.faults.clear()  # B's GET is answered at once
-            await until(lambda: lapsed(db))
+            await wait_for(lambda: lapsed(db), timeout=15, what="the lease to lapse")
             assert await InboxWorker(db, client()).process_due() == 1
             assert (await event_row(db))["status"] == "processed"
             assert await first == 1
