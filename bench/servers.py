@@ -98,7 +98,9 @@ async def syncd_server(workdir: Path, path: str, sections: dict[str, dict[str, A
     its logs in `workdir`/syncd.log; yielded once READY=1, stopped by SIGTERM when the block ends."""
     port = free_port()
     config = workdir / "syncd.toml"
-    write_config(config, {"server": {"host": "127.0.0.1", "port": port}, **sections})
+    # the admin listener on a port of its own too: two daemons at once must not both want 8090
+    write_config(config, {"server": {"host": "127.0.0.1", "port": port},
+                          "admin": {"port": free_port()}, **sections})
     notify = workdir / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
