@@ -51,3 +51,14 @@ async def test_build_jobs_builds_what_schedule_lists_sharing_one_neolock_client(
     clients = {id(vars(jobs[n])["client"]) for n in
                ("neolock-subscription", "neolock-uploads", "neolock-devices")}
     assert len(clients) == 1
+
+
+async def test_build_jobs_only_builds_the_named_jobs(
+        db: Database, make_settings: Callable[..., Settings]) -> None:
+    """With `only` (what `syncd sync NAME` passes), build_jobs makes just those jobs: the other
+    jobs' clients and rule sets are never built, so the command never imports them."""
+    settings = make_settings(neolock=NEOLOCK)
+    async with aiohttp.ClientSession() as http:
+        jobs = catalog.build_jobs(settings, db, http, only={"neolock-uploads"})
+        assert list(jobs) == ["neolock-uploads"]
+        assert catalog.build_jobs(settings, db, http, only={"knox-uploads"}) == {}  # unconfigured

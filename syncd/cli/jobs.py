@@ -94,7 +94,7 @@ async def sync(args: argparse.Namespace, settings: config.Settings, redactor: Re
     async with open_database(settings) as db, open_http() as http, \
             registered(db, settings, kind="once", command="sync", scrub=redactor.scrub) as me, \
             JobLocks(db.dsn, connect_timeout=settings.database.connect_timeout) as job_locks:
-        jobs = catalog.build_jobs(settings, db, http, once=True)
+        jobs = catalog.build_jobs(settings, db, http, once=True, only=names)
         runner = JobRunner(db, scrub=redactor.scrub, locks=job_locks,  # the daemon's path
                            replica=me.id)
         for name in names:

@@ -6,14 +6,16 @@ import contextlib
 import contextvars
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from syncd.db import queries
 from syncd.errors import DatabaseError, DatabaseUnavailable, PoolExhausted
-from syncd.metrics import PoolStats
+
+if TYPE_CHECKING:
+    from syncd.metrics import PoolStats
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
@@ -133,6 +135,8 @@ class Database:
 
     def stats(self) -> PoolStats:
         """The pool's size, connections in use and acquire timeouts so far, for /metrics."""
+        from syncd.metrics import PoolStats  # here: a one-shot command never imports prometheus
+
         size = self.pool.get_size()
         return PoolStats(self.name, self.max_size, size - self.pool.get_idle_size(),
                          self.acquire_timeouts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads this table on every start: jobs and clients load when built
@@ -255,8 +255,10 @@ def unused_vendors(settings: Settings, table: Table = JOBS) -> list[str]:
 
 
 def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
-               neolock: NeoLockClient | None = None, once: bool = False) -> dict[str, Job]:
-    """Every job this configuration makes available (enabled or not), by name.
+               neolock: NeoLockClient | None = None, once: bool = False,
+               only: Collection[str] | None = None) -> dict[str, Job]:
+    """Every job this configuration makes available (enabled or not), by name; with `only`,
+    just those (`syncd sync` then imports no other job's vendor client or rules).
 
     Pass `neolock` to share one client (one token, one rate limiter) with the inbox worker;
     `once` for `syncd sync --once` (quota-planned jobs run now rather than when due).
@@ -264,7 +266,7 @@ def build_jobs(settings: Settings, db: Database, http: aiohttp.ClientSession, *,
     deps = Deps(settings, db, http, neolock, once=once)
     jobs: dict[str, Job] = {}
     for spec in JOBS:
-        if spec.available(settings):
+        if spec.available(settings) and (only is None or spec.name in only):
             assert spec.factory is not None
             jobs[spec.name] = spec.factory(deps)
     return jobs

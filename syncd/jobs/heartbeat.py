@@ -14,6 +14,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,10 +22,12 @@ import syncd
 from syncd.db import replicas
 from syncd.db.pool import Database
 from syncd.errors import DatabaseError
-from syncd.metrics import Metrics
 from syncd.settings.core import Settings
 from syncd.supervisor import Supervisor
 from syncd.transition import Transition
+
+if TYPE_CHECKING:  # the type only: a one-shot command never loads prometheus_client
+    from syncd.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

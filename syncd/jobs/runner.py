@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -26,11 +26,13 @@ from syncd.db import ops
 from syncd.db.locks import JobLocks, Lease
 from syncd.db.pool import Database
 from syncd.errors import DatabaseUnavailable, JobLockLost, PoolExhausted, SyncdError
-from syncd.metrics import Metrics
 from syncd.sync.base import Gated, Job, ProgressCallback, RunContext
 from syncd.transition import Transition
 from syncd.vendors import usage
 from syncd.vendors.usage import Usage
+
+if TYPE_CHECKING:  # the type only: a one-shot command never loads prometheus_client
+    from syncd.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
