@@ -24,16 +24,15 @@ from syncd.sync.neolock import neolock_client
 from syncd.vendors import usage
 from syncd.web import console, health, intake, keys
 from syncd.web.alerting import alerts_ctx
-from syncd.web.listeners import GATE, Gate, handlers, listener_gate
-from syncd.web.middleware import (
+from syncd.web.bookkeeping import (
     BOOKKEEPING,
     DB_REFUSALS,
     INFLIGHT,
     Bookkeeping,
     InFlight,
     db_refusals,
-    request_context,
 )
+from syncd.web.listeners import GATE, Gate, handlers
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -112,8 +111,8 @@ async def _begin_stop(app: web.Application) -> None:
 
 def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Application:
     """Build syncd's Application; resources open when a runner starts it."""
-    app = web.Application(middlewares=[request_context, listener_gate],
-                          client_max_size=settings.server.max_body_bytes)
+    # No middleware: every route's handler carries the request bookkeeping (web.bookkeeping).
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.REDACTOR] = redactor or Redactor(settings.secrets())
@@ -122,7 +121,7 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
                                       window=settings.tasks.restart_window_seconds)
     app[INFLIGHT] = InFlight()
     app[DB_REFUSALS] = db_refusals()
-    app[BOOKKEEPING] = Bookkeeping(app)  # after logging is configured: the daemon does it first
+    app[BOOKKEEPING] = book = Bookkeeping(app)  # after logging is configured: the daemon does
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http)
     app.cleanup_ctx.append(_heartbeat)
@@ -131,14 +130,14 @@ def create_app(settings: Settings, redactor: Redactor | None = None) -> web.Appl
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(alerts_ctx)
     app.on_shutdown.append(_begin_stop)
-    app.add_routes(health.routes)
-    app.add_routes(intake.routes)
-    app.add_routes(registry.routes)
-    console.setup(app, app[keys.REDACTOR])
     admin = settings.admin
-    app[GATE] = Gate(
+    app[GATE] = gate = Gate(
         admin_only=[*handlers(console.routes), health.status,
                     *([health.metrics] if admin.metrics == "admin" else [])],
         public_only=[*handlers(intake.routes), *handlers(registry.routes)],
         token=admin.token.get_secret_value() if admin.token else None)
+    console.setup(app, app[keys.REDACTOR])
+    for table in (health.routes, intake.routes, registry.routes, console.routes):
+        book.add_routes(app, table, gate.check)
+    book.add_unmatched(app)  # last
     return app

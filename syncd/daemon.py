@@ -22,7 +22,7 @@ from syncd.settings.core import Settings, SystemdEnv
 from syncd.supervisor import Supervised
 from syncd.transition import Transition
 from syncd.web import keys, server
-from syncd.web.middleware import INFLIGHT
+from syncd.web.bookkeeping import INFLIGHT
 
 log = structlog.get_logger(__name__)
 

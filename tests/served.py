@@ -19,7 +19,7 @@ from syncd.db.pool import Database
 from syncd.settings.core import Settings
 from syncd.web import keys
 from syncd.web import server as web_server
-from syncd.web.middleware import INFLIGHT
+from syncd.web.bookkeeping import INFLIGHT
 from tests.waiting import wait_for
 
 HOOK_JOBS_OFF = {n: {"enabled": False} for n in (

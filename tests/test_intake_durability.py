@@ -659,15 +659,14 @@ async def test_one_refused_row_does_not_fail_the_rows_committed_with_it(
         locked = holder.transaction()
         await locked.start()
         await holder.execute("LOCK TABLE ops.inbox IN EXCLUSIVE MODE")
-        first = asyncio.create_task(committer.submit(item("first")))
+        first = committer.submit(item("first"))
         for _ in range(200):  # the first batch is now waiting on the lock
             if await pg.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                                  "'Lock' AND query ILIKE '%INSERT INTO ops.inbox%'"):
                 break
             await asyncio.sleep(0.05)
-        bad = asyncio.create_task(committer.submit(
-            InboxItem("neolock", "id:bad", None, None, '{"not json')))
-        good = [asyncio.create_task(committer.submit(item(f"good-{i}"))) for i in range(20)]
+        bad = committer.submit(InboxItem("neolock", "id:bad", None, None, '{"not json'))
+        good = [committer.submit(item(f"good-{i}")) for i in range(20)]
         await wait_for(lambda: pg.fetchval(
             "SELECT count(*) = 2 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
             "AND query ILIKE '%INSERT INTO ops.inbox%'"), what="the second batch on the lock too")

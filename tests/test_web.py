@@ -109,6 +109,7 @@ async def test_openapi_documents_every_route(client: TestClient[web.Request, web
     app = client.app
     missing = [(r.method, r.resource.canonical) for r in app.router.routes()
                if r.method != "HEAD" and r.resource is not None
+               and r.resource.name != "unmatched"  # the catch-all answering 404/405: no API
                and r.method.lower() not in doc["paths"].get(r.resource.canonical, {})]
     assert missing == []
     assert {"/healthz", "/readyz", "/metrics", "/api/v1/status", "/openapi.json"} <= set(doc["paths"])
@@ -203,6 +204,16 @@ async def test_errors_are_json_with_request_id(client: TestClient[web.Request, w
     resp = await client.post("/healthz")
     assert resp.status == 405
     assert (await resp.json())["status"] == 405
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"} and resp.headers["X-Request-ID"]
+
+
+def test_the_app_runs_no_middleware(make_settings: Callable[..., Settings]) -> None:
+    """The request bookkeeping rides on each route's handler, so aiohttp builds no middleware
+    chain (its cost a request was as much as the rest of a push's handling): create_app adds
+    none, and every route's handler, the catch-all's included, is a wrapped one."""
+    app = create_app(make_settings())
+    assert tuple(app.middlewares) == ()
+    assert all(hasattr(route.handler, "__wrapped__") for route in app.router.routes())
 
 
 async def test_readiness_flips_when_the_database_stops_and_recovers(

@@ -1,8 +1,9 @@
 """Group commit for any hot-path write: concurrent callers share one statement and one COMMIT.
 
-`submit()` returns once its item's batch is committed. Up to `max_inflight` batches are written
-at once (on separate connections, so PostgreSQL can share one WAL flush among their commits);
-while they are, the next batch gathers, so batches grow with load and no delay is ever added.
+The future `submit()` hands back resolves once its item's batch is committed. Up to
+`max_inflight` batches are written at once (on separate connections, so PostgreSQL can share
+one WAL flush among their commits); while they are, the next batch gathers, so batches grow
+with load and no delay is ever added.
 Used by the app registry's upserts and by the inbox's `GroupCommitter`.
 
 With a `timeout`, a caller whose item is not committed within it gets TimeoutError (its item is
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -25,11 +25,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclasses.dataclass(slots=True)
 class _Waiting(Generic[T, R]):
-    item: T
-    done: asyncio.Future[R]
-    deadline: float = math.inf  # loop.time() by which the caller stops waiting
+    """An item, the future its caller awaits, and when that caller stops waiting."""
+
+    __slots__ = ("deadline", "done", "item")
+
+    def __init__(self, item: T, done: asyncio.Future[R], deadline: float = math.inf) -> None:
+        self.item = item
+        self.done = done
+        self.deadline = deadline  # loop.time() by which the caller stops waiting
 
 
 class GroupCommit(Generic[T, R]):
@@ -52,9 +56,13 @@ class GroupCommit(Generic[T, R]):
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
 
-    async def submit(self, item: T) -> R:
-        """Write `item` in the next batch and return its result. Raises DatabaseError, and
-        TimeoutError when a `timeout` passes first."""
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next batch; await the returned future for its result. It raises
+        DatabaseError, and TimeoutError when a `timeout` passes first.
+
+        A plain function handing back the future, not a coroutine: on the intake and registry
+        routes that saves a coroutine and a frame every request.
+        """
         loop = asyncio.get_running_loop()
         waiting: _Waiting[T, R] = _Waiting(item, loop.create_future())
         if self.timeout is not None:
@@ -62,10 +70,10 @@ class GroupCommit(Generic[T, R]):
         self._queue.append(waiting)
         if self._active < self.max_inflight:
             self._active += 1
-            task = asyncio.create_task(self._flush())
+            task = loop.create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        return await waiting.done
+        return waiting.done
 
     async def _flush(self) -> None:
         try:

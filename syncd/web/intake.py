@@ -21,7 +21,7 @@ from syncd.inbox.parse import dedupe_key, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
 from syncd.vendors.neolock.events import parse_event
 from syncd.web import keys, openapi
-from syncd.web.middleware import EVENT_ID
+from syncd.web.bookkeeping import EVENT_ID
 from syncd.web.server import read_body
 
 log = structlog.get_logger(__name__)

@@ -1,7 +1,7 @@
 """Typed application keys of the resources the composition root (`syncd/app.py`) opens.
 
 A key private to one module lives next to its owner instead: `web.intake` (hook secrets, group
-committer, inbox wakeup) and `web.middleware` (requests in flight).
+committer, inbox wakeup) and `web.bookkeeping` (requests in flight).
 """
 
 from __future__ import annotations

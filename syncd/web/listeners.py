@@ -14,13 +14,11 @@ public listener that the console is there.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
 from syncd.web.server import ADMIN, listener_of
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gate:
@@ -32,12 +30,19 @@ class Gate:
         self.public_only = frozenset(public_only)
         self._token = token.encode() if token else None
 
-    def allows(self, request: web.Request) -> bool:
-        """Whether the request's route answers on the listener that accepted it."""
-        return self.serves(request, request.match_info.route.handler)
+    def check(self, handler: object) -> Callable[[web.Request], bool] | None:
+        """The per-request check of `handler`'s route (bound when the route is added): None
+        for a route both listeners serve."""
+        if handler in self.public_only:
+            return lambda request: listener_of(request) != ADMIN
+        if handler in self.admin_only:
+            return lambda request: listener_of(request) == ADMIN or self.bearer_ok(request)
+        return None
 
     def serves(self, request: web.Request, handler: object) -> bool:
-        """Whether `handler`'s route answers this request's listener (and token)."""
+        """Whether `handler`'s route (wrapped or not) answers this request's listener (and
+        token)."""
+        handler = getattr(handler, "__wrapped__", handler)
         if listener_of(request) == ADMIN:
             return handler not in self.public_only
         return handler not in self.admin_only or self.bearer_ok(request)
@@ -58,11 +63,3 @@ GATE = web.AppKey("listener_gate", Gate)
 def handlers(table: Iterable[web.AbstractRouteDef]) -> list[object]:
     """The handlers of a route table's routes."""
     return [route.handler for route in table if isinstance(route, web.RouteDef)]
-
-
-@web.middleware
-async def listener_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer 404 for a route that the listener which accepted the request does not serve."""
-    if not request.app[GATE].allows(request):
-        raise web.HTTPNotFound()
-    return await handler(request)

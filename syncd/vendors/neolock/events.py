@@ -6,9 +6,8 @@ Pure functions: parsed JSON in, a `ParsedEvent` out. Nothing here trusts the sha
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 _ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
 _TYPE_KEYS = ("event", "eventType", "event_type", "type", "eventName")
@@ -21,9 +20,9 @@ MAX_TEXT = 256
 _INT_LIMIT = 10**65  # a number with more digits is no id or name
 
 
-@dataclasses.dataclass(frozen=True)
-class ParsedEvent:
-    """What syncd could read from a push."""
+class ParsedEvent(NamedTuple):
+    """What syncd could read from a push. A NamedTuple: intake makes one every push, in a
+    third of a frozen dataclass's time."""
 
     event_id: tuple[str, str, str] | None  # (field, "s" or "n", exact text): see inbox dedupe_key
     event_type: str | None

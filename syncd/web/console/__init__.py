@@ -16,6 +16,6 @@ routes = [route for table in (views.routes, cases.routes, static.routes) for rou
 
 
 def setup(app: web.Application, redactor: Redactor) -> None:
-    """Add the console's routes and template environment to `app`."""
+    """Give `app` the console's template environment (create_app adds `routes`, as every
+    table, through the request bookkeeping)."""
     render.setup(app, redactor)
-    app.add_routes(routes)
