@@ -55,10 +55,11 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     db = app[keys.DB]
     configured = settings.neolock.webhook_secret if settings.neolock else None
-    app[intake.HOOK_SECRETS] = intake.HookSecrets(
-        db, configured.get_secret_value() if configured else None)
-    committer = app[intake.COMMITTER] = GroupCommitter(db)
-    wakeup = app[intake.INBOX_WAKEUP] = asyncio.Event()
+    secrets = intake.HookSecrets(db, configured.get_secret_value() if configured else None)
+    committer = GroupCommitter(db)
+    wakeup = asyncio.Event()
+    app[intake.INTAKE] = intake.Intake(db, secrets, committer, wakeup, settings.server,
+                                       app[keys.METRICS].per_request.event)
     task: Supervised | None = None
     if settings.neolock is not None:
         client = app[keys.NEOLOCK] = neolock_client(settings.neolock, app[keys.HTTP])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 from prometheus_client import (
@@ -65,13 +65,30 @@ class PerRequest(Collector):
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
-        key = (route, method if method in HTTP_METHODS else "other", status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        buckets = self.durations.get(route)
-        if buckets is None:
-            buckets = self.durations[route] = [0.0] * (len(self.BUCKETS) + 1)
-        buckets[bisect.bisect_left(self.BUCKETS, seconds)] += 1
-        buckets[-1] += seconds
+        self.recorder(route)(method, status, seconds)
+
+    def recorder(self, route: str) -> Callable[[str, int, float], None]:
+        """`request()` for one route, its histogram bound once: the request bookkeeping takes
+        one per route when the route is added, so a request costs one call and two dict steps.
+        The route's series appear with its first request."""
+        requests, bounds, durations = self.requests, self.BUCKETS, self.durations
+        buckets: list[float] | None = durations.get(route)
+
+        def record(method: str, status: int, seconds: float) -> None:
+            nonlocal buckets
+            key = (route, method, status)
+            n = requests.get(key)
+            if n is None:  # a new series, or a method counted as "other"
+                if method not in HTTP_METHODS:
+                    key = (route, "other", status)
+                n = requests.get(key, 0)
+            requests[key] = n + 1
+            if buckets is None:
+                buckets = durations.setdefault(route, [0.0] * (len(bounds) + 1))
+            buckets[bisect.bisect_left(bounds, seconds)] += 1
+            buckets[-1] += seconds
+
+        return record
 
     def event(self, source: str, outcome: str) -> None:
         """Count one pushed event by outcome."""

@@ -6,7 +6,11 @@ import asyncio
 
 import aiohttp
 
+from syncd.db import ops
+from syncd.db.pool import Database
+from syncd.sync.subscription import digest
 from syncd.web import keys
+from syncd.web.intake import HookSecrets
 from tests.served import ServeSyncd, head, raw
 
 SECRET = "edges-test-hook-secret-0123456789abc"
@@ -78,3 +82,39 @@ async def test_pushes_refused_during_a_database_outage_log_one_warning_and_are_c
     assert [line["event"] for line in http_warnings] == ["http.database_unavailable"]
     assert ('syncd_http_requests_total{method="POST",route="/hooks/neolock/{secret}",'
             'status="503"} 20.0') in metrics
+
+
+async def test_a_generated_secret_is_read_once_per_ttl_and_a_rotation_is_picked_up(
+        db: Database) -> None:
+    """With no configured secret, the hook secret is the SHA-256 stored in ops.subscriptions:
+    `known()` answers from the copy read last (no database call) until `ttl` has passed, then
+    says it must be read again (None); `matches()` reads it, so a secret rotated by another
+    replica is taken, the old one refused, and a deleted subscription refuses every secret."""
+    await ops.save_subscription(db, "neolock", public_url="https://a.example/hooks/neolock/",
+                                secret_sha256=digest("first-secret"), secret_source="generated")
+    secrets = HookSecrets(db, None, ttl=3600.0)
+    assert secrets.known("first-secret") is None  # never read yet
+    assert await secrets.matches("first-secret") is True
+    assert secrets.known("first-secret") is True and secrets.known("other") is False
+
+    await ops.save_subscription(db, "neolock", public_url="https://a.example/hooks/neolock/",
+                                secret_sha256=digest("second-secret"), secret_source="generated")
+    assert secrets.known("second-secret") is False  # the copy read an hour's ttl ago still holds
+    secrets.ttl = 0.0  # now due: the next check reads the database again
+    await asyncio.sleep(0.01)
+    assert secrets.known("second-secret") is None
+    assert await secrets.matches("second-secret") is True
+    await asyncio.sleep(0.01)
+    assert await secrets.matches("first-secret") is False
+
+    await ops.subscription_deleted(db, "neolock")
+    await asyncio.sleep(0.01)
+    assert await secrets.matches("second-secret") is False
+
+
+async def test_a_configured_secret_never_needs_the_database() -> None:
+    """A configured hook secret is compared directly: `known()` always answers."""
+    secrets = HookSecrets(None, "configured-secret")  # type: ignore[arg-type]  # no database
+    assert secrets.known("configured-secret") is True
+    assert secrets.known("configured-secreT") is False
+    assert await secrets.matches("configured-secret") is True

@@ -622,7 +622,7 @@ async def test_concurrent_pushes_are_group_committed(hook: Client, pg: asyncpg.C
     statuses = await asyncio.gather(*(one(i) for i in range(200)))
     assert statuses == [200] * 200
     assert await counts(pg) == (200, 0)
-    committer = hook.app[intake.COMMITTER]
+    committer = hook.app[intake.INTAKE].committer
     assert committer.rows == 200
     assert committer.batches < 200
 

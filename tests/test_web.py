@@ -17,6 +17,7 @@ import syncd
 from syncd.app import create_app
 from syncd.settings.core import Settings
 from syncd.web import keys, openapi
+from syncd.web.bookkeeping import InFlight
 from tests.conftest import pg_ctl, pg_start
 
 # /api/v1/status is an admin route: on the public listener (the test client's) it needs the token.
@@ -236,3 +237,18 @@ async def test_readiness_flips_when_the_database_stops_and_recovers(
             break
         await asyncio.sleep(0.1)
     assert resp.status == 200
+
+
+async def test_in_flight_requests_are_waited_for_and_the_wait_is_bounded() -> None:
+    """Shutdown's wait for in-flight requests ends as soon as the last one finishes, and gives
+    up (False) at its timeout while one is still running."""
+    inflight = InFlight()
+    assert await inflight.wait_idle(0.0) is True  # nothing in flight: at once
+    inflight.count += 1  # as the bookkeeping does around a handler
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, lambda: setattr(inflight, "count", inflight.count - 1))
+    started = loop.time()
+    assert await inflight.wait_idle(5.0) is True
+    assert loop.time() - started < 4.0  # woke when the count fell, not at the timeout
+    inflight.count += 1
+    assert await inflight.wait_idle(0.05) is False

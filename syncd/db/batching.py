@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -25,13 +24,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _Waiting(Generic[T, R]):
-    """An item, the future its caller awaits, and when that caller stops waiting."""
+class _Watched(Generic[R]):
+    """A caller waiting with a deadline (`timeout`): its future and when it stops waiting."""
 
-    __slots__ = ("deadline", "done", "item")
+    __slots__ = ("deadline", "done")
 
-    def __init__(self, item: T, done: asyncio.Future[R], deadline: float = math.inf) -> None:
-        self.item = item
+    def __init__(self, done: asyncio.Future[R], deadline: float) -> None:
         self.done = done
         self.deadline = deadline  # loop.time() by which the caller stops waiting
 
@@ -49,10 +47,10 @@ class GroupCommit(Generic[T, R]):
         self.max_batch = max_batch
         self.max_inflight = max_inflight
         self.timeout = timeout
-        self._queue: list[_Waiting[T, R]] = []
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []  # (item, its caller's future)
         self._active = 0  # flushers running; changed only where no await intervenes
         self._flushers: set[asyncio.Task[None]] = set()
-        self._watched: collections.deque[_Waiting[T, R]] = collections.deque()  # oldest first
+        self._watched: collections.deque[_Watched[R]] = collections.deque()  # oldest first
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
 
@@ -64,16 +62,16 @@ class GroupCommit(Generic[T, R]):
         routes that saves a coroutine and a frame every request.
         """
         loop = asyncio.get_running_loop()
-        waiting: _Waiting[T, R] = _Waiting(item, loop.create_future())
+        done: asyncio.Future[R] = loop.create_future()
         if self.timeout is not None:
-            self._watch(waiting, loop)
-        self._queue.append(waiting)
+            self._watch(done, loop)
+        self._queue.append((item, done))
         if self._active < self.max_inflight:
             self._active += 1
             task = loop.create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        return waiting.done
+        return done
 
     async def _flush(self) -> None:
         try:
@@ -89,16 +87,16 @@ class GroupCommit(Generic[T, R]):
             # find a flusher that is about to leave without taking its item.
             self._active -= 1
 
-    async def _write(self, batch: list[_Waiting[T, R]]) -> None:
+    async def _write(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            results = await self.write([w.item for w in batch])
+            results = await self.write([item for item, _ in batch])
         except DatabaseUnavailable as err:
             self._fail(batch, err)
             return
         except DatabaseError as err:
             if len(batch) > 1:  # find the culprit: one statement (and commit) per item
-                for waiting in batch:
-                    await self._write([waiting])
+                for one in batch:
+                    await self._write([one])
             else:
                 self._fail(batch, DataRejected(str(err)))
             return
@@ -106,19 +104,18 @@ class GroupCommit(Generic[T, R]):
             self._fail(batch, DatabaseError("write interrupted before the commit"))
             raise
         self.batches += 1
-        for waiting, result in zip(batch, results, strict=True):
-            if not waiting.done.done():  # the caller may have stopped waiting (timeout)
-                waiting.done.set_result(result)
+        for (_, done), result in zip(batch, results, strict=True):
+            if not done.done():  # the caller may have stopped waiting (timeout)
+                done.set_result(result)
 
-    def _watch(self, waiting: _Waiting[T, R], loop: asyncio.AbstractEventLoop) -> None:
+    def _watch(self, done: asyncio.Future[R], loop: asyncio.AbstractEventLoop) -> None:
         # Instead of a timer per caller (asyncio.timeout: scheduled and cancelled on every
         # request), one timer for the oldest wait; answered waits are dropped as new ones come.
         assert self.timeout is not None
-        waiting.deadline = loop.time() + self.timeout
         watched = self._watched
         while watched and watched[0].done.done():
             watched.popleft()
-        watched.append(waiting)
+        watched.append(_Watched(done, loop.time() + self.timeout))
         if self._timer is None:
             self._timer = loop.call_at(watched[0].deadline, self._expire, loop)
 
@@ -137,10 +134,10 @@ class GroupCommit(Generic[T, R]):
             watched.popleft()
 
     @staticmethod
-    def _fail(batch: list[_Waiting[T, R]], err: BaseException) -> None:
-        for waiting in batch:
-            if not waiting.done.done():
-                waiting.done.set_exception(err)
+    def _fail(batch: list[tuple[T, asyncio.Future[R]]], err: BaseException) -> None:
+        for _, done in batch:
+            if not done.done():
+                done.set_exception(err)
 
     async def close(self) -> None:
         """Wait for batches being written."""

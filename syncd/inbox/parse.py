@@ -27,7 +27,7 @@ def dedupe_key(event_id: tuple[str, str, str] | None, body: bytes) -> str:
         return "sha256:" + hashlib.sha256(body).hexdigest()
     field, kind, text = event_id
     if len(text) <= MAX_KEY_TEXT and text.isprintable():
-        return f"id:{text}" if (field, kind) == ("id", "s") else f"idk:{field}:{kind}:{text}"
+        return "id:" + text if field == "id" and kind == "s" else f"idk:{field}:{kind}:{text}"
     return f"idh:{field}:{kind}:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

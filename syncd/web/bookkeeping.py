@@ -45,31 +45,25 @@ def error_response(status: int, message: str, request_id: str | None = None,
 
 
 class InFlight:
-    """Counts requests being handled, so shutdown can wait for them after it stops listening."""
+    """Counts requests being handled, so shutdown can wait for them after it stops listening.
+
+    The bookkeeping adds and takes away one around each handler (`count += 1`, `count -= 1`, no
+    call a request); shutdown polls for zero, once, when it stops listening.
+    """
+
+    POLL = 0.02  # seconds between looks while waiting for the last requests
 
     def __init__(self) -> None:
         self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        """A request's handler started."""
-        if not self.count:
-            self._idle.clear()
-        self.count += 1
-
-    def leave(self) -> None:
-        """A request's handler finished."""
-        self.count -= 1
-        if not self.count:
-            self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if `timeout` passed first."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.count:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(self.POLL, max(0.0, deadline - loop.time())))
         return True
 
 
@@ -144,17 +138,18 @@ class Bookkeeping:
         # At info for vendor pushes, at debug for everything else (probes and scrapes every few
         # seconds would drown the log).
         level = logging.INFO if route.startswith("/hooks/") else logging.DEBUG
-        inflight, count, refusals = self.inflight, self.metrics.request, self.refusals
-        access_log = self.access_log
+        inflight, refusals, access_log = self.inflight, self.refusals, self.access_log
+        record = self.metrics.recorder(route)
+        perf_counter, valid_id, new_id, request_ids = (
+            time.perf_counter, _REQUEST_ID.match, _new_request_id, logs.REQUEST_ID)
 
         @functools.wraps(handler)
         async def bookkept(request: web.Request) -> web.StreamResponse:
-            started = time.perf_counter()
+            started = perf_counter()
             incoming = request.headers.get(X_REQUEST_ID)
-            request_id = incoming if incoming and _REQUEST_ID.match(incoming) \
-                else _new_request_id()
-            inflight.enter()
-            token = logs.REQUEST_ID.set(request_id)
+            request_id = incoming if incoming and valid_id(incoming) else new_id()
+            inflight.count += 1
+            token = request_ids.set(request_id)
             try:
                 try:
                     if check is not None and not check(request):
@@ -163,19 +158,21 @@ class Bookkeeping:
                 except Exception as exc:  # every failure becomes a JSON answer (see _failure)
                     response = _failure(exc, request, request_id, route, refusals)
                 else:
-                    if request.method == "POST" and response.status < 500:
-                        refusals.ok()  # a write went through: the database is back
+                    # a write went through: the database is back
+                    if refusals.is_failing and request.method == "POST" and response.status < 500:
+                        refusals.ok()
                 response.headers[X_REQUEST_ID] = request_id
-                seconds = time.perf_counter() - started
+                seconds = perf_counter() - started
                 status = response.status
-                count(route, request.method, status, seconds)
+                method = request.method
+                record(method, status, seconds)
                 if logs.enabled(level):
-                    access_log.log(level, "http.access", route=route, method=request.method,
+                    access_log.log(level, "http.access", route=route, method=method,
                                    status=status, seconds=round(seconds, 4),
                                    event_id=request.get(EVENT_ID))
             finally:
-                logs.REQUEST_ID.reset(token)
-                inflight.leave()
+                request_ids.reset(token)
+                inflight.count -= 1
             if isinstance(response, web.HTTPException):  # a redirect: aiohttp answers it raised
                 raise response
             return response

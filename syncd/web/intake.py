@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -19,8 +20,9 @@ from syncd.db.pool import Database
 from syncd.errors import DataRejected, SyncdError
 from syncd.inbox.parse import dedupe_key, unstorable
 from syncd.inbox.writer import GroupCommitter, InboxItem
+from syncd.settings.service import ServerSettings
 from syncd.vendors.neolock.events import parse_event
-from syncd.web import keys, openapi
+from syncd.web import openapi
 from syncd.web.bookkeeping import EVENT_ID
 from syncd.web.server import read_body
 
@@ -47,23 +49,49 @@ class HookSecrets:
         self._digest: str | None = None
         self._read_at = float("-inf")
 
-    async def matches(self, given: str) -> bool:
-        """True when `given` is the current hook secret."""
+    def known(self, given: str) -> bool | None:
+        """True when `given` is the current hook secret, False when not; None when a generated
+        secret is due to be read again (then `matches`). No coroutine for the common case."""
         if self.configured is not None:
             return hmac.compare_digest(given.encode(), self.configured)
+        if time.monotonic() - self._read_at > self.ttl:
+            return None
+        return self._is_digest_of(given)
+
+    async def matches(self, given: str) -> bool:
+        """True when `given` is the current hook secret (reading a generated one if due)."""
+        known = self.known(given)
+        if known is not None:
+            return known
         now = time.monotonic()
-        if now - self._read_at > self.ttl:
-            sub = await ops.get_subscription(self.db, SOURCE)
-            self._digest = sub.secret_sha256 if sub and sub.status != "deleted" else None
-            self._read_at = now
+        sub = await ops.get_subscription(self.db, SOURCE)
+        self._digest = sub.secret_sha256 if sub and sub.status != "deleted" else None
+        self._read_at = now
+        return self._is_digest_of(given)
+
+    def _is_digest_of(self, given: str) -> bool:
         if not self._digest:
             return False
         return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), self._digest)
 
 
-HOOK_SECRETS = web.AppKey("hook_secrets", HookSecrets)
-COMMITTER = web.AppKey("committer", GroupCommitter)
-INBOX_WAKEUP = web.AppKey("inbox_wakeup", asyncio.Event)
+class Intake:
+    """What the hook route needs, bound once when the app starts: a push then costs one app
+    lookup (the route runs for every push)."""
+
+    def __init__(self, db: Database, secrets: HookSecrets, committer: GroupCommitter,
+                 wakeup: asyncio.Event, server: ServerSettings,
+                 count: Callable[[str, str], None]) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.committer = committer
+        self.wakeup = wakeup  # set when a new event is stored: the inbox worker takes it
+        self.max_body_bytes = server.max_body_bytes
+        self.body_timeout = server.body_timeout
+        self.count = count  # (source, outcome): syncd_events_total
+
+
+INTAKE = web.AppKey("intake", Intake)
 
 
 async def _continue_when_acceptable(request: web.Request) -> None:
@@ -76,9 +104,9 @@ async def _continue_when_acceptable(request: web.Request) -> None:
     expect = request.headers.get("Expect", "")
     if expect.lower() != "100-continue":
         raise web.HTTPExpectationFailed(text="unknown Expect header")
-    too_big = (request.content_length or 0) > request.app[keys.SETTINGS].server.max_body_bytes
+    too_big = (request.content_length or 0) > request.app[INTAKE].max_body_bytes
     try:
-        known = await request.app[HOOK_SECRETS].matches(request.match_info["secret"])
+        known = await request.app[INTAKE].secrets.matches(request.match_info["secret"])
     except SyncdError:  # the handler will meet the same error and answer it properly
         return
     if known and not too_big:
@@ -98,16 +126,18 @@ async def _continue_when_acceptable(request: web.Request) -> None:
     request_body={"required": True, "content": {"application/json": {"schema": {}}}})
 async def neolock_hook(request: web.Request) -> web.Response:
     """Persist a NeoLock push, then acknowledge it."""
-    app = request.app
-    metrics = app[keys.METRICS]
-    if not await app[HOOK_SECRETS].matches(request.match_info["secret"]):
-        metrics.event(SOURCE, "bad_secret")
+    intake = request.app[INTAKE]
+    secret = request.match_info["secret"]
+    known = intake.secrets.known(secret)
+    if known is None:  # a generated secret is due to be read again
+        known = await intake.secrets.matches(secret)
+    if not known:
+        intake.count(SOURCE, "bad_secret")
         raise web.HTTPNotFound()
-    server = app[keys.SETTINGS].server
-    if (request.content_length or 0) > server.max_body_bytes:  # refused before a byte is read
-        raise web.HTTPRequestEntityTooLarge(server.max_body_bytes, request.content_length or 0)
+    if (request.content_length or 0) > intake.max_body_bytes:  # refused before a byte is read
+        raise web.HTTPRequestEntityTooLarge(intake.max_body_bytes, request.content_length or 0)
     # over server.max_body_bytes: aiohttp answers 413; slower than server.body_timeout: 408
-    body = await read_body(request, server.body_timeout)
+    body = await read_body(request, intake.body_timeout)
     text, doc, problem = _decode(body)
     if problem is None:
         event = parse_event(doc)
@@ -116,18 +146,20 @@ async def neolock_hook(request: web.Request) -> web.Response:
         item = InboxItem(SOURCE, dedupe_key(event.event_id, body), event.event_type, event.subject,
                          text)
         try:
-            new = await app[COMMITTER].submit(item)
+            new = await intake.committer.submit(item)
         except DataRejected as err:  # PostgreSQL refused what Python accepted
             problem = f"the database cannot store this JSON: {err}"
     if problem is not None:
-        await ops.quarantine(app[keys.DB], SOURCE, reason=problem[:500],
+        await ops.quarantine(intake.db, SOURCE, reason=problem[:500],
                              content_type=request.content_type, body=body)
-        metrics.event(SOURCE, "quarantined")
+        intake.count(SOURCE, "quarantined")
         log.info("intake.quarantined", reason=problem[:200], bytes=len(body))
         raise web.HTTPBadRequest(text=f"{problem[:200]}; the body was kept for inspection")
-    metrics.event(SOURCE, "stored" if new else "duplicate")
     if new:
-        app[INBOX_WAKEUP].set()
+        intake.count(SOURCE, "stored")
+        intake.wakeup.set()
+    else:
+        intake.count(SOURCE, "duplicate")
     return web.Response(body=_ANSWER[new], content_type="application/json")
 
 

@@ -13,6 +13,7 @@ _ID_KEYS = ("id", "eventId", "event_id", "uuid", "messageId", "notificationId")
 _TYPE_KEYS = ("event", "eventType", "event_type", "type", "eventName")
 _DEVICE_KEYS = ("deviceUid", "device_uid", "deviceId", "device_id", "imei", "objectId")
 _UID_KEYS = _DEVICE_KEYS[:4]
+_UID_OR_IMEI = (*_UID_KEYS, "imei")  # a uid field first; else the IMEI
 _DEVICE_LIST_KEYS = ("deviceUids", "deviceList", "devices", "deviceIds")
 _NESTED_KEYS = ("device", "data", "payload", "detail")
 MAX_DEVICES = 1000  # one push naming more devices than this is not a hint we follow blindly
@@ -72,26 +73,34 @@ def _event_id(doc: dict[str, Any]) -> tuple[str, str, str] | None:
 
 def _first(doc: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        found = _text(doc.get(key))
-        if found:
+        value = doc.get(key)
+        if value is None:  # most keys are absent
+            continue
+        if type(value) is str:  # as _text, without the call
+            text = value.strip()
+            if text:
+                return text[:MAX_TEXT]
+        elif found := _text(value):
             return found
     return None
 
 
 def _devices(doc: dict[str, Any], depth: int = 0) -> list[str]:
     found: list[str] = []
-    uid = _first(doc, _UID_KEYS) or _first(doc, ("imei",))
+    uid = _first(doc, _UID_OR_IMEI)
     if uid:
         found.append(uid)
-    for key in _DEVICE_LIST_KEYS:
-        items = doc.get(key)
-        if isinstance(items, list):
-            for item in items[:MAX_DEVICES]:
-                if isinstance(item, dict):
-                    found.extend(_devices(item, depth + 1))
-                elif _text(item):
-                    found.append(str(_text(item)))
-    if depth < 2:
+    keys = doc.keys()
+    if not keys.isdisjoint(_DEVICE_LIST_KEYS):  # one test in C for the common flat push
+        for key in _DEVICE_LIST_KEYS:
+            items = doc.get(key)
+            if isinstance(items, list):
+                for item in items[:MAX_DEVICES]:
+                    if isinstance(item, dict):
+                        found.extend(_devices(item, depth + 1))
+                    elif _text(item):
+                        found.append(str(_text(item)))
+    if depth < 2 and not keys.isdisjoint(_NESTED_KEYS):
         for key in _NESTED_KEYS:
             nested = doc.get(key)
             if isinstance(nested, dict):
