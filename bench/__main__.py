@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str, float]] = {
     "cli_start": ("bench.cli_start", "cli_start", 240),
     "ingest": ("bench.ingest", "ingest", 300),
     "registry": ("bench.registry", "registry", 300),
+    "hotpath": ("bench.hotpath", "hotpath", 180),
     "upsert": ("bench.upsert", "upsert_vs_copy", 240),
     "resync": ("bench.resync", "resync_rows_written", 240),
     "rate": ("bench.rate", "rate_vs_limit", 120),
