@@ -9,6 +9,7 @@ import contextvars
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ _HOOK_PATH = re.compile(r"(/hooks/[A-Za-z0-9_-]+/)(?!\{secret\})[^\s\"'<>\\]+")
 
 
 _level = logging.NOTSET  # the level configure() set; until then everything is logged
-# The id of the HTTP request being handled: set by the web middleware (one ContextVar.set, where
+# The id of the HTTP request being handled: set by the request bookkeeping (one ContextVar.set, where
 # structlog's bind_contextvars costs a function call and a registry lookup on every request)
 # and added to every line logged meanwhile.
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("syncd_request_id",
@@ -62,7 +63,7 @@ class Redactor:
             for secret in self.secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return _HOOK_PATH.sub(rf"\g<1>{REDACTED}", value) if "/hooks/" in value else value
+            return _HOOK_PATH.sub(_redact_hook, value) if "/hooks/" in value else value
         if value is None or type(value) in _SCALARS:  # most of a line: nothing to look into
             return value
         if isinstance(value, dict):
@@ -75,7 +76,29 @@ class Redactor:
 
     def __call__(self, _logger: Any, _method: str,
                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        return {k: self.scrub(v) for k, v in event_dict.items()}
+        scrub = self.scrub
+        return {k: v if v is None or type(v) in _SCALARS else scrub(v)
+                for k, v in event_dict.items()}
+
+
+def _redact_hook(match: re.Match[str]) -> str:
+    # A function, not a "\g<1>" template: re parses a template on every sub() call.
+    return match.group(1) + REDACTED
+
+
+def _timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+               ) -> MutableMapping[str, Any]:
+    """ISO 8601 UTC with microseconds ("2026-12-07T14:19:26.632176Z"), as structlog's
+    TimeStamper(fmt="iso", utc=True) writes it, the date and time formatted once a second."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    event_dict["timestamp"] = f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event_dict
+
+
+_second: list[Any] = [None, ""]  # the second last formatted, and its text
 
 
 def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto",
@@ -89,7 +112,7 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     tail: list[Any]
     if console:
@@ -117,7 +140,7 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(_level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.WriteLoggerFactory(stream),  # print() without its overhead
         cache_logger_on_first_use=False,
     )
     return redactor

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
+import re
 
 import structlog
 
@@ -50,3 +52,22 @@ def test_context_vars_are_bound_into_each_line() -> None:
         structlog.get_logger("t").info("job.run", items=3)
     line = json.loads(out.getvalue())
     assert (line["job"], line["request_id"], line["items"]) == ("neolock-devices", "r1", 3)
+
+
+def test_every_line_carries_a_utc_iso_timestamp_with_microseconds() -> None:
+    """structlog's lines and the standard library's alike are stamped `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+    in UTC, the time they were logged (lines within one second share its date and time)."""
+    out = io.StringIO()
+    configure("info", "json", Redactor(), stream=out)
+    before = datetime.datetime.now(datetime.UTC)
+    structlog.get_logger("test").info("one")
+    structlog.get_logger("test").info("two")
+    logging.getLogger("aiohttp.client").warning("three")
+    after = datetime.datetime.now(datetime.UTC)
+    stamps = [json.loads(line)["timestamp"] for line in out.getvalue().splitlines()]
+    assert len(stamps) == 3
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert before - datetime.timedelta(microseconds=1) <= when <= after
+    assert stamps == sorted(stamps)
