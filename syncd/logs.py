@@ -90,15 +90,18 @@ def _timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
                ) -> MutableMapping[str, Any]:
     """ISO 8601 UTC with microseconds ("2026-12-07T14:19:26.632176Z"), as structlog's
     TimeStamper(fmt="iso", utc=True) writes it, the date and time formatted once a second."""
+    global _second
     now = time.time()
     second = int(now)
-    if second != _second[0]:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    event_dict["timestamp"] = f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+    cached, text = _second  # read once: a line logged from another thread may replace it
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    event_dict["timestamp"] = f"{text}.{int((now - second) * 1_000_000):06d}Z"
     return event_dict
 
 
-_second: list[Any] = [None, ""]  # the second last formatted, and its text
+_second: tuple[int | None, str] = (None, "")  # the second last formatted, and its text
 
 
 def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto",

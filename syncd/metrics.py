@@ -255,10 +255,6 @@ class Metrics:
             "calls included), by route template and outcome", ["vendor", "route", "outcome"],
             registry=r)
 
-    def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered HTTP request and time it (`route` is the route's template)."""
-        self.per_request.request(route, method, status, seconds)
-
     def event(self, source: str, outcome: str) -> None:
         """Count one pushed vendor event by outcome (stored, duplicate, quarantined, …)."""
         self.per_request.event(source, outcome)

@@ -51,7 +51,7 @@ class HookSecrets:
 
     def known(self, given: str) -> bool | None:
         """True when `given` is the current hook secret, False when not; None when a generated
-        secret is due to be read again (then `matches`). No coroutine for the common case."""
+        secret is due to be read again (then `read`). No coroutine for the common case."""
         if self.configured is not None:
             return hmac.compare_digest(given.encode(), self.configured)
         if time.monotonic() - self._read_at > self.ttl:
@@ -61,8 +61,10 @@ class HookSecrets:
     async def matches(self, given: str) -> bool:
         """True when `given` is the current hook secret (reading a generated one if due)."""
         known = self.known(given)
-        if known is not None:
-            return known
+        return known if known is not None else await self.read(given)
+
+    async def read(self, given: str) -> bool:
+        """Read the generated secret's digest now; True when `given` is that secret."""
         now = time.monotonic()
         sub = await ops.get_subscription(self.db, SOURCE)
         self._digest = sub.secret_sha256 if sub and sub.status != "deleted" else None
@@ -130,7 +132,7 @@ async def neolock_hook(request: web.Request) -> web.Response:
     secret = request.match_info["secret"]
     known = intake.secrets.known(secret)
     if known is None:  # a generated secret is due to be read again
-        known = await intake.secrets.matches(secret)
+        known = await intake.secrets.read(secret)
     if not known:
         intake.count(SOURCE, "bad_secret")
         raise web.HTTPNotFound()
